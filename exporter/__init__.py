@@ -1,0 +1,10 @@
+"""letta-exporter: Prometheus metrics and OpenTelemetry traces for Letta agent runs."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("letta-exporter")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0.0.0+unknown"
+
+__all__ = ["__version__"]

@@ -1,0 +1,215 @@
+"""Every metric the exporter serves: name, type, help, labels and buckets.
+
+This is the single source the collector, the golden test, the docs, the dashboards and
+the alert rules are checked against. Names follow Prometheus conventions: base units,
+`_total` on counters (added by the exposition for counter families).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Final
+
+
+class Kind(Enum):
+    COUNTER = "counter"
+    GAUGE = "gauge"
+    HISTOGRAM = "histogram"
+
+
+@dataclass(frozen=True, slots=True)
+class MetricSpec:
+    """One metric family. `name` is the family name without the `_total` suffix."""
+
+    name: str
+    kind: Kind
+    help: str
+    labels: tuple[str, ...] = ()
+    buckets: tuple[float, ...] = ()
+
+    @property
+    def exposed_name(self) -> str:
+        """The name as it appears in the text exposition (counters get `_total`)."""
+        return f"{self.name}_total" if self.kind is Kind.COUNTER else self.name
+
+
+# Runs last from well under a second (a failed sync call) to many minutes (long tool
+# loops); TTFT and API latency are much shorter.
+RUN_DURATION_BUCKETS: Final = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+TTFT_BUCKETS: Final = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60)
+API_LATENCY_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+RUNS_FINISHED: Final = MetricSpec(
+    "letta_runs_finished",
+    Kind.COUNTER,
+    "Runs that reached a terminal state, counted once each after a short grace period.",
+    ("agent", "status", "stop_reason"),
+)
+RUN_DURATION: Final = MetricSpec(
+    "letta_run_duration_seconds",
+    Kind.HISTOGRAM,
+    "Wall-clock duration of finished runs (total_duration_ns, else completed_at - created_at).",
+    ("agent", "status"),
+    RUN_DURATION_BUCKETS,
+)
+RUN_TTFT: Final = MetricSpec(
+    "letta_run_time_to_first_token_seconds",
+    Kind.HISTOGRAM,
+    "Time to first token of finished runs, when Letta reports it (ttft_ns).",
+    ("agent",),
+    TTFT_BUCKETS,
+)
+RUN_CALLBACKS: Final = MetricSpec(
+    "letta_run_callbacks",
+    Kind.COUNTER,
+    "Completion callbacks of finished runs by result: success, failure, or unknown "
+    "(none recorded before the run was counted).",
+    ("agent", "result"),
+)
+RUNS_DELETED: Final = MetricSpec(
+    "letta_runs_deleted",
+    Kind.COUNTER,
+    "Followed runs that disappeared (404) before they finished, e.g. their agent was deleted.",
+    ("agent",),
+)
+RUNS_IN_PROGRESS: Final = MetricSpec(
+    "letta_runs_in_progress",
+    Kind.GAUGE,
+    "Runs currently created or running, younger than the stale threshold.",
+    ("agent", "status"),
+)
+RUNS_STALE: Final = MetricSpec(
+    "letta_runs_stale",
+    Kind.GAUGE,
+    "Runs still created or running after the stale threshold (likely zombies).",
+    ("agent", "status"),
+)
+OLDEST_IN_PROGRESS: Final = MetricSpec(
+    "letta_run_oldest_in_progress_created_timestamp_seconds",
+    Kind.GAUGE,
+    "Creation time of the oldest run in progress (not stale), per agent.",
+    ("agent",),
+)
+
+UP: Final = MetricSpec(
+    "letta_up", Kind.GAUGE, "1 if the last poll of the Letta API succeeded, else 0."
+)
+BUILD_INFO: Final = MetricSpec(
+    "letta_exporter_build_info",
+    Kind.GAUGE,
+    "Always 1; the exporter version as a label.",
+    ("version",),
+)
+LAST_POLL_SUCCESS: Final = MetricSpec(
+    "letta_exporter_last_poll_success_timestamp_seconds",
+    Kind.GAUGE,
+    "Unix time of the end of the last successful poll cycle.",
+)
+POLL_DURATION: Final = MetricSpec(
+    "letta_exporter_poll_duration_seconds",
+    Kind.GAUGE,
+    "Duration of the last poll cycle.",
+)
+POLLS: Final = MetricSpec(
+    "letta_exporter_polls",
+    Kind.COUNTER,
+    "Poll cycles run, successful or not.",
+)
+POLL_ERRORS: Final = MetricSpec(
+    "letta_exporter_poll_errors",
+    Kind.COUNTER,
+    "Poll cycles that failed, by reason (timeout, connect, http_429, http_5xx, http_4xx, "
+    "auth, bad_response, too_large).",
+    ("reason",),
+)
+API_REQUESTS: Final = MetricSpec(
+    "letta_exporter_api_requests",
+    Kind.COUNTER,
+    "HTTP requests to the Letta API by endpoint and status code (or timeout/connect_error).",
+    ("endpoint", "code"),
+)
+API_REQUEST_DURATION: Final = MetricSpec(
+    "letta_exporter_api_request_duration_seconds",
+    Kind.HISTOGRAM,
+    "Latency of HTTP requests to the Letta API.",
+    ("endpoint",),
+    API_LATENCY_BUCKETS,
+)
+OPEN_RUNS: Final = MetricSpec(
+    "letta_exporter_open_runs",
+    Kind.GAUGE,
+    "Runs the exporter is following (open, stale, or finished but not yet counted).",
+)
+INVALID_ITEMS: Final = MetricSpec(
+    "letta_exporter_invalid_items",
+    Kind.COUNTER,
+    "Items of an API response that could not be parsed and were skipped.",
+    ("endpoint",),
+)
+LABEL_OVERFLOW: Final = MetricSpec(
+    "letta_exporter_label_overflow",
+    Kind.COUNTER,
+    "Runs whose label value was replaced by __other__ because the label cap was reached.",
+    ("label",),
+)
+CURSOR_LOST: Final = MetricSpec(
+    "letta_exporter_cursor_lost",
+    Kind.COUNTER,
+    "Pages where Letta ignored the cursor (its run was deleted) and restarted the list.",
+)
+PAGINATION_STALLS: Final = MetricSpec(
+    "letta_exporter_pagination_stalls",
+    Kind.COUNTER,
+    "Pages that made no progress; the walk stopped for this cycle instead of looping.",
+)
+LATE_RUNS: Final = MetricSpec(
+    "letta_exporter_late_runs",
+    Kind.COUNTER,
+    "Runs first seen with a created_at older than runs already seen (late commits).",
+)
+CHANGED_AFTER_COUNT: Final = MetricSpec(
+    "letta_exporter_runs_changed_after_count",
+    Kind.COUNTER,
+    "Runs whose status or stop reason changed after they were counted (not recounted).",
+)
+OPEN_RUNS_DROPPED: Final = MetricSpec(
+    "letta_exporter_open_runs_dropped",
+    Kind.COUNTER,
+    "Open runs no longer followed: expired (older than the forget horizon) or capacity.",
+    ("reason",),
+)
+BACKFILL_REMAINING: Final = MetricSpec(
+    "letta_exporter_backfill_remaining_seconds",
+    Kind.GAUGE,
+    "Span of run creation times still to be walked by backfill or catch-up (0 when idle).",
+)
+
+ALL: Final[tuple[MetricSpec, ...]] = (
+    RUNS_FINISHED,
+    RUN_DURATION,
+    RUN_TTFT,
+    RUN_CALLBACKS,
+    RUNS_DELETED,
+    RUNS_IN_PROGRESS,
+    RUNS_STALE,
+    OLDEST_IN_PROGRESS,
+    UP,
+    BUILD_INFO,
+    LAST_POLL_SUCCESS,
+    POLL_DURATION,
+    POLLS,
+    POLL_ERRORS,
+    API_REQUESTS,
+    API_REQUEST_DURATION,
+    OPEN_RUNS,
+    INVALID_ITEMS,
+    LABEL_OVERFLOW,
+    CURSOR_LOST,
+    PAGINATION_STALLS,
+    LATE_RUNS,
+    CHANGED_AFTER_COUNT,
+    OPEN_RUNS_DROPPED,
+    BACKFILL_REMAINING,
+)
+BY_NAME: Final = {spec.name: spec for spec in ALL}

@@ -1,0 +1,180 @@
+"""Durable state in one SQLite file: run records, scan position, aggregates, label sets.
+
+Everything a cycle changed is written in one transaction, so after any crash (even
+`kill -9` mid-cycle) the file holds the state at the end of the last committed cycle:
+the next cycle redoes the lost work, and dedupe by run id keeps it from counting twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+from exporter.aggregates import Labels
+from exporter.tracker import RunRecord
+
+SCHEMA_VERSION: Final = 1
+APPLICATION_ID: Final = 0x4C455850  # "LEXP": tells our files from other SQLite files
+
+_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY, created_ns INTEGER NOT NULL, data TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS series (
+    metric TEXT NOT NULL, labels TEXT NOT NULL, value TEXT NOT NULL,
+    PRIMARY KEY (metric, labels)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS label_values (
+    label TEXT NOT NULL, value TEXT NOT NULL, seq INTEGER NOT NULL,
+    PRIMARY KEY (label, value)
+) WITHOUT ROWID;
+"""
+
+
+class CheckpointError(Exception):
+    """The state file cannot be used; the message says why and what to do."""
+
+
+@dataclass(slots=True)
+class Loaded:
+    """Everything read back at start-up."""
+
+    records: list[RunRecord] = field(default_factory=list)
+    series: list[tuple[str, Labels, str]] = field(default_factory=list)
+    meta: dict[str, str] = field(default_factory=dict)
+    label_values: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def fresh(self) -> bool:
+        """True when no cycle was ever committed (a first start)."""
+        return "hwm_ns" not in self.meta and not self.records
+
+
+class Checkpoint:
+    """Owns the SQLite connection; one exporter process per file (locked exclusively)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        if self.path.parent and not self.path.parent.exists():
+            raise CheckpointError(f"state directory {self.path.parent} does not exist")
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None, timeout=0.5)
+            self._check_and_init()
+        except sqlite3.DatabaseError as exc:
+            raise CheckpointError(self._describe(exc)) from None
+
+    def _describe(self, exc: sqlite3.DatabaseError) -> str:
+        text = str(exc)
+        if "locked" in text or "busy" in text:
+            return f"state file {self.path} is in use by another letta-exporter process"
+        return (
+            f"state file {self.path} cannot be read ({text}); it is kept as it is: "
+            "move it away to start fresh, or point --state.path elsewhere"
+        )
+
+    def _check_and_init(self) -> None:
+        db = self._db
+        app_id = db.execute("PRAGMA application_id").fetchone()[0]
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        tables = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        if app_id not in (0, APPLICATION_ID) or (app_id == 0 and tables):
+            raise CheckpointError(
+                f"state file {self.path} is not a letta-exporter state file; refusing to "
+                "overwrite it: point --state.path elsewhere"
+            )
+        if version > SCHEMA_VERSION:
+            raise CheckpointError(
+                f"state file {self.path} was written by a newer letta-exporter (schema "
+                f"{version}, this one knows {SCHEMA_VERSION}); upgrade the exporter or "
+                "move the file away"
+            )
+        if app_id == APPLICATION_ID:
+            result = db.execute("PRAGMA quick_check").fetchone()[0]
+            if result != "ok":
+                raise CheckpointError(
+                    f"state file {self.path} is corrupt ({result}); it is kept as it is: "
+                    "move it away to start fresh"
+                )
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        # Held for the life of the process: a second exporter on the same file fails fast.
+        db.execute("PRAGMA locking_mode=EXCLUSIVE")
+        db.execute("BEGIN IMMEDIATE")
+        for statement in _SCHEMA.split(";"):
+            if statement.strip():
+                db.execute(statement)
+        db.execute(f"PRAGMA application_id={APPLICATION_ID}")
+        db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        db.execute("COMMIT")
+
+    def load(self) -> Loaded:
+        """Read the whole state (records, series, meta, admitted label values)."""
+        try:
+            db = self._db
+            records = [
+                RunRecord.from_row(run_id, created_ns, json.loads(data))
+                for run_id, created_ns, data in db.execute("SELECT id, created_ns, data FROM runs")
+            ]
+            series = [
+                (metric, tuple(json.loads(labels)), value)
+                for metric, labels, value in db.execute("SELECT metric, labels, value FROM series")
+            ]
+            meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+            label_values: dict[str, list[str]] = {}
+            for label, value in db.execute("SELECT label, value FROM label_values ORDER BY seq"):
+                label_values.setdefault(label, []).append(value)
+        except (sqlite3.DatabaseError, ValueError, KeyError, IndexError) as exc:
+            raise CheckpointError(
+                f"state file {self.path} has unreadable content ({exc}); it is kept as it "
+                "is: move it away to start fresh"
+            ) from None
+        return Loaded(records, series, meta, label_values)
+
+    def commit(
+        self,
+        *,
+        changed: Iterable[RunRecord],
+        removed: Iterable[str],
+        series: Iterable[tuple[str, Labels, str]],
+        meta: Mapping[str, str],
+        new_label_values: Mapping[str, list[str]],
+    ) -> None:
+        """Write one cycle's changes atomically."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany("DELETE FROM runs WHERE id = ?", ((i,) for i in removed))
+            db.executemany(
+                "INSERT OR REPLACE INTO runs (id, created_ns, data) VALUES (?, ?, ?)",
+                (
+                    (r.id, r.created_ns, json.dumps(r.to_row(), separators=(",", ":")))
+                    for r in changed
+                ),
+            )
+            db.executemany(
+                "INSERT OR REPLACE INTO series (metric, labels, value) VALUES (?, ?, ?)",
+                ((name, json.dumps(list(labels)), value) for name, labels, value in series),
+            )
+            db.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", meta.items())
+            seq = db.execute("SELECT coalesce(max(seq), 0) FROM label_values").fetchone()[0]
+            for label, values in new_label_values.items():
+                for value in values:
+                    seq += 1
+                    db.execute(
+                        "INSERT OR IGNORE INTO label_values (label, value, seq) VALUES (?, ?, ?)",
+                        (label, value, seq),
+                    )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def close(self) -> None:
+        """Close the file, releasing the lock."""
+        self._db.close()

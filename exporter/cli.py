@@ -1,0 +1,180 @@
+"""Command line: flags, wiring of the parts, signals and exit codes.
+
+Exit codes: 0 after SIGTERM/SIGINT, 1 when the state file cannot be used, 2 for an
+invalid setting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from exporter import __version__
+from exporter import catalogue as m
+from exporter.aggregates import Aggregates
+from exporter.checkpoint import Checkpoint, CheckpointError
+from exporter.collector import RunsCollector
+from exporter.config import FLAGS, ConfigError, Settings, load_settings
+from exporter.labels import AgentFilter, CappedLabel
+from exporter.letta.client import ClientOptions, LettaClient, build_http_client
+from exporter.logs import configure
+from exporter.poller import Poller, PollOptions
+from exporter.server import App, HttpServer
+from exporter.tracker import Tracker, TrackerOptions
+
+log = logging.getLogger("exporter")
+_NS = 1_000_000_000
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Flags with their environment variables in the help text."""
+    parser = argparse.ArgumentParser(
+        prog="letta-exporter",
+        description="Prometheus metrics and OpenTelemetry traces for Letta agent runs.",
+        argument_default=argparse.SUPPRESS,
+    )
+    parser.add_argument("--version", action="version", version=f"letta-exporter {__version__}")
+    for flag in FLAGS:
+        default = Settings.model_fields[flag.field].default
+        shown = "" if default is None else f", default {default}"
+        parser.add_argument(flag.flag, dest=flag.field, help=f"{flag.help} (${flag.env}{shown})")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `letta-exporter` command."""
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings(vars(args))
+    except ConfigError as exc:
+        print(f"letta-exporter: {exc}", file=sys.stderr)
+        return 2
+    configure(settings.log_level, settings.log_format)
+    try:
+        return asyncio.run(serve(settings))
+    except CheckpointError as exc:
+        log.error("%s", exc)
+        return 1
+
+
+def tracker_options(settings: Settings) -> TrackerOptions:
+    """Durations in the settings (seconds) as the tracker's nanoseconds."""
+    return TrackerOptions(
+        lookback_ns=int(settings.poll_lookback * _NS),
+        grace_ns=int(settings.runs_grace_period * _NS),
+        callback_wait_ns=int(settings.runs_callback_wait * _NS),
+        stale_after_ns=int(settings.runs_stale_after * _NS),
+        stale_refresh_ns=int(max(settings.poll_interval, 300) * _NS),
+        forget_after_ns=int(settings.runs_forget_after * _NS),
+        max_open_runs=settings.runs_max_open,
+    )
+
+
+async def serve(settings: Settings) -> int:
+    """Run the exporter until SIGTERM or SIGINT."""
+    checkpoint = Checkpoint(settings.state_path)
+    loaded = checkpoint.load()
+    aggregates = Aggregates()
+    aggregates.load(loaded.series)
+    agent_label = CappedLabel(
+        "agent",
+        settings.agents_label_limit,
+        admitted=loaded.label_values.get("agent", ()),
+        on_overflow=lambda label: aggregates.inc(m.LABEL_OVERFLOW, (label,)),
+    )
+    tracker = Tracker(
+        tracker_options(settings),
+        aggregates,
+        agent_label,
+        agent_allowed=AgentFilter(settings.agents_allow, settings.agents_deny),
+    )
+    tracker.load(loaded.records, loaded.meta)
+    if loaded.fresh:
+        how = (
+            f"counting runs created in the last {settings.backfill:g}s (backfill)"
+            if settings.backfill is not None
+            else "counting runs that finish from now on"
+        )
+        log.info("no state in %s: first start, %s", settings.state_path, how)
+    else:
+        if settings.backfill is not None:
+            log.warning("--backfill ignored: %s already holds state", settings.state_path)
+        log.info("resuming from %s (%d runs tracked)", settings.state_path, len(tracker.records))
+
+    def count_request(endpoint: str, code: str, seconds: float) -> None:
+        aggregates.inc(m.API_REQUESTS, (endpoint, code))
+        aggregates.observe(m.API_REQUEST_DURATION, (endpoint,), seconds)
+
+    http = build_http_client(
+        settings.base_url,
+        api_key=settings.api_key.get_secret_value() if settings.api_key else None,
+        user_id=settings.user_id,
+        timeout=settings.letta_timeout,
+    )
+    client = LettaClient(
+        http,
+        ClientOptions(
+            timeout=settings.letta_timeout,
+            total_deadline=settings.letta_timeout * 3,
+            retries=settings.letta_retries,
+            max_response_bytes=settings.letta_max_response_bytes,
+        ),
+        on_request=count_request,
+        on_invalid_item=lambda endpoint, reason: aggregates.inc(m.INVALID_ITEMS, (endpoint,)),
+    )
+    collector = RunsCollector()
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    poller = Poller(
+        client,
+        tracker,
+        checkpoint,
+        PollOptions(
+            interval_s=settings.poll_interval,
+            page_size=settings.letta_page_size,
+            max_pages=settings.poll_max_pages,
+            backfill_ns=int(settings.backfill * _NS) if settings.backfill is not None else None,
+        ),
+        publish=collector.publish,
+        first_start=loaded.fresh,
+    )
+    collector.publish(poller.snapshot())
+    host, port = settings.listen_host_port
+    server = HttpServer(
+        App(registry, lambda: poller.health, stale_after_s=max(300.0, 10 * settings.poll_interval)),
+        host,
+        port,
+    )
+    server.start()
+    log.info(
+        "letta-exporter %s listening on http://%s:%d, polling %s every %gs",
+        __version__,
+        host,
+        server.port,
+        settings.base_url,
+        settings.poll_interval,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, _request_stop, stop, sig)
+    try:
+        await poller.run(stop)
+    finally:
+        server.stop()
+        await client.aclose()
+        checkpoint.close()
+    log.info("stopped cleanly")
+    return 0
+
+
+def _request_stop(stop: asyncio.Event, sig: Any) -> None:
+    log.info("received %s: finishing the current cycle", signal.Signals(sig).name)
+    stop.set()

@@ -1,0 +1,116 @@
+"""Renders the last published Snapshot as Prometheus metric families; no I/O in collect().
+
+Example exposition:
+
+    letta_runs_finished_total{agent="agent-…",status="failed",stop_reason="llm_api_error"} 3.0
+    letta_run_duration_seconds_bucket{agent="agent-…",status="completed",le="5.0"} 12.0
+    letta_runs_in_progress{agent="agent-…",status="running"} 2.0
+    letta_up 1.0
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Iterator
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from exporter import __version__
+from exporter import catalogue as m
+from exporter.catalogue import Kind, MetricSpec
+from exporter.snapshot import Snapshot
+
+_ZERO_INIT_COUNTERS = (m.POLLS, m.CURSOR_LOST, m.PAGINATION_STALLS, m.LATE_RUNS)
+
+
+class RunsCollector(Collector):
+    """A prometheus_client collector over the latest Snapshot (swapped atomically)."""
+
+    def __init__(self) -> None:
+        self._snapshot = Snapshot()
+        self._lock = threading.Lock()
+
+    def publish(self, snapshot: Snapshot) -> None:
+        """Make `snapshot` what the next scrape shows."""
+        with self._lock:
+            self._snapshot = snapshot
+
+    def describe(self) -> Iterator[Metric]:
+        """Nothing: skips the registry's trial collect at registration."""
+        return iter(())
+
+    def collect(self) -> Iterator[Metric]:
+        """Metric families of the current snapshot, in catalogue order."""
+        with self._lock:
+            snap = self._snapshot
+        yield from self._persisted(snap)
+        yield from self._live(snap)
+
+    def _persisted(self, snap: Snapshot) -> Iterator[Metric]:
+        agg = snap.aggregates
+        for spec in m.ALL:
+            if spec.kind is Kind.COUNTER and spec.name in _PERSISTED_COUNTERS:
+                family = CounterMetricFamily(spec.name, spec.help, labels=spec.labels)
+                series = dict(agg.series(spec))
+                if not series and spec in _ZERO_INIT_COUNTERS:
+                    series[()] = 0.0
+                for labels, value in sorted(series.items()):
+                    family.add_metric(list(labels), value)
+                yield family
+            elif spec.kind is Kind.HISTOGRAM:
+                hist_family = HistogramMetricFamily(spec.name, spec.help, labels=spec.labels)
+                for labels, hist in sorted(agg.histograms.get(spec.name, {}).items()):
+                    bounds = [*(_le(b) for b in spec.buckets), "+Inf"]
+                    hist_family.add_metric(
+                        list(labels),
+                        buckets=list(zip(bounds, hist.cumulative(), strict=True)),
+                        sum_value=hist.sum,
+                    )
+                yield hist_family
+
+    def _live(self, snap: Snapshot) -> Iterator[Metric]:
+        in_progress: Counter[tuple[str, str]] = Counter()
+        stale: Counter[tuple[str, str]] = Counter()
+        oldest: dict[str, int] = {}
+        for run in snap.open_runs:
+            key = (run.agent, run.status)
+            if run.stale:
+                stale[key] += 1
+                continue
+            in_progress[key] += 1
+            if run.agent not in oldest or run.created_ns < oldest[run.agent]:
+                oldest[run.agent] = run.created_ns
+        yield _gauge(m.RUNS_IN_PROGRESS, {k: float(v) for k, v in in_progress.items()})
+        yield _gauge(m.RUNS_STALE, {k: float(v) for k, v in stale.items()})
+        yield _gauge(m.OLDEST_IN_PROGRESS, {(a,): ns / 1e9 for a, ns in oldest.items()})
+        health = snap.health
+        yield _gauge(m.UP, {(): 1.0 if health.up else 0.0})
+        yield _gauge(m.BUILD_INFO, {(__version__,): 1.0})
+        yield _gauge(
+            m.LAST_POLL_SUCCESS,
+            {(): health.last_success_s} if health.last_success_s is not None else {},
+        )
+        yield _gauge(m.POLL_DURATION, {(): health.poll_duration_s})
+        yield _gauge(m.OPEN_RUNS, {(): float(snap.followed)})
+        yield _gauge(m.BACKFILL_REMAINING, {(): snap.backfill_remaining_s})
+
+
+def _gauge(spec: MetricSpec, values: dict[tuple[str, ...], float]) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(spec.name, spec.help, labels=spec.labels)
+    for labels, value in sorted(values.items()):
+        family.add_metric(list(labels), value)
+    return family
+
+
+def _le(bound: float) -> str:
+    return repr(float(bound))
+
+
+_PERSISTED_COUNTERS = frozenset(s.name for s in m.ALL if s.kind is Kind.COUNTER)

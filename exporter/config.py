@@ -1,0 +1,220 @@
+"""Settings, read and validated once: flags override environment variables override defaults.
+
+Every flag has one environment variable: `--poll.interval` is
+`LETTA_EXPORTER_POLL_INTERVAL`. The Letta connection uses the names Letta's own SDKs use
+(`LETTA_BASE_URL`, `LETTA_API_KEY`). The API key has no flag, so it never shows in `ps`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Final, Literal
+
+from pydantic import (
+    AliasChoices,
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX: Final = "LETTA_EXPORTER_"
+_UNITS: Final = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+_DURATION: Final = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+
+
+def parse_duration(value: Any) -> Any:
+    """'90s', '5m', '1h30m', '7d' or a plain number of seconds -> seconds (float)."""
+    if isinstance(value, int | float):
+        return float(value)
+    if not isinstance(value, str):
+        return value
+    text = value.strip().lower()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    parts = _DURATION.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise ValueError(f"{value!r} is not a duration like 30s, 5m, 1h30m or 7d")
+    return sum(float(n) * _UNITS[u] for n, u in parts)
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
+PositiveDuration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
+
+
+class Settings(BaseSettings):
+    """Validated configuration of one exporter process."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, frozen=True, extra="forbid", populate_by_name=True
+    )
+
+    base_url: str = Field(
+        "http://localhost:8283", validation_alias=AliasChoices("base_url", "LETTA_BASE_URL")
+    )
+    api_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("api_key", "LETTA_API_KEY")
+    )
+    api_key_file: Path | None = Field(
+        None, validation_alias=AliasChoices("api_key_file", "LETTA_API_KEY_FILE")
+    )
+    user_id: str | None = Field(None, validation_alias=AliasChoices("user_id", "LETTA_USER_ID"))
+    letta_timeout: PositiveDuration = 10.0
+    letta_retries: int = Field(3, ge=0, le=10)
+    letta_max_response_bytes: int = Field(32 * 1024 * 1024, ge=64 * 1024)
+    letta_page_size: int = Field(1000, ge=1, le=1000)
+    poll_interval: PositiveDuration = 15.0
+    poll_lookback: Duration = 300.0
+    poll_max_pages: int = Field(100, ge=1)
+    runs_grace_period: Duration = 5.0
+    runs_callback_wait: Duration = 30.0
+    runs_stale_after: PositiveDuration = 3600.0
+    runs_forget_after: PositiveDuration = 7 * 86400.0
+    runs_max_open: int = Field(100_000, ge=1)
+    backfill: Duration | None = None
+    web_listen_address: str = ":9834"
+    state_path: Path = Path("letta-exporter.sqlite")
+    agents_allow: str | None = None
+    agents_deny: str | None = None
+    agents_label_limit: int = Field(500, ge=1)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["text", "json"] = "text"
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", value):
+            raise ValueError(f"{value!r} is not an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @field_validator("user_id")
+    @classmethod
+    def _letta_user_id(cls, value: str | None) -> str | None:
+        # Letta answers 400 to anything else (letta-runs-api.md §1.2); fail at start instead.
+        if value is not None and not re.fullmatch(r"user-[0-9a-f-]{36}", value):
+            raise ValueError(f"{value!r} is not a Letta user id like user-<uuid4>")
+        return value
+
+    @field_validator("agents_allow", "agents_deny")
+    @classmethod
+    def _regex(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"{value!r} is not a valid regular expression: {exc}") from None
+        return value
+
+    @field_validator("web_listen_address")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(f"{value!r} is not [host]:port")
+        return value
+
+    @model_validator(mode="after")
+    def _key_from_file(self) -> Settings:
+        if self.api_key_file is not None:
+            if self.api_key is not None:
+                raise ValueError("set LETTA_API_KEY or LETTA_API_KEY_FILE, not both")
+            try:
+                key = self.api_key_file.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ValueError(f"cannot read {self.api_key_file}: {exc.strerror}") from None
+            object.__setattr__(self, "api_key", SecretStr(key) if key else None)
+        return self
+
+    @property
+    def listen_host_port(self) -> tuple[str, int]:
+        """(host, port); an empty host means all interfaces."""
+        host, _, port = self.web_listen_address.rpartition(":")
+        return host.strip("[]") or "0.0.0.0", int(port)
+
+
+@dataclass(frozen=True, slots=True)
+class Flag:
+    """One command-line flag and the settings field it sets."""
+
+    flag: str
+    field: str
+    help: str
+
+    @property
+    def env(self) -> str:
+        """The environment variable read when the flag is absent."""
+        alias = Settings.model_fields[self.field].validation_alias
+        if isinstance(alias, AliasChoices):
+            return str(alias.choices[-1])
+        return ENV_PREFIX + self.field.upper()
+
+
+FLAGS: Final = (
+    Flag("--letta.url", "base_url", "Letta server root URL"),
+    Flag("--letta.api-key-file", "api_key_file", "file holding the Letta API key or password"),
+    Flag("--letta.user-id", "user_id", "actor for self-hosted servers (sent as user_id header)"),
+    Flag("--letta.timeout", "letta_timeout", "timeout of one HTTP request"),
+    Flag("--letta.retries", "letta_retries", "retries of a failed request (5xx, 429, timeouts)"),
+    Flag("--letta.max-response-bytes", "letta_max_response_bytes", "largest response accepted"),
+    Flag("--letta.page-size", "letta_page_size", "runs per list request (1-1000)"),
+    Flag("--poll.interval", "poll_interval", "time between poll cycles"),
+    Flag("--poll.lookback", "poll_lookback", "how far behind the newest run each cycle re-scans"),
+    Flag("--poll.max-pages", "poll_max_pages", "list pages per cycle; the rest waits for the next"),
+    Flag("--runs.grace-period", "runs_grace_period", "wait after a run ends before counting it"),
+    Flag("--runs.callback-wait", "runs_callback_wait", "extra wait for a run's callback result"),
+    Flag("--runs.stale-after", "runs_stale_after", "open runs older than this count as stale"),
+    Flag("--runs.forget-after", "runs_forget_after", "stop following open runs older than this"),
+    Flag("--runs.max-open", "runs_max_open", "most open runs followed at once"),
+    Flag("--backfill", "backfill", "on first start, also count runs created this far back"),
+    Flag("--web.listen-address", "web_listen_address", "address of /metrics"),
+    Flag("--state.path", "state_path", "SQLite file holding counters and positions"),
+    Flag("--agents.allow", "agents_allow", "regex of agent ids to include"),
+    Flag("--agents.deny", "agents_deny", "regex of agent ids to exclude"),
+    Flag("--agents.label-limit", "agents_label_limit", "distinct agent label values"),
+    Flag("--log.level", "log_level", "debug, info, warning or error"),
+    Flag("--log.format", "log_format", "text or json"),
+)
+_BY_FIELD: Final = {flag.field: flag for flag in FLAGS}
+
+
+class ConfigError(Exception):
+    """A setting is invalid; the message is one sentence naming it."""
+
+
+def load_settings(overrides: dict[str, Any]) -> Settings:
+    """Build Settings from flag values (by field name) over the environment."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(describe(exc)) from None
+
+
+def describe(exc: ValidationError) -> str:
+    """The first validation error as one sentence naming the flag and variable."""
+    error = exc.errors(include_url=False)[0]
+    loc = error.get("loc", ())
+    name = str(loc[0]) if loc else ""
+    field = next((f for f, info in Settings.model_fields.items() if _matches(name, f, info)), "")
+    message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+    if field in _BY_FIELD:
+        flag = _BY_FIELD[field]
+        return f"invalid {flag.flag} ({flag.env}): {message}"
+    if field == "api_key":
+        return f"invalid LETTA_API_KEY: {message}"
+    if not field:
+        return f"invalid configuration: {message}"
+    return f"invalid {ENV_PREFIX}{field.upper()}: {message}"
+
+
+def _matches(name: str, field: str, info: Any) -> bool:
+    if name == field:
+        return True
+    alias = info.validation_alias
+    return isinstance(alias, AliasChoices) and name in alias.choices

@@ -1,0 +1,1 @@
+"""The Letta runs API: typed models and an HTTP client."""

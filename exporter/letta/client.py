@@ -1,0 +1,327 @@
+"""Async HTTP client for the Letta runs API: auth, retries, size caps, per-endpoint stats."""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+import httpx
+from pydantic import TypeAdapter, ValidationError
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+
+from exporter.letta.errors import (
+    LettaAuthError,
+    LettaBadResponse,
+    LettaError,
+    LettaNotFound,
+    LettaRequestError,
+    LettaUnavailable,
+)
+from exporter.letta.models import Run, to_epoch_ns
+
+log = logging.getLogger(__name__)
+
+RUNS_PATH: Final = "/v1/runs/"  # the slash form: `/v1/runs` answers 307 (§1.1)
+MAX_LIST_LIMIT: Final = 1000
+
+_RUN_LIST: Final = TypeAdapter(list[Run])
+
+CursorParam = Literal["before", "after"]
+RequestObserver = Callable[[str, str, float], None]
+"""Called once per HTTP attempt with (endpoint, code, seconds)."""
+InvalidItemObserver = Callable[[str, str], None]
+"""Called once per skipped list item with (endpoint, reason)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClientOptions:
+    """Transport knobs; defaults suit a Letta server on the same network."""
+
+    timeout: float = 10.0
+    total_deadline: float = 60.0
+    retries: int = 3
+    retry_max_wait: float = 30.0
+    max_response_bytes: int = 32 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One list response: the valid runs, and how many items the server sent."""
+
+    runs: list[Run]
+    raw_count: int
+
+
+def build_http_client(
+    base_url: str,
+    *,
+    api_key: str | None,
+    user_id: str | None,
+    timeout: float,
+    extra_headers: Mapping[str, str] | None = None,
+) -> httpx.AsyncClient:
+    """An httpx client with Letta's auth headers; the key lives only in its headers."""
+    headers = {"Accept": "application/json", "User-Agent": "letta-exporter"}
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+    if user_id:
+        # Letta reads the actor from a header literally named `user_id` (§1.2).
+        headers["user_id"] = user_id
+    if extra_headers:
+        headers.update(extra_headers)
+    return httpx.AsyncClient(
+        base_url=base_url.rstrip("/"),
+        headers=headers,
+        timeout=httpx.Timeout(timeout),
+        follow_redirects=False,
+        limits=httpx.Limits(max_connections=16, max_keepalive_connections=8),
+    )
+
+
+def _retry_after_seconds(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    parsed = email.utils.parsedate_to_datetime(value) if value else None
+    if parsed is None:
+        return None
+    return max(0.0, parsed.timestamp() - time.time())
+
+
+class _WaitHonouringRetryAfter:
+    """Exponential backoff with jitter, unless the server said how long to wait."""
+
+    def __init__(self, max_wait: float) -> None:
+        self._max_wait = max_wait
+        self._backoff = wait_random_exponential(multiplier=0.5, max=max_wait)
+
+    def __call__(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, LettaUnavailable) and exc.retry_after is not None:
+            return min(exc.retry_after, self._max_wait)
+        return float(self._backoff(state))
+
+
+class LettaClient:
+    """Reads runs from one Letta server. Raises only `LettaError` subclasses."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        options: ClientOptions | None = None,
+        *,
+        on_request: RequestObserver | None = None,
+        on_invalid_item: InvalidItemObserver | None = None,
+    ) -> None:
+        self._http = http
+        self._options = options or ClientOptions()
+        self._on_request = on_request or (lambda endpoint, code, seconds: None)
+        self._on_invalid_item = on_invalid_item or (lambda endpoint, reason: None)
+
+    async def aclose(self) -> None:
+        """Close the underlying connection pool."""
+        await self._http.aclose()
+
+    async def list_runs(
+        self,
+        *,
+        limit: int,
+        cursor: str | None = None,
+        cursor_param: CursorParam = "before",
+        active: bool = False,
+    ) -> Page:
+        """One page of `GET /v1/runs/?order=desc`, newest first.
+
+        `cursor` goes in `cursor_param`: `before` walks older on 0.16.8 (swapped
+        cursors, §4.2) and on servers with time-absolute cursors; `after` does on servers
+        whose cursors are relative to the order. See `probe_cursor_param`.
+        """
+        params: dict[str, str | int] = {"order": "desc", "limit": min(limit, MAX_LIST_LIMIT)}
+        if cursor is not None:
+            params[cursor_param] = cursor
+        if active:
+            params["active"] = "true"
+        endpoint = "runs_active" if active else "runs_list"
+        body = await self._get(endpoint, RUNS_PATH, params)
+        return self._parse_page(endpoint, body)
+
+    async def probe_cursor_param(self) -> CursorParam | None:
+        """Which cursor parameter lists runs older than a given one, newest first.
+
+        Asks for the two newest runs A > B, then whether `before=A` (then `after=A`)
+        starts below A (§4.3). None when there are fewer than two runs to tell by.
+        """
+        head = (await self.list_runs(limit=2)).runs
+        if len(head) < 2:
+            return None
+        newest = head[0]
+        key = (to_epoch_ns(newest.created_at), newest.id)
+        candidates: tuple[CursorParam, ...] = ("before", "after")
+        for param in candidates:
+            try:
+                page = await self.list_runs(limit=1, cursor=newest.id, cursor_param=param)
+            except LettaNotFound:
+                continue
+            if page.runs and (to_epoch_ns(page.runs[0].created_at), page.runs[0].id) < key:
+                return param
+        return None
+
+    async def get_run(self, run_id: str) -> Run:
+        """`GET /v1/runs/{id}`; raises LettaNotFound when the run is gone."""
+        body = await self._get("run", f"{RUNS_PATH}{run_id}", None)
+        try:
+            return Run.model_validate_json(body)
+        except ValidationError as exc:
+            raise LettaBadResponse(
+                f"GET /v1/runs/{{id}} returned a body that is not a run: {_first_error(exc)}"
+            ) from None
+
+    def _parse_page(self, endpoint: str, body: bytes) -> Page:
+        try:
+            runs = _RUN_LIST.validate_json(body)
+            return Page(runs, len(runs))
+        except ValidationError:
+            pass  # fall through to item-by-item parsing to find the bad ones
+        try:
+            raw: Any = json.loads(body)
+        except ValueError:
+            raise LettaBadResponse(f"{endpoint}: the body is not JSON") from None
+        if not isinstance(raw, list):
+            raise LettaBadResponse(f"{endpoint}: expected a JSON array, got {type(raw).__name__}")
+        runs = []
+        for index, item in enumerate(raw):
+            try:
+                runs.append(Run.model_validate(item))
+            except ValidationError as exc:
+                item_id = item.get("id") if isinstance(item, dict) else None
+                log.warning(
+                    "skipping invalid item %d (id=%r) in a %s page: %s",
+                    index,
+                    item_id,
+                    endpoint,
+                    _first_error(exc),
+                )
+                self._on_invalid_item(endpoint, "invalid")
+        return Page(runs, len(raw))
+
+    async def _get(self, endpoint: str, path: str, params: Mapping[str, str | int] | None) -> bytes:
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self._options.retries + 1),
+            wait=_WaitHonouringRetryAfter(self._options.retry_max_wait),
+            retry=retry_if_exception_type(LettaUnavailable),
+            before_sleep=lambda state: _log_retry(endpoint, state),
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                return await self._get_once(endpoint, path, params)
+        raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
+
+    async def _get_once(
+        self, endpoint: str, path: str, params: Mapping[str, str | int] | None
+    ) -> bytes:
+        started = time.perf_counter()
+        code = "error"
+        try:
+            async with asyncio.timeout(self._options.total_deadline):
+                async with self._http.stream("GET", path, params=params) as response:
+                    code = str(response.status_code)
+                    _raise_for_status(endpoint, response)
+                    return await self._read_capped(endpoint, response)
+        except TimeoutError:
+            code = "timeout"
+            raise LettaUnavailable(
+                f"{endpoint}: no complete answer within {self._options.total_deadline:g}s",
+                reason="timeout",
+            ) from None
+        except httpx.TimeoutException:
+            code = "timeout"
+            raise LettaUnavailable(f"{endpoint}: request timed out", reason="timeout") from None
+        except httpx.TransportError as exc:
+            code = "connect_error"
+            raise LettaUnavailable(
+                f"{endpoint}: cannot reach Letta ({type(exc).__name__})", reason="connect"
+            ) from None
+        finally:
+            self._on_request(endpoint, code, time.perf_counter() - started)
+
+    async def _read_capped(self, endpoint: str, response: httpx.Response) -> bytes:
+        cap = self._options.max_response_bytes
+        declared = response.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > cap:
+            raise LettaBadResponse(
+                f"{endpoint}: response of {declared} bytes exceeds the {cap}-byte cap",
+                reason="too_large",
+            )
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > cap:
+                raise LettaBadResponse(
+                    f"{endpoint}: response exceeds the {cap}-byte cap", reason="too_large"
+                )
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+def _raise_for_status(endpoint: str, response: httpx.Response) -> None:
+    status = response.status_code
+    if status < 300:
+        return
+    if status in (401, 403):
+        raise LettaAuthError(
+            f"{endpoint}: Letta answered {status}; check LETTA_API_KEY (or the server password)"
+        )
+    if status == 404:
+        raise LettaNotFound(f"{endpoint}: 404 not found")
+    if status == 429:
+        raise LettaUnavailable(
+            f"{endpoint}: 429 rate limited",
+            reason="http_429",
+            retry_after=_retry_after_seconds(response.headers.get("retry-after")),
+        )
+    if status >= 500:
+        raise LettaUnavailable(
+            f"{endpoint}: Letta answered {status}",
+            reason="http_5xx",
+            retry_after=_retry_after_seconds(response.headers.get("retry-after")),
+        )
+    if 300 <= status < 400:
+        raise LettaRequestError(
+            f"{endpoint}: unexpected redirect {status}; is LETTA_BASE_URL the server root?"
+        )
+    raise LettaRequestError(f"{endpoint}: Letta answered {status}")
+
+
+def _log_retry(endpoint: str, state: RetryCallState) -> None:
+    exc = state.outcome.exception() if state.outcome else None
+    wait = state.next_action.sleep if state.next_action else 0.0
+    log.info("retrying %s in %.1fs after: %s", endpoint, wait, exc)
+
+
+def _first_error(exc: ValidationError) -> str:
+    errors = exc.errors(include_url=False, include_input=False)
+    if not errors:
+        return str(exc)
+    first = errors[0]
+    location = ".".join(str(part) for part in first.get("loc", ()))
+    return f"{location}: {first.get('msg', 'invalid')}"
+
+
+__all__ = ["ClientOptions", "LettaClient", "LettaError", "Page", "build_http_client"]

@@ -1,0 +1,80 @@
+"""Pydantic models of the Letta runs API, tolerant of new fields and unknown enum values.
+
+Enums are kept as plain strings: a server newer than 0.16.8 may add a status or stop
+reason, and dropping such a run would lose it. Label sanitising happens where values
+become labels (`exporter.labels`), not here.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from pydantic import BaseModel, ConfigDict
+
+# The values a 0.16.8 server can produce (letta-runs-api.md §2.2, §2.3).
+RUN_STATUSES: Final = frozenset({"created", "running", "completed", "failed", "cancelled"})
+OPEN_STATUSES: Final = frozenset({"created", "running"})
+TERMINAL_STATUSES: Final = frozenset({"completed", "failed", "cancelled"})
+STOP_REASONS: Final = frozenset(
+    {
+        "end_turn",
+        "max_steps",
+        "tool_rule",
+        "requires_approval",
+        "error",
+        "llm_api_error",
+        "invalid_llm_response",
+        "invalid_tool_call",
+        "no_tool_call",
+        "max_tokens_exceeded",
+        "context_window_overflow_in_system_prompt",
+        "insufficient_credits",
+        "cancelled",
+    }
+)
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def to_epoch_ns(value: datetime) -> int:
+    """Nanoseconds since the Unix epoch; a naive datetime is UTC (Letta's `completed_at`)."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    delta = value - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
+
+
+class Run(BaseModel):
+    """One element of `GET /v1/runs/` or the body of `GET /v1/runs/{id}` (§2.1)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    id: str
+    agent_id: str
+    status: str
+    created_at: datetime
+    completed_at: datetime | None = None
+    stop_reason: str | None = None
+    background: bool | None = None
+    conversation_id: str | None = None
+    metadata: Any = None
+    callback_url: str | None = None
+    callback_sent_at: datetime | None = None
+    callback_status_code: int | None = None
+    callback_error: str | None = None
+    ttft_ns: int | None = None
+    total_duration_ns: int | None = None
+
+    @property
+    def is_terminal(self) -> bool:
+        """Finished, judged by status, or for an unknown status by a completion mark.
+
+        An unknown status with neither `completed_at` nor a stop reason is treated as
+        still open, so it is followed rather than counted too early.
+        """
+        if self.status in TERMINAL_STATUSES:
+            return True
+        if self.status in OPEN_STATUSES:
+            return False
+        return self.completed_at is not None or self.stop_reason is not None

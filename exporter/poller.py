@@ -1,0 +1,298 @@
+"""One poll cycle (scan → follow open runs → finalize → commit → publish) and the loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Final
+
+from exporter import catalogue as m
+from exporter.checkpoint import Checkpoint
+from exporter.letta.client import MAX_LIST_LIMIT, CursorParam, LettaClient
+from exporter.letta.errors import LettaAuthError, LettaError, LettaNotFound
+from exporter.snapshot import Health, Snapshot
+from exporter.tracker import RunRecord, Tracker
+from exporter.walk import StepResult, Walk
+
+log = logging.getLogger(__name__)
+
+_NS: Final = 1_000_000_000
+_GET_CONCURRENCY: Final = 8
+_MIN_FIRST_PAGE: Final = 20
+
+
+@dataclass(frozen=True, slots=True)
+class PollOptions:
+    """How the poller pages and paces itself."""
+
+    interval_s: float = 15.0
+    page_size: int = 1000
+    max_pages: int = 100
+    backfill_ns: int | None = None
+
+
+@dataclass(slots=True)
+class _CycleStats:
+    pages: int = 0
+    requests_before: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+
+class Poller:
+    """Drives the tracker from the Letta API and commits after every cycle."""
+
+    def __init__(
+        self,
+        client: LettaClient,
+        tracker: Tracker,
+        checkpoint: Checkpoint,
+        options: PollOptions,
+        *,
+        publish: Callable[[Snapshot], None],
+        first_start: bool,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._client = client
+        self._tracker = tracker
+        self._checkpoint = checkpoint
+        self._options = options
+        self._publish = publish
+        self._first_start = first_start
+        self._clock = clock
+        self.health = Health()
+        self._last_head_rows = options.page_size
+        self._last_error: tuple[str, float] | None = None
+        self._cursor_param: CursorParam | None = None
+
+    def _now(self) -> int:
+        return int(self._clock() * _NS)
+
+    async def cycle(self) -> bool:
+        """Run one cycle; returns True when every request of it succeeded."""
+        started = time.perf_counter()
+        now = self._now()
+        tracker = self._tracker
+        agg = tracker.aggregates
+        agg.inc(m.POLLS)
+        ok = True
+        tracker.begin_cycle()
+        try:
+            await self._scan(now)
+            await self._refresh_open(now)
+            await self._refresh_settling(now)
+        except LettaError as exc:
+            ok = False
+            agg.inc(m.POLL_ERRORS, (exc.reason,))
+            self._log_failure(exc)
+        tracker.finalize(self._now())
+        tracker.housekeeping(self._now())
+        self._commit()
+        if ok:
+            self._first_start = False
+            self.health.mark_success(self._clock())
+            if self._last_error is not None:
+                log.info("Letta API reachable again")
+                self._last_error = None
+        else:
+            self.health.mark_failure(self._clock())
+        self.health.poll_duration_s = time.perf_counter() - started
+        self._publish(self.snapshot())
+        self._log_progress()
+        return ok
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Poll until `stop` is set; a cycle in progress always finishes and commits."""
+        while not stop.is_set():
+            started = time.monotonic()
+            await self.cycle()
+            # A pending walk (backfill or catch-up) continues at once; otherwise pace.
+            delay = 0.0 if self._tracker.scan is not None else self._options.interval_s
+            delay = max(0.0, delay - (time.monotonic() - started))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=delay if delay > 0 else 0.001)
+
+    def snapshot(self) -> Snapshot:
+        """An immutable view of the committed state, for the collector."""
+        tracker = self._tracker
+        now = self._now()
+        return Snapshot(
+            aggregates=tracker.aggregates.copy(),
+            open_runs=tuple(tracker.open_runs(now)),
+            followed=tracker.followed_count(),
+            health=self.health.copy(),
+            backfill_remaining_s=(tracker.scan.remaining_ns() / _NS) if tracker.scan else 0.0,
+        )
+
+    # ---- discovery ------------------------------------------------------------------
+
+    def _new_scan(self) -> Walk:
+        tracker = self._tracker
+        lookback = tracker.options.lookback_ns
+        if not self._first_start or tracker.hwm_ns is not None:
+            floor = tracker.dedupe_floor_ns() if tracker.hwm_ns is not None else None
+            return Walk(floor_ns=floor, count=True, first_lookback_ns=lookback)
+        if self._options.backfill_ns is not None:
+            return Walk(
+                floor_ns=self._now() - self._options.backfill_ns,
+                count=True,
+                first=True,
+                first_lookback_ns=lookback,
+            )
+        return Walk(floor_ns=None, count=False, first=True, first_lookback_ns=lookback)
+
+    async def _scan(self, now: int) -> None:
+        tracker = self._tracker
+        walk = tracker.scan or self._new_scan()
+        tracker.scan = walk  # persisted as pending until it reaches its floor
+        walk.new_cycle()
+        resumed = walk.pos is not None
+        limit = self._options.page_size
+        if not resumed:
+            # The head page only has to reach back one lookback window: size it on the
+            # last cycle so an idle cycle reads tens of runs, not a thousand.
+            limit = min(limit, max(_MIN_FIRST_PAGE, 2 * self._last_head_rows + 10))
+        head_rows = 0
+        for _ in range(self._options.max_pages):
+            step = await self._next_page(walk, limit, active=False)
+            for run in step.fresh:
+                if walk.first and walk.count:
+                    tracker.observe_backfill(run, now)
+                else:
+                    tracker.observe(run, now, count=walk.count, floor=walk.floor_ns)
+            head_rows += len(step.fresh)
+            if step.stalled:
+                tracker.aggregates.inc(m.PAGINATION_STALLS)
+                log.warning("a runs page made no progress; ending this walk until next cycle")
+                if not walk.first and not resumed:
+                    tracker.scan = None
+                return
+            if step.done:
+                tracker.scan = None
+                if not resumed:
+                    self._last_head_rows = head_rows
+                return
+            limit = _next_limit(step, limit, self._options.page_size)
+
+    async def _next_page(self, walk: Walk, limit: int, *, active: bool) -> StepResult:
+        """Fetch and feed one page of a walk; a lost cursor is counted here."""
+        cursor = walk.cursor()
+        if cursor is not None and self._cursor_param is None:
+            self._cursor_param = await self._client.probe_cursor_param() or "before"
+            log.info("list cursors: %r lists older runs on this server", self._cursor_param)
+        try:
+            page = await self._client.list_runs(
+                limit=limit,
+                cursor=cursor,
+                cursor_param=self._cursor_param or "before",
+                active=active,
+            )
+            step = walk.feed(page.runs, page.raw_count, limit, can_widen=limit < MAX_LIST_LIMIT)
+        except LettaNotFound:
+            if cursor is None:
+                raise
+            step = walk.drop_cursor()  # servers that check cursors answer 404 (§4.6)
+        if step.lost_cursor:
+            self._tracker.aggregates.inc(m.CURSOR_LOST)
+            log.warning("Letta no longer knows the list cursor (run deleted?); recovering")
+        return step
+
+    async def _refresh_open(self, since: int) -> None:
+        tracker = self._tracker
+        now = self._now()
+        unseen = tracker.unseen_open(since, now)
+        if self._first_start or len(unseen) > 1:
+            floor = 0 if self._first_start else min(r.created_ns for r in unseen)
+            await self._walk_active(floor, now)
+            unseen = tracker.unseen_open(since, now)
+        await self._get_each(unseen, now)
+
+    async def _walk_active(self, floor: int, now: int) -> None:
+        walk = Walk(floor_ns=floor)
+        tracker = self._tracker
+        limit = self._options.page_size
+        for _ in range(self._options.max_pages):
+            step = await self._next_page(walk, limit, active=True)
+            limit = _next_limit(step, limit, self._options.page_size)
+            for run in step.fresh:
+                tracker.observe(run, now, follow_old=True)
+            if step.stalled:
+                tracker.aggregates.inc(m.PAGINATION_STALLS)
+                return
+            if step.done:
+                return
+
+    async def _refresh_settling(self, now: int) -> None:
+        await self._get_each(self._tracker.settling_needing_refresh(now), now)
+
+    async def _get_each(self, records: list[RunRecord], now: int) -> None:
+        if not records:
+            return
+        semaphore = asyncio.Semaphore(_GET_CONCURRENCY)
+        tracker = self._tracker
+
+        async def refresh(record: RunRecord) -> None:
+            async with semaphore:
+                try:
+                    run = await self._client.get_run(record.id)
+                except LettaNotFound:
+                    log.info("run %s disappeared (404) while followed", record.id)
+                    tracker.vanished(record.id, now)
+                    return
+            tracker.observe(run, now, follow_old=True)
+
+        async with asyncio.TaskGroup() as group:
+            for record in records:
+                group.create_task(refresh(record))
+
+    # ---- bookkeeping ----------------------------------------------------------------
+
+    def _commit(self) -> None:
+        tracker = self._tracker
+        changed, removed = tracker.take_changes()
+        meta = {"hwm_ns": str(tracker.hwm_ns)} if tracker.hwm_ns is not None else {}
+        meta["scan"] = tracker.scan_json()
+        self._checkpoint.commit(
+            changed=changed,
+            removed=removed,
+            series=tracker.aggregates.take_dirty(),
+            meta=meta,
+            new_label_values={tracker.agent_label.name: tracker.agent_label.take_new()},
+        )
+
+    def _log_failure(self, exc: LettaError) -> None:
+        # One line per distinct problem, then a reminder every 5 minutes: no log storm
+        # while Letta is down.
+        key = f"{type(exc).__name__}:{exc.reason}"
+        now = time.monotonic()
+        last = self._last_error
+        if last is not None and last[0] == key and now - last[1] < 300:
+            log.debug("poll failed again: %s", exc)
+            return
+        self._last_error = (key, now)
+        if isinstance(exc, LettaAuthError):
+            log.error("Letta rejected the credentials: %s", exc)
+        else:
+            log.warning("poll failed (%s): %s", exc.reason, exc)
+
+    def _log_progress(self) -> None:
+        walk = self._tracker.scan
+        if walk is None or walk.pos is None:
+            return
+        remaining = walk.remaining_ns() / _NS
+        log.info(
+            "walking history: %d pages, %d runs so far, %.0f s of creation time left",
+            walk.pages,
+            walk.runs,
+            remaining,
+        )
+
+
+def _next_limit(step: StepResult, limit: int, page_size: int) -> int:
+    """Double the limit to get past a page inside one second; else the normal size."""
+    if step.widen:
+        return min(MAX_LIST_LIMIT, limit * 2)
+    return limit if step.retry else page_size

@@ -1,0 +1,44 @@
+"""The read-only view the collector renders: taken after each committed cycle."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+from exporter.aggregates import Aggregates
+from exporter.tracker import OpenRunView
+
+
+@dataclass(slots=True)
+class Health:
+    """How polling is going; what /healthz, /readyz and the letta_up gauge report."""
+
+    up: bool = False
+    ready: bool = False
+    last_success_s: float | None = None
+    last_attempt_s: float | None = None
+    poll_duration_s: float = 0.0
+
+    def mark_success(self, now_s: float) -> None:
+        self.up = True
+        self.ready = True
+        self.last_success_s = now_s
+        self.last_attempt_s = now_s
+
+    def mark_failure(self, now_s: float) -> None:
+        self.up = False
+        self.last_attempt_s = now_s
+
+    def copy(self) -> Health:
+        return copy.copy(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Everything one scrape shows; never mutated after it is published."""
+
+    aggregates: Aggregates = field(default_factory=Aggregates)
+    open_runs: tuple[OpenRunView, ...] = ()
+    followed: int = 0
+    health: Health = field(default_factory=Health)
+    backfill_remaining_s: float = 0.0

@@ -1,0 +1,191 @@
+"""The Letta client against respx: paging parameters, retries, errors, caps, bad items."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import httpx
+import pytest
+import respx
+
+from exporter.letta.client import ClientOptions, LettaClient, build_http_client
+from exporter.letta.errors import (
+    LettaAuthError,
+    LettaBadResponse,
+    LettaNotFound,
+    LettaRequestError,
+    LettaUnavailable,
+)
+from tests.conftest import load_fixture
+
+BASE = "http://letta.test"
+LIST = f"{BASE}/v1/runs/"
+
+
+def make_client(
+    calls: list[tuple[str, str]] | None = None,
+    invalid: list[str] | None = None,
+    **options: Any,
+) -> LettaClient:
+    opts = {"retries": 2, "retry_max_wait": 0.01, "timeout": 1.0, **options}
+    seen_calls = calls if calls is not None else []
+    seen_invalid = invalid if invalid is not None else []
+    return LettaClient(
+        build_http_client(BASE, api_key="sekret-key", user_id=None, timeout=1.0),
+        ClientOptions(**opts),
+        on_request=lambda endpoint, code, seconds: seen_calls.append((endpoint, code)),
+        on_invalid_item=lambda endpoint, reason: seen_invalid.append(endpoint),
+    )
+
+
+@respx.mock
+async def test_list_asks_newest_first_with_before_and_sends_the_bearer_key() -> None:
+    route = respx.get(LIST).mock(return_value=httpx.Response(200, json=[]))
+    client = make_client()
+    await client.list_runs(limit=50, cursor="run-x")
+    request = route.calls.last.request
+    assert dict(request.url.params) == {"order": "desc", "limit": "50", "before": "run-x"}
+    assert request.headers["authorization"] == "Bearer sekret-key"
+
+
+@respx.mock
+async def test_active_listing_uses_the_active_flag() -> None:
+    route = respx.get(LIST).mock(return_value=httpx.Response(200, json=[]))
+    await make_client().list_runs(limit=10, active=True)
+    assert route.calls.last.request.url.params["active"] == "true"
+
+
+@respx.mock
+async def test_a_real_page_parses() -> None:
+    respx.get(LIST).mock(
+        return_value=httpx.Response(200, json=load_fixture("list/runs_order_desc.json"))
+    )
+    page = await make_client().list_runs(limit=100)
+    assert page.raw_count == len(page.runs) == 29
+
+
+@respx.mock
+async def test_5xx_then_success_is_retried_and_every_attempt_is_counted() -> None:
+    respx.get(LIST).mock(
+        side_effect=[httpx.Response(503), httpx.Response(500), httpx.Response(200, json=[])]
+    )
+    calls: list[tuple[str, str]] = []
+    page = await make_client(calls).list_runs(limit=1)
+    assert page.runs == []
+    assert calls == [("runs_list", "503"), ("runs_list", "500"), ("runs_list", "200")]
+
+
+@respx.mock
+async def test_429_honours_retry_after() -> None:
+    respx.get(LIST).mock(
+        side_effect=[
+            httpx.Response(429, headers={"Retry-After": "0.2"}),
+            httpx.Response(200, json=[]),
+        ]
+    )
+    client = make_client(retry_max_wait=5.0)
+    started = time.monotonic()
+    await client.list_runs(limit=1)
+    assert time.monotonic() - started >= 0.2
+
+
+@respx.mock
+async def test_persistent_5xx_raises_unavailable_after_the_retries() -> None:
+    route = respx.get(LIST).mock(return_value=httpx.Response(502))
+    with pytest.raises(LettaUnavailable) as info:
+        await make_client().list_runs(limit=1)
+    assert info.value.reason == "http_5xx"
+    assert route.call_count == 3
+
+
+@respx.mock
+async def test_other_4xx_is_not_retried() -> None:
+    route = respx.get(LIST).mock(
+        return_value=httpx.Response(422, json=load_fixture("errors/list_limit_0.json"))
+    )
+    with pytest.raises(LettaRequestError):
+        await make_client().list_runs(limit=1)
+    assert route.call_count == 1
+
+
+@respx.mock
+async def test_401_says_to_check_the_api_key_and_never_shows_it() -> None:
+    respx.get(LIST).mock(return_value=httpx.Response(401, json={"detail": "Unauthorized"}))
+    with pytest.raises(LettaAuthError) as info:
+        await make_client().list_runs(limit=1)
+    assert "LETTA_API_KEY" in str(info.value)
+    assert "sekret-key" not in str(info.value)
+    assert info.value.reason == "auth"
+
+
+@respx.mock
+async def test_404_on_one_run_is_not_found() -> None:
+    respx.get(f"{LIST}run-gone").mock(
+        return_value=httpx.Response(404, json=load_fixture("errors/run_unknown_404.json"))
+    )
+    with pytest.raises(LettaNotFound):
+        await make_client().get_run("run-gone")
+
+
+@respx.mock
+async def test_timeouts_are_retried_then_reported() -> None:
+    route = respx.get(LIST).mock(side_effect=httpx.ReadTimeout("slow"))
+    calls: list[tuple[str, str]] = []
+    with pytest.raises(LettaUnavailable) as info:
+        await make_client(calls).list_runs(limit=1)
+    assert info.value.reason == "timeout"
+    assert route.call_count == 3 and calls[0] == ("runs_list", "timeout")
+
+
+@respx.mock
+async def test_connection_errors_are_reported_as_connect() -> None:
+    respx.get(LIST).mock(side_effect=httpx.ConnectError("refused"))
+    with pytest.raises(LettaUnavailable) as info:
+        await make_client().list_runs(limit=1)
+    assert info.value.reason == "connect"
+
+
+@respx.mock
+async def test_truncated_json_is_a_bad_response() -> None:
+    respx.get(LIST).mock(return_value=httpx.Response(200, content=b'[{"id": "run-'))
+    with pytest.raises(LettaBadResponse):
+        await make_client().list_runs(limit=1)
+
+
+@respx.mock
+async def test_a_body_over_the_cap_is_refused() -> None:
+    body = json.dumps(load_fixture("list/runs_order_desc.json")).encode()
+    respx.get(LIST).mock(return_value=httpx.Response(200, content=body))
+    with pytest.raises(LettaBadResponse) as info:
+        await make_client(max_response_bytes=1024).list_runs(limit=100)
+    assert info.value.reason == "too_large"
+
+
+@respx.mock
+async def test_one_invalid_item_is_skipped_and_counted_not_the_page() -> None:
+    runs = load_fixture("list/runs_order_desc.json")[:3]
+    broken = dict(runs[1])
+    del broken["id"]
+    respx.get(LIST).mock(return_value=httpx.Response(200, json=[runs[0], broken, runs[2]]))
+    invalid: list[str] = []
+    page = await make_client(invalid=invalid).list_runs(limit=3)
+    assert [r.id for r in page.runs] == [runs[0]["id"], runs[2]["id"]]
+    assert page.raw_count == 3
+    assert invalid == ["runs_list"]
+
+
+@respx.mock
+async def test_a_non_list_body_is_a_bad_response() -> None:
+    respx.get(LIST).mock(return_value=httpx.Response(200, json={"detail": "?"}))
+    with pytest.raises(LettaBadResponse):
+        await make_client().list_runs(limit=1)
+
+
+@respx.mock
+async def test_get_run_has_no_duration_as_the_real_server() -> None:
+    run = load_fixture("runs/sync_end_turn/run.json")
+    respx.get(f"{LIST}{run['id']}").mock(return_value=httpx.Response(200, json=run))
+    parsed = await make_client().get_run(run["id"])
+    assert parsed.id == run["id"] and parsed.total_duration_ns is None

@@ -1,0 +1,91 @@
+"""Settings: flags over environment over defaults; one readable sentence on bad values."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from exporter.config import FLAGS, ConfigError, Settings, load_settings, parse_duration
+
+
+def test_defaults_point_at_a_local_letta() -> None:
+    settings = load_settings({})
+    assert settings.base_url == "http://localhost:8283"
+    assert settings.api_key is None
+    assert settings.poll_interval == 15.0
+
+
+def test_environment_is_read_and_flags_win(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LETTA_BASE_URL", "http://letta:8283/")
+    monkeypatch.setenv("LETTA_EXPORTER_POLL_INTERVAL", "1m")
+    settings = load_settings({"poll_interval": "5s"})
+    assert settings.base_url == "http://letta:8283"
+    assert settings.poll_interval == 5.0
+
+
+def test_api_key_is_secret_in_repr(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LETTA_API_KEY", "very-secret-value")
+    settings = load_settings({})
+    assert "very-secret-value" not in repr(settings)
+    assert settings.api_key is not None
+    assert settings.api_key.get_secret_value() == "very-secret-value"
+
+
+def test_api_key_can_come_from_a_file(tmp_path: Path) -> None:
+    key_file = tmp_path / "key"
+    key_file.write_text("from-file\n")
+    settings = load_settings({"api_key_file": str(key_file)})
+    assert settings.api_key is not None and settings.api_key.get_secret_value() == "from-file"
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("90", 90.0), ("30s", 30.0), ("5m", 300.0), ("1h30m", 5400.0)]
+)
+def test_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize(
+    ("overrides", "named"),
+    [
+        ({"poll_interval": "soon"}, "--poll.interval (LETTA_EXPORTER_POLL_INTERVAL)"),
+        ({"base_url": "localhost:8283"}, "--letta.url (LETTA_BASE_URL)"),
+        ({"user_id": "nobody"}, "--letta.user-id (LETTA_USER_ID)"),
+        ({"letta_page_size": "5000"}, "--letta.page-size (LETTA_EXPORTER_LETTA_PAGE_SIZE)"),
+        ({"agents_allow": "("}, "--agents.allow (LETTA_EXPORTER_AGENTS_ALLOW)"),
+    ],
+)
+def test_a_bad_value_is_one_sentence_naming_the_setting(
+    overrides: dict[str, str], named: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(overrides)
+    message = str(info.value)
+    assert message.startswith(f"invalid {named}: ")
+    assert "\n" not in message
+
+
+def test_every_flag_maps_to_a_settings_field() -> None:
+    assert {flag.field for flag in FLAGS} <= set(Settings.model_fields)
+
+
+def test_the_command_exits_2_on_a_bad_setting() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "exporter", "--poll.interval", "never"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "invalid --poll.interval (LETTA_EXPORTER_POLL_INTERVAL)" in result.stderr
+
+
+def test_environment_variables_derive_from_the_flag_names() -> None:
+    sdk_names = {"--letta.url": "LETTA_BASE_URL", "--letta.api-key-file": "LETTA_API_KEY_FILE"}
+    sdk_names["--letta.user-id"] = "LETTA_USER_ID"
+    for flag in FLAGS:
+        derived = "LETTA_EXPORTER_" + flag.flag[2:].replace(".", "_").replace("-", "_").upper()
+        assert flag.env == sdk_names.get(flag.flag, derived)
