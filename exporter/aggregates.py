@@ -48,20 +48,26 @@ class Aggregates:
 
     def inc(self, spec: MetricSpec, labels: Labels = (), amount: float = 1.0) -> None:
         """Add to a counter series, creating it at zero first."""
-        series = self.counters.setdefault(spec.name, {})
+        name = spec.name
+        series = self.counters.get(name)
+        if series is None:
+            series = self.counters[name] = {}
         series[labels] = series.get(labels, 0.0) + amount
-        self._dirty.add((spec.name, labels))
+        self._dirty.add((name, labels))
 
     def observe(self, spec: MetricSpec, labels: Labels, value: float) -> None:
         """Add one sample to a histogram series."""
-        series = self.histograms.setdefault(spec.name, {})
+        name = spec.name
+        series = self.histograms.get(name)
+        if series is None:
+            series = self.histograms[name] = {}
         hist = series.get(labels)
         if hist is None:
             hist = series[labels] = Histogram([0] * (len(spec.buckets) + 1))
         # bisect_left: a value equal to a bound belongs to that bucket (le is inclusive).
         hist.counts[bisect.bisect_left(spec.buckets, value)] += 1
         hist.sum += value
-        self._dirty.add((spec.name, labels))
+        self._dirty.add((name, labels))
 
     def counter(self, spec: MetricSpec, labels: Labels = ()) -> float:
         """The current value of one counter series (0 when absent)."""

@@ -67,6 +67,7 @@ class Poller:
         self._last_head_rows = options.page_size
         self._last_error: tuple[str, float] | None = None
         self._cursor_param: CursorParam | None = None
+        self._progress: tuple[float, int, int, float] | None = None
 
     def _now(self) -> int:
         return int(self._clock() * _NS)
@@ -158,10 +159,11 @@ class Poller:
         head_rows = 0
         for _ in range(self._options.max_pages):
             step = await self._next_page(walk, limit, active=False)
-            for run in step.fresh:
-                if walk.first and walk.count:
-                    tracker.observe_backfill(run, now)
-                else:
+            if walk.first and walk.count:
+                for run, created in zip(step.fresh, step.fresh_created, strict=True):
+                    tracker.observe_backfill(run, now, created)
+            else:
+                for run in step.fresh:
                     tracker.observe(run, now, count=walk.count, floor=walk.floor_ns)
             head_rows += len(step.fresh)
             if step.stalled:
@@ -279,15 +281,31 @@ class Poller:
             log.warning("poll failed (%s): %s", exc.reason, exc)
 
     def _log_progress(self) -> None:
+        """Backfill/catch-up progress: pages, runs/s and ETA, at most every 5 seconds."""
         walk = self._tracker.scan
         if walk is None or walk.pos is None:
+            self._progress = None
             return
-        remaining = walk.remaining_ns() / _NS
+        now = time.monotonic()
+        remaining = walk.remaining_ns()
+        if self._progress is None:
+            self._progress = (now, walk.runs, remaining, now)
+            return
+        started, runs0, remaining0, last_log = self._progress
+        if now - last_log < 5.0:
+            return
+        self._progress = (started, runs0, remaining0, now)
+        elapsed = max(now - started, 1e-9)
+        rate = (walk.runs - runs0) / elapsed
+        done_ns = remaining0 - remaining
+        eta = remaining / done_ns * elapsed if done_ns > 0 else float("inf")
         log.info(
-            "walking history: %d pages, %d runs so far, %.0f s of creation time left",
+            "walking history: %d pages, %d runs, %.0f runs/s, %.0f s of history left, ETA %s",
             walk.pages,
             walk.runs,
-            remaining,
+            rate,
+            remaining / _NS,
+            f"{eta:.0f} s" if eta != float("inf") else "unknown",
         )
 
 

@@ -235,7 +235,7 @@ class Tracker:
     def _first_sight(
         self, run: Run, now: int, *, count: bool, follow_old: bool, floor: int
     ) -> None:
-        created = to_epoch_ns(run.created_at)
+        created = run.created_ns
         terminal = run.is_terminal
         if created < floor and not (follow_old and not terminal):
             return  # at or past the window: could be a run counted and pruned long ago
@@ -266,15 +266,41 @@ class Tracker:
         if phase is Phase.SETTLING and self._settled(record, now):
             self._count(record)
 
-    def observe_backfill(self, run: Run, now: int) -> None:
-        """A run from a walk region no scan has visited: new by construction, no dedupe."""
+    def observe_backfill(self, run: Run, now: int, created: int | None = None) -> None:
+        """A run from a walk region no scan has visited: new by construction, no dedupe.
+
+        `created` is the run's created_ns when the caller has it already (hot path).
+        """
         if not self._allowed(run.agent_id) or run.id in self.records:
             self.observe(run, now)
             return
-        created = to_epoch_ns(run.created_at)
+        if created is None:
+            created = run.created_ns
         if self.hwm_ns is None or created > self.hwm_ns:
             self.hwm_ns = created
         terminal = run.is_terminal
+        if terminal and run.completed_at is not None and created < self.dedupe_floor_ns():
+            duration = run.total_duration_ns
+            # created + run_ns is when it ended: cheaper than converting completed_at.
+            completed = created + duration if duration is not None else None
+            if completed is None or now - completed <= SETTLED_AGE_NS:
+                completed = to_epoch_ns(run.completed_at)
+            if now - completed > SETTLED_AGE_NS:
+                # Old history (the bulk of a backfill): count it without building a record,
+                # since no later scan can list it again.
+                self._count_values(
+                    run.agent_id,
+                    run.status,
+                    run.stop_reason,
+                    duration / _NS if duration is not None else (completed - created) / _NS,
+                    run.ttft_ns,
+                    _callback_result(
+                        run.callback_url is not None,
+                        run.callback_status_code,
+                        bool(run.callback_error),
+                    ),
+                )
+                return
         if not terminal and now - created > self.options.forget_after_ns:
             return
         record = RunRecord(
@@ -288,7 +314,6 @@ class Tracker:
         )
         record.absorb(run)
         if terminal and self._settled(record, now):
-            # Old history: count without keeping a record when no scan can see it again.
             self._count(record, keep=created >= self.dedupe_floor_ns())
             return
         self.records[run.id] = record
@@ -429,23 +454,41 @@ class Tracker:
         )
 
     def _count(self, record: RunRecord, *, keep: bool = True) -> None:
-        agg = self.aggregates
-        agent = self.agent_label(record.agent_id)
-        status = enum_value(record.status)
-        agg.inc(m.RUNS_FINISHED, (agent, status, enum_value(record.stop_reason)))
-        duration = run_duration_seconds(record)
-        if duration is not None:
-            agg.observe(m.RUN_DURATION, (agent, status), duration)
-        if record.ttft_ns is not None and record.ttft_ns >= 0:
-            agg.observe(m.RUN_TTFT, (agent,), record.ttft_ns / _NS)
-        if record.callback:
-            agg.inc(m.RUN_CALLBACKS, (agent, callback_result(record)))
+        self._count_values(
+            record.agent_id,
+            record.status,
+            record.stop_reason,
+            run_duration_seconds(record),
+            record.ttft_ns,
+            _callback_result(record.callback, record.callback_code, record.callback_error),
+        )
         record.phase = Phase.DONE
         if keep:
             self.records[record.id] = record
             self._dirty.add(record.id)
         else:
             self._drop(record.id)
+
+    def _count_values(
+        self,
+        agent_id: str,
+        status: str,
+        stop_reason: str | None,
+        duration_s: float | None,
+        ttft_ns: int | None,
+        callback: str | None,
+    ) -> None:
+        """The one place a finished run turns into counter and histogram samples."""
+        agg = self.aggregates
+        agent = self.agent_label(agent_id)
+        status_label = enum_value(status)
+        agg.inc(m.RUNS_FINISHED, (agent, status_label, enum_value(stop_reason)))
+        if duration_s is not None and duration_s >= 0:
+            agg.observe(m.RUN_DURATION, (agent, status_label), duration_s)
+        if ttft_ns is not None and ttft_ns >= 0:
+            agg.observe(m.RUN_TTFT, (agent,), ttft_ns / _NS)
+        if callback is not None:
+            agg.inc(m.RUN_CALLBACKS, (agent, callback))
 
     def _drop(self, run_id: str) -> None:
         if self.records.pop(run_id, None) is not None:
@@ -462,10 +505,13 @@ def run_duration_seconds(record: RunRecord) -> float | None:
     return None
 
 
-def callback_result(record: RunRecord) -> str:
-    """success (2xx), failure (error or other status), or unknown (nothing recorded)."""
-    if record.callback_error or (record.callback_code is not None and record.callback_code >= 300):
+def _callback_result(has_callback: bool, code: int | None, error: bool) -> str | None:
+    """success (2xx), failure (error or other status), unknown (nothing recorded), or
+    None when the run had no callback URL."""
+    if not has_callback:
+        return None
+    if error or (code is not None and code >= 300):
         return "failure"
-    if record.callback_code is not None:
+    if code is not None:
         return "success"
     return "unknown"

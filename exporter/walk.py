@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from exporter.letta.models import Run, to_epoch_ns
+from exporter.letta.models import Run
 
 Key = tuple[int, str]
 """The list's sort key: (created_at in epoch ns, run id)."""
@@ -38,6 +38,8 @@ class StepResult:
     """What one page meant for the walk."""
 
     fresh: list[Run]
+    fresh_created: list[int] = field(default_factory=list)
+    """created_ns of each fresh run (computed once here, reused by the tracker)."""
     done: bool = False
     lost_cursor: bool = False
     stalled: bool = False
@@ -103,7 +105,7 @@ class Walk:
         the walk asks for (`widen`) when a full page lies within one second: no cursor
         taken from it is safe on a SQLite server.
         """
-        keys = [(to_epoch_ns(run.created_at), run.id) for run in runs]
+        keys = [(run.created_ns, run.id) for run in runs]
         lost = False
         if self.cursors and keys and keys[0] >= self.cursors[0][1]:
             # The cursor's run is gone and Letta restarted from the head (§4.4).
@@ -123,6 +125,7 @@ class Walk:
         floor = self.floor_ns if self.floor_ns is not None else 0
 
         fresh: list[Run] = []
+        created: list[int] = []
         reached_floor = False
         for key, run in zip(keys, runs, strict=True):
             if key[0] < floor:
@@ -130,6 +133,7 @@ class Walk:
                 break
             if self.pos is None or key < self.pos:
                 fresh.append(run)
+                created.append(key[0])
                 self.pos = key
         self.runs += len(fresh)
 
@@ -140,13 +144,15 @@ class Walk:
             self._last_min = keys[-1] if self._last_min is None else min(self._last_min, keys[-1])
         done = reached_floor or raw_count < limit or not keys
         if stalled:
-            return StepResult(fresh, stalled=True, lost_cursor=lost)
+            return StepResult(fresh, created, stalled=True, lost_cursor=lost)
         if done:
-            return StepResult(fresh, done=True, lost_cursor=lost)
+            return StepResult(fresh, created, done=True, lost_cursor=lost)
         if can_widen and keys[0][0] // _NS_PER_S == keys[-1][0] // _NS_PER_S:
-            return StepResult(fresh, lost_cursor=lost, widen=True)  # same cursor, more rows
+            return StepResult(
+                fresh, created, lost_cursor=lost, widen=True
+            )  # same cursor, more rows
         self.cursors = _next_cursors(keys)
-        return StepResult(fresh, lost_cursor=lost)
+        return StepResult(fresh, created, lost_cursor=lost)
 
     def to_json(self) -> dict[str, Any]:
         """Persistable form."""

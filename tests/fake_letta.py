@@ -66,11 +66,14 @@ __all__ = [
     "RUN_STATUSES",
     "STOP_REASONS",
     "TERMINAL_STATUSES",
+    "Backend",
     "FakeLetta",
+    "Semantics",
+    "Timestamp",
     "main",
 ]
 
-Semantics = Literal["letta-0.16.8", "conventional"]
+Semantics = Literal["letta-0.16.8", "conventional", "relative"]
 Backend = Literal["postgres", "sqlite"]
 Timestamp = float | datetime | str
 """Accepted wherever the control API takes a time: epoch seconds, a datetime (naive means
@@ -544,7 +547,10 @@ class FakeLetta:
             ``desc`` + ``before`` are the next page, ``asc`` + ``before`` and ``desc`` +
             ``after`` the previous page, and §4.3 holds: ``desc`` + ``before`` walks
             backwards under both semantics, and the probe ``order=asc&limit=1&after=A``
-            answers ``[B]``.
+            answers ``[B]``. ``"relative"`` gives cursors relative to the sort order,
+            as the cloud SDK documents them and the steps list behaves (§4.6, §9):
+            ``after`` = the next page, ``before`` = the previous page, in either order, and
+            an unknown cursor is 404. There ``desc`` + ``before`` walks *newer*.
         backend: ``"postgres"`` compares ``(created_at, id)`` exactly. ``"sqlite"``
             reproduces §4.5: the cursor's timestamp is cut to whole seconds and compared
             as a string with the stored microsecond strings, and timestamps serialise
@@ -570,7 +576,7 @@ class FakeLetta:
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
-        if semantics not in ("letta-0.16.8", "conventional"):
+        if semantics not in ("letta-0.16.8", "conventional", "relative"):
             raise ValueError(f"unknown semantics {semantics!r}")
         if backend not in ("postgres", "sqlite"):
             raise ValueError(f"unknown backend {backend!r}")
@@ -974,6 +980,7 @@ class FakeLetta:
         can be used as a cursor, like any row in the database. Returns a handle for
         :meth:`remove_raw_item`.
         """
+        now = self._clock()
         with self._lock:
             raw = _Raw()
             raw.obj = obj
@@ -982,7 +989,7 @@ class FakeLetta:
             raw.seq = next(self._seq)
             raw_id = obj.get("id")
             raw.sid = raw_id if isinstance(raw_id, str) else ""
-            raw.us = self._raw_position(obj, created_at)
+            raw.us = self._raw_position(obj, created_at, now)
             raw.agent_id = obj.get("agent_id")
             raw.status = obj.get("status")
             raw.stop_reason = obj.get("stop_reason")
@@ -1005,7 +1012,7 @@ class FakeLetta:
         if self._raw_by_id.get(raw.sid) is raw:
             del self._raw_by_id[raw.sid]
 
-    def _raw_position(self, obj: dict[str, Any], created_at: Timestamp | None) -> int:
+    def _raw_position(self, obj: dict[str, Any], created_at: Timestamp | None, now: float) -> int:
         if created_at is not None:
             return _to_us(created_at)
         value = obj.get("created_at")
@@ -1015,7 +1022,7 @@ class FakeLetta:
             except (ValueError, OverflowError):
                 pass
         # No usable timestamp: the head of the default (desc) listing.
-        newest = max((row.us for row in self._rows[-1:]), default=_to_us(self._clock()))
+        newest = max((row.us for row in self._rows[-1:]), default=_to_us(now))
         return newest + 1
 
     # ------------------------------------------------------------------ control API: faults
@@ -1380,10 +1387,20 @@ class FakeLetta:
             # _apply_pagination_async: after -> forward=not ascending, before ->
             # forward=ascending. That is the swap of commit 5fddf94ac (§4.2).
             after_forward, before_forward = not ascending, ascending
+        elif self.semantics == "relative":
+            # Cursors relative to the sort order, as the cloud SDK documents and the steps
+            # list does (§4.6, §9): after = next page, before = previous page.
+            after_forward, before_forward = ascending, not ascending
         else:
             after_forward, before_forward = True, False  # newer than / older than X
         after_row = self._lookup_cursor(after) if after else None
         before_row = self._lookup_cursor(before) if before else None
+        if self.semantics == "relative":
+            # Cursor-checking servers answer 404 to an unknown cursor (§4.6) instead of
+            # silently restarting the list.
+            for cursor_id, row in ((after, after_row), (before, before_row)):
+                if cursor_id and row is None:
+                    raise _HTTPError(_not_found("Run", cursor_id))
         for cursor, forward in ((after_row, after_forward), (before_row, before_forward)):
             if cursor is None:
                 continue
@@ -1391,6 +1408,8 @@ class FakeLetta:
                 lo = max(lo, self._boundary(cursor, True))
             else:
                 hi = min(hi, self._boundary(cursor, False))
+        if self.semantics == "relative" and before_row is not None and after_row is None:
+            from_tail = True  # the previous page: the `limit` rows just before X
         if self.semantics == "conventional" and (before_row is None) != (after_row is None):
             # A previous page (asc+before, desc+after) is the `limit` rows adjacent to
             # the cursor, not the head of the list: walk towards the cursor, then flip.
@@ -1861,6 +1880,9 @@ class _Server(ThreadingHTTPServer):
         )
         with self._conn_lock:
             self._connections.add(request)
+            # Threads stay listed until they are dead (a thread that removed itself could
+            # still be running when stop() looks), so prune finished ones here instead.
+            self._conn_threads = {t for t in self._conn_threads if t.is_alive()}
             self._conn_threads.add(thread)
         thread.start()
 
@@ -1872,7 +1894,6 @@ class _Server(ThreadingHTTPServer):
         finally:
             with self._conn_lock:
                 self._connections.discard(request)
-                self._conn_threads.discard(threading.current_thread())
             self.shutdown_request(request)
 
     def mark_for_reset(self, sock: socket.socket) -> None:
@@ -1905,16 +1926,12 @@ class _Server(ThreadingHTTPServer):
                 sock.shutdown(socket.SHUT_RDWR)
 
     def join_connection_threads(self, timeout: float) -> None:
+        # Called after shutdown(): no new connection threads can appear any more.
         deadline = time.monotonic() + timeout
-        while True:
-            with self._conn_lock:
-                threads = list(self._conn_threads)
-            if not threads:
-                return
-            for thread in threads:
-                thread.join(max(0.0, deadline - time.monotonic()))
-            if time.monotonic() >= deadline:
-                return
+        with self._conn_lock:
+            threads = list(self._conn_threads)
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -1930,7 +1947,7 @@ class _Handler(BaseHTTPRequestHandler):
     def version_string(self) -> str:
         return "uvicorn"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib name
+    def log_message(self, format: str, *args: Any) -> None:
         pass  # tests and benchmarks do not want one line per request on stderr
 
     def do_GET(self) -> None:
@@ -2120,7 +2137,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--spacing-s", type=float, default=0.01, help="created_at spacing")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument(
-        "--semantics", choices=("letta-0.16.8", "conventional"), default="letta-0.16.8"
+        "--semantics",
+        choices=("letta-0.16.8", "conventional", "relative"),
+        default="letta-0.16.8",
     )
     parser.add_argument("--backend", choices=("postgres", "sqlite"), default="postgres")
     parser.add_argument("--password", default=None, help="enable secure mode (§1.2)")

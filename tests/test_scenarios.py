@@ -32,9 +32,10 @@ OUTCOMES = [
     params=[
         ("letta-0.16.8", "postgres"),
         ("conventional", "postgres"),
+        ("relative", "postgres"),
         ("letta-0.16.8", "sqlite"),
     ],
-    ids=["letta-0.16.8", "conventional", "sqlite"],
+    ids=["letta-0.16.8", "conventional", "relative", "sqlite"],
 )
 def fake(request: pytest.FixtureRequest) -> Iterator[FakeLetta]:
     semantics, backend = request.param
@@ -127,12 +128,12 @@ def test_runs_that_never_finish_become_stale_not_in_progress_forever(
 def test_a_status_flip_within_grace_counts_the_final_status_and_later_flips_are_reported(
     fake: FakeLetta, tmp_path: Path
 ) -> None:
-    args = ("--runs.grace-period=1.5s",)
+    args = ("--runs.grace-period=3s",)
     with running(Exporter(fake.base_url, tmp_path / "s.sqlite", *args)) as exp:
         exp.wait_ready()
         early = fake.create_run("agent-a")
         fake.update_run(early, status="completed", stop_reason="requires_approval")
-        time.sleep(0.4)
+        time.sleep(0.2)
         fake.update_run(early, status="cancelled", stop_reason="cancelled")
         assert_totals_match(exp, fake)
         assert exp.finished() == {("agent-a", "cancelled", "cancelled"): 1}
@@ -163,10 +164,16 @@ def test_deleted_runs_and_a_deleted_cursor_lose_no_surviving_run(
     fake.inject("timeout", delay=0.25, times=200, path_prefix="/v1/runs/")
     args = ("--letta.page-size=4", "--poll.max-pages=1", "--backfill=1h")
     with running(Exporter(fake.base_url, tmp_path / "s.sqlite", *args)) as exp:
-        exp.wait_for(
-            lambda: sum(1 for r in fake.requests if "before" in r[2]) >= 3,
-            what="the backfill walk to be under way",
-        )
+
+        def walking_doomed_runs() -> bool:
+            for _, _, query, _ in fake.requests:
+                cursor = (query.get("before") or query.get("after") or [""])[0]
+                run = fake.get(cursor)
+                if query.get("limit") == ["4"] and run and run["agent_id"] == doomed:
+                    return True
+            return False
+
+        exp.wait_for(walking_doomed_runs, what="the walk to reach the doomed runs")
         fake.delete_agent(doomed)
         fake.clear_faults()
         exp.wait_ready()

@@ -35,13 +35,12 @@ STOP_REASONS: Final = frozenset(
 )
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_EPOCH_NAIVE: Final = datetime(1970, 1, 1)
 
 
 def to_epoch_ns(value: datetime) -> int:
     """Nanoseconds since the Unix epoch; a naive datetime is UTC (Letta's `completed_at`)."""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    delta = value - _EPOCH
+    delta = value - (_EPOCH_NAIVE if value.tzinfo is None else _EPOCH)
     return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
 
 
@@ -65,6 +64,11 @@ class Run(BaseModel):
     callback_error: str | None = None
     ttft_ns: int | None = None
     total_duration_ns: int | None = None
+
+    @property
+    def created_ns(self) -> int:
+        """`created_at` as epoch nanoseconds (the list's sort key)."""
+        return to_epoch_ns(self.created_at)
 
     @property
     def is_terminal(self) -> bool:
