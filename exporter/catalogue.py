@@ -92,6 +92,41 @@ OLDEST_IN_PROGRESS: Final = MetricSpec(
     ("agent",),
 )
 
+RUN_TOKENS: Final = MetricSpec(
+    "letta_run_tokens",
+    Kind.COUNTER,
+    "Tokens of finished runs by model and type (input includes cached_input and "
+    "cache_write; output includes reasoning), from the run's steps, else from /usage.",
+    ("agent", "model", "type"),
+)
+RUN_STEPS: Final = MetricSpec(
+    "letta_run_steps",
+    Kind.HISTOGRAM,
+    "Steps per finished run (all steps from /steps; /metrics' num_steps, capped at 50, "
+    "when /steps is off).",
+    ("agent",),
+    (1, 2, 3, 5, 8, 13, 20, 30, 50, 75, 100, 200),
+)
+STEP_DURATION: Final = MetricSpec(
+    "letta_step_duration_seconds",
+    Kind.HISTOGRAM,
+    "Duration of the steps of finished runs (needs --enrich.step-timings).",
+    ("agent", "model"),
+    (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120),
+)
+RUN_TOOL_CALLS: Final = MetricSpec(
+    "letta_run_tool_calls",
+    Kind.COUNTER,
+    "Finished runs that called each tool (Letta reports the set of tools a run used, "
+    "not how often).",
+    ("agent", "tool"),
+)
+RUN_COST: Final = MetricSpec(
+    "letta_run_cost_usd",
+    Kind.COUNTER,
+    "Estimated cost of finished runs in US dollars, from the price file (absent without).",
+    ("agent", "model"),
+)
 UP: Final = MetricSpec(
     "letta_up", Kind.GAUGE, "1 if the last poll of the Letta API succeeded, else 0."
 )
@@ -179,6 +214,18 @@ OPEN_RUNS_DROPPED: Final = MetricSpec(
     "Open runs no longer followed: expired (older than the forget horizon) or capacity.",
     ("reason",),
 )
+ENRICHMENT_FAILURES: Final = MetricSpec(
+    "letta_exporter_enrichment_failures",
+    Kind.COUNTER,
+    "Runs counted without an endpoint's detail after its fetch failed for good "
+    "(404, or every retry failed).",
+    ("endpoint",),
+)
+ENRICHMENT_BACKLOG: Final = MetricSpec(
+    "letta_exporter_enrichment_backlog",
+    Kind.GAUGE,
+    "Finished runs waiting for their usage/steps/metrics before being counted.",
+)
 BACKFILL_REMAINING: Final = MetricSpec(
     "letta_exporter_backfill_remaining_seconds",
     Kind.GAUGE,
@@ -191,6 +238,11 @@ ALL: Final[tuple[MetricSpec, ...]] = (
     RUN_TTFT,
     RUN_CALLBACKS,
     RUNS_DELETED,
+    RUN_TOKENS,
+    RUN_STEPS,
+    STEP_DURATION,
+    RUN_TOOL_CALLS,
+    RUN_COST,
     RUNS_IN_PROGRESS,
     RUNS_STALE,
     OLDEST_IN_PROGRESS,
@@ -210,6 +262,8 @@ ALL: Final[tuple[MetricSpec, ...]] = (
     LATE_RUNS,
     CHANGED_AFTER_COUNT,
     OPEN_RUNS_DROPPED,
+    ENRICHMENT_FAILURES,
+    ENRICHMENT_BACKLOG,
     BACKFILL_REMAINING,
 )
 BY_NAME: Final = {spec.name: spec for spec in ALL}

@@ -30,6 +30,7 @@ CREATE TABLE IF NOT EXISTS series (
     metric TEXT NOT NULL, labels TEXT NOT NULL, value TEXT NOT NULL,
     PRIMARY KEY (metric, labels)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS tool_names (id TEXT PRIMARY KEY, name TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS label_values (
     label TEXT NOT NULL, value TEXT NOT NULL, seq INTEGER NOT NULL,
     PRIMARY KEY (label, value)
@@ -49,6 +50,7 @@ class Loaded:
     series: list[tuple[str, Labels, str]] = field(default_factory=list)
     meta: dict[str, str] = field(default_factory=dict)
     label_values: dict[str, list[str]] = field(default_factory=dict)
+    tool_names: dict[str, str] = field(default_factory=dict)
 
     @property
     def fresh(self) -> bool:
@@ -129,12 +131,13 @@ class Checkpoint:
             label_values: dict[str, list[str]] = {}
             for label, value in db.execute("SELECT label, value FROM label_values ORDER BY seq"):
                 label_values.setdefault(label, []).append(value)
+            tool_names = dict(db.execute("SELECT id, name FROM tool_names").fetchall())
         except (sqlite3.DatabaseError, ValueError, KeyError, IndexError) as exc:
             raise CheckpointError(
                 f"state file {self.path} has unreadable content ({exc}); it is kept as it "
                 "is: move it away to start fresh"
             ) from None
-        return Loaded(records, series, meta, label_values)
+        return Loaded(records, series, meta, label_values, tool_names)
 
     def commit(
         self,
@@ -144,6 +147,7 @@ class Checkpoint:
         series: Iterable[tuple[str, Labels, str]],
         meta: Mapping[str, str],
         new_label_values: Mapping[str, list[str]],
+        new_tool_names: Mapping[str, str] | None = None,
     ) -> None:
         """Write one cycle's changes atomically."""
         db = self._db
@@ -170,6 +174,10 @@ class Checkpoint:
                         "INSERT OR IGNORE INTO label_values (label, value, seq) VALUES (?, ?, ?)",
                         (label, value, seq),
                     )
+            db.executemany(
+                "INSERT OR REPLACE INTO tool_names (id, name) VALUES (?, ?)",
+                (new_tool_names or {}).items(),
+            )
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")

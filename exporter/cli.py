@@ -26,6 +26,7 @@ from exporter.labels import AgentFilter, CappedLabel
 from exporter.letta.client import ClientOptions, LettaClient, build_http_client
 from exporter.logs import configure
 from exporter.poller import Poller, PollOptions
+from exporter.pricing import PriceFileError, load_prices
 from exporter.server import App, HttpServer
 from exporter.tracker import Tracker, TrackerOptions
 
@@ -59,6 +60,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure(settings.log_level, settings.log_format)
     try:
         return asyncio.run(serve(settings))
+    except PriceFileError as exc:
+        print(f"letta-exporter: {exc}", file=sys.stderr)
+        return 2
     except CheckpointError as exc:
         log.error("%s", exc)
         return 1
@@ -74,26 +78,36 @@ def tracker_options(settings: Settings) -> TrackerOptions:
         stale_refresh_ns=int(max(settings.poll_interval, 300) * _NS),
         forget_after_ns=int(settings.runs_forget_after * _NS),
         max_open_runs=settings.runs_max_open,
+        enrich=settings.enrich_endpoints,
+        enrich_max_attempts=settings.enrich_max_attempts,
     )
 
 
 async def serve(settings: Settings) -> int:
     """Run the exporter until SIGTERM or SIGINT."""
+    prices = load_prices(settings.cost_price_file) if settings.cost_price_file else None
     checkpoint = Checkpoint(settings.state_path)
     loaded = checkpoint.load()
     aggregates = Aggregates()
     aggregates.load(loaded.series)
-    agent_label = CappedLabel(
-        "agent",
-        settings.agents_label_limit,
-        admitted=loaded.label_values.get("agent", ()),
-        on_overflow=lambda label: aggregates.inc(m.LABEL_OVERFLOW, (label,)),
-    )
+
+    def capped(name: str, limit: int) -> CappedLabel:
+        return CappedLabel(
+            name,
+            limit,
+            admitted=loaded.label_values.get(name, ()),
+            on_overflow=lambda label: aggregates.inc(m.LABEL_OVERFLOW, (label,)),
+        )
+
     tracker = Tracker(
         tracker_options(settings),
         aggregates,
-        agent_label,
+        capped("agent", settings.agents_label_limit),
         agent_allowed=AgentFilter(settings.agents_allow, settings.agents_deny),
+        model_label=capped("model", settings.models_label_limit),
+        tool_label=capped("tool", settings.tools_label_limit),
+        prices=prices,
+        tool_names=loaded.tool_names,
     )
     tracker.load(loaded.records, loaded.meta)
     if loaded.fresh:
@@ -128,6 +142,7 @@ async def serve(settings: Settings) -> int:
         ),
         on_request=count_request,
         on_invalid_item=lambda endpoint, reason: aggregates.inc(m.INVALID_ITEMS, (endpoint,)),
+        rate_limit=settings.letta_rate_limit,
     )
     collector = RunsCollector()
     registry = CollectorRegistry(auto_describe=False)
@@ -141,6 +156,7 @@ async def serve(settings: Settings) -> int:
             page_size=settings.letta_page_size,
             max_pages=settings.poll_max_pages,
             backfill_ns=int(settings.backfill * _NS) if settings.backfill is not None else None,
+            enrich_concurrency=settings.enrich_concurrency,
         ),
         publish=collector.publish,
         first_start=loaded.fresh,

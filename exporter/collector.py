@@ -99,6 +99,7 @@ class RunsCollector(Collector):
         )
         yield _gauge(m.POLL_DURATION, {(): health.poll_duration_s})
         yield _gauge(m.OPEN_RUNS, {(): float(snap.followed)})
+        yield _gauge(m.ENRICHMENT_BACKLOG, {(): float(snap.enrichment_backlog)})
         yield _gauge(m.BACKFILL_REMAINING, {(): snap.backfill_remaining_s})
 
 

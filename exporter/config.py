@@ -84,6 +84,16 @@ class Settings(BaseSettings):
     agents_allow: str | None = None
     agents_deny: str | None = None
     agents_label_limit: int = Field(500, ge=1)
+    models_label_limit: int = Field(100, ge=1)
+    tools_label_limit: int = Field(200, ge=1)
+    enrich_usage: bool = True
+    enrich_steps: bool = True
+    enrich_metrics: bool = True
+    enrich_step_timings: bool = False
+    enrich_concurrency: int = Field(8, ge=1, le=256)
+    enrich_max_attempts: int = Field(5, ge=1, le=50)
+    letta_rate_limit: float = Field(50.0, ge=0)
+    cost_price_file: Path | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["text", "json"] = "text"
 
@@ -121,6 +131,12 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
+    def _timings_need_steps(self) -> Settings:
+        if self.enrich_step_timings and not self.enrich_steps:
+            raise ValueError("--enrich.step-timings needs --enrich.steps (it reads step ids)")
+        return self
+
+    @model_validator(mode="after")
     def _key_from_file(self) -> Settings:
         if self.api_key_file is not None:
             if self.api_key is not None:
@@ -131,6 +147,17 @@ class Settings(BaseSettings):
                 raise ValueError(f"cannot read {self.api_key_file}: {exc.strerror}") from None
             object.__setattr__(self, "api_key", SecretStr(key) if key else None)
         return self
+
+    @property
+    def enrich_endpoints(self) -> tuple[str, ...]:
+        """The enrichment endpoints switched on."""
+        wanted = {
+            "usage": self.enrich_usage,
+            "steps": self.enrich_steps,
+            "metrics": self.enrich_metrics,
+            "step_timings": self.enrich_step_timings,
+        }
+        return tuple(name for name, on in wanted.items() if on)
 
     @property
     def listen_host_port(self) -> tuple[str, int]:
@@ -178,6 +205,16 @@ FLAGS: Final = (
     Flag("--agents.allow", "agents_allow", "regex of agent ids to include"),
     Flag("--agents.deny", "agents_deny", "regex of agent ids to exclude"),
     Flag("--agents.label-limit", "agents_label_limit", "distinct agent label values"),
+    Flag("--models.label-limit", "models_label_limit", "distinct model label values"),
+    Flag("--tools.label-limit", "tools_label_limit", "distinct tool label values"),
+    Flag("--enrich.usage", "enrich_usage", "fetch /usage of each finished run (true/false)"),
+    Flag("--enrich.steps", "enrich_steps", "fetch /steps: tokens by model, step counts"),
+    Flag("--enrich.metrics", "enrich_metrics", "fetch /metrics: tools used"),
+    Flag("--enrich.step-timings", "enrich_step_timings", "fetch each step's timings"),
+    Flag("--enrich.concurrency", "enrich_concurrency", "runs enriched at once"),
+    Flag("--enrich.max-attempts", "enrich_max_attempts", "tries before a detail is given up"),
+    Flag("--letta.rate-limit", "letta_rate_limit", "most requests per second to Letta (0: no cap)"),
+    Flag("--cost.price-file", "cost_price_file", "TOML/YAML model prices for the cost metric"),
     Flag("--log.level", "log_level", "debug, info, warning or error"),
     Flag("--log.format", "log_format", "text or json"),
 )

@@ -27,6 +27,17 @@ def enum_value(value: str | None) -> str:
     return cleaned or "unknown"
 
 
+_MODEL_UNSAFE = re.compile(r"[^A-Za-z0-9._:/@+-]+")
+
+
+@lru_cache(maxsize=4096)
+def free_value(value: str | None) -> str:
+    """A model or tool name as a label: printable, no spaces, at most 128 chars."""
+    if not value:
+        return "unknown"
+    return _MODEL_UNSAFE.sub("_", value.strip())[:_MAX_ID_LEN] or "unknown"
+
+
 class CappedLabel:
     """Admits the first `limit` distinct values of one label; later ones become __other__.
 

@@ -14,6 +14,7 @@ from exporter import catalogue as m
 from exporter.checkpoint import Checkpoint
 from exporter.letta.client import MAX_LIST_LIMIT, CursorParam, LettaClient
 from exporter.letta.errors import LettaAuthError, LettaError, LettaNotFound
+from exporter.letta.models import Tool
 from exporter.snapshot import Health, Snapshot
 from exporter.tracker import RunRecord, Tracker
 from exporter.walk import StepResult, Walk
@@ -33,6 +34,9 @@ class PollOptions:
     page_size: int = 1000
     max_pages: int = 100
     backfill_ns: int | None = None
+    enrich_concurrency: int = 8
+    enrich_batch: int = 5000
+    max_enrich_backlog: int = 20_000
 
 
 @dataclass(slots=True)
@@ -68,6 +72,8 @@ class Poller:
         self._last_error: tuple[str, float] | None = None
         self._cursor_param: CursorParam | None = None
         self._progress: tuple[float, int, int, float] | None = None
+        self._more_enrichment = False
+        self._tool_lookups: dict[str, asyncio.Future[Tool]] = {}
 
     def _now(self) -> int:
         return int(self._clock() * _NS)
@@ -90,6 +96,8 @@ class Poller:
             agg.inc(m.POLL_ERRORS, (exc.reason,))
             self._log_failure(exc)
         tracker.finalize(self._now())
+        # Enrichment failures are per run (retried with backoff), never a failed poll.
+        self._more_enrichment = await self._enrich(self._now())
         tracker.housekeeping(self._now())
         self._commit()
         if ok:
@@ -110,8 +118,9 @@ class Poller:
         while not stop.is_set():
             started = time.monotonic()
             await self.cycle()
-            # A pending walk (backfill or catch-up) continues at once; otherwise pace.
-            delay = 0.0 if self._tracker.scan is not None else self._options.interval_s
+            # A pending walk (backfill or catch-up) or due enrichment continues at once.
+            busy = self._tracker.scan is not None and not self._backpressure()
+            delay = 0.0 if busy or self._more_enrichment else self._options.interval_s
             delay = max(0.0, delay - (time.monotonic() - started))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=delay if delay > 0 else 0.001)
@@ -124,6 +133,7 @@ class Poller:
             aggregates=tracker.aggregates.copy(),
             open_runs=tuple(tracker.open_runs(now)),
             followed=tracker.followed_count(),
+            enrichment_backlog=tracker.enrichment_backlog(),
             health=self.health.copy(),
             backfill_remaining_s=(tracker.scan.remaining_ns() / _NS) if tracker.scan else 0.0,
         )
@@ -158,6 +168,8 @@ class Poller:
             limit = min(limit, max(_MIN_FIRST_PAGE, 2 * self._last_head_rows + 10))
         head_rows = 0
         for _ in range(self._options.max_pages):
+            if self._backpressure():
+                return  # the walk waits (persisted) until enrichment catches up
             step = await self._next_page(walk, limit, active=False)
             if walk.first and walk.count:
                 for run, created in zip(step.fresh, step.fresh_created, strict=True):
@@ -227,6 +239,80 @@ class Poller:
             if step.done:
                 return
 
+    def _backpressure(self) -> bool:
+        return self._tracker.enrichment_backlog() >= self._options.max_enrich_backlog
+
+    async def _enrich(self, now: int) -> bool:
+        """Fetch the details of finished runs; True when more are due right away."""
+        tracker = self._tracker
+        due = tracker.enrichment_due(now, self._options.enrich_batch + 1)
+        if not due:
+            return False
+        more = len(due) > self._options.enrich_batch
+        semaphore = asyncio.Semaphore(self._options.enrich_concurrency)
+
+        async def enrich_one(record: RunRecord) -> None:
+            async with semaphore:
+                await self._enrich_run(record, now)
+
+        async with asyncio.TaskGroup() as group:
+            for record in due[: self._options.enrich_batch]:
+                group.create_task(enrich_one(record))
+        return more
+
+    async def _enrich_run(self, record: RunRecord, now: int) -> None:
+        tracker = self._tracker
+        client = self._client
+        assert record.enrich is not None
+        for endpoint in list(record.enrich.pending):
+            try:
+                if endpoint == "usage":
+                    tracker.enriched_usage(record, await client.get_usage(record.id), now)
+                elif endpoint == "steps":
+                    tracker.enriched_steps(record, await client.list_steps(record.id), now)
+                elif endpoint == "metrics":
+                    metrics = await client.get_run_metrics(record.id)
+                    for tool_id in list(dict.fromkeys(metrics.tools_used or ())):
+                        if tool_id not in tracker.tool_names:
+                            await self._resolve_tool(tool_id)
+                    tracker.enriched_metrics(record, metrics, now)
+                elif endpoint == "step_timings":
+                    tracker.enriched_step_timings(record, await self._step_timings(record), now)
+            except LettaNotFound:
+                log.info("run %s: %s answered 404; counting it without", record.id, endpoint)
+                tracker.enrichment_failed(record, endpoint, now, permanent=True)
+            except LettaError as exc:
+                log.debug("run %s: fetching %s failed (%s); will retry", record.id, endpoint, exc)
+                tracker.enrichment_failed(record, endpoint, now, permanent=False)
+                return  # the run waits its backoff before any further request
+
+    async def _resolve_tool(self, tool_id: str) -> None:
+        # Runs enriched together often share tools: one lookup per id, awaited by all.
+        lookup = self._tool_lookups.get(tool_id)
+        if lookup is None:
+            lookup = asyncio.ensure_future(self._client.get_tool(tool_id))
+            self._tool_lookups[tool_id] = lookup
+        try:
+            name = (await asyncio.shield(lookup)).name
+        except LettaNotFound:
+            name = tool_id  # deleted or foreign tool: the id is the best label there is
+        finally:
+            if lookup.done():
+                self._tool_lookups.pop(tool_id, None)
+        self._tracker.name_tool(tool_id, name)
+
+    async def _step_timings(self, record: RunRecord) -> list[tuple[str, float]]:
+        assert record.enrich is not None
+        seconds: list[tuple[str, float]] = []
+        for step_id, model in record.enrich.step_ids or ():
+            try:
+                metrics = await self._client.get_step_metrics(step_id)
+            except LettaNotFound:
+                continue  # a step without a metrics row has no timing to report
+            if metrics.step_ns is not None and metrics.step_ns >= 0:
+                seconds.append((model, metrics.step_ns / _NS))
+        return seconds
+
     async def _refresh_settling(self, now: int) -> None:
         await self._get_each(self._tracker.settling_needing_refresh(now), now)
 
@@ -262,7 +348,11 @@ class Poller:
             removed=removed,
             series=tracker.aggregates.take_dirty(),
             meta=meta,
-            new_label_values={tracker.agent_label.name: tracker.agent_label.take_new()},
+            new_label_values={
+                label.name: label.take_new()
+                for label in (tracker.agent_label, tracker.model_label, tracker.tool_label)
+            },
+            new_tool_names=tracker.take_new_tool_names(),
         )
 
     def _log_failure(self, exc: LettaError) -> None:
@@ -313,4 +403,5 @@ def _next_limit(step: StepResult, limit: int, page_size: int) -> int:
     """Double the limit to get past a page inside one second; else the normal size."""
     if step.widen:
         return min(MAX_LIST_LIMIT, limit * 2)
-    return limit if step.retry else page_size
+    # A widened page stays wide: the next one starts by re-reading its tail second.
+    return limit if step.retry else max(limit, page_size)

@@ -40,5 +40,6 @@ class Snapshot:
     aggregates: Aggregates = field(default_factory=Aggregates)
     open_runs: tuple[OpenRunView, ...] = ()
     followed: int = 0
+    enrichment_backlog: int = 0
     health: Health = field(default_factory=Health)
     backfill_remaining_s: float = 0.0

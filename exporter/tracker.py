@@ -22,14 +22,15 @@ import heapq
 import json
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Final
 
 from exporter import catalogue as m
 from exporter.aggregates import Aggregates
-from exporter.labels import CappedLabel, enum_value
-from exporter.letta.models import Run, to_epoch_ns
+from exporter.labels import CappedLabel, enum_value, free_value
+from exporter.letta.models import Run, RunMetrics, Step, Usage, to_epoch_ns
+from exporter.pricing import PriceTable
 from exporter.walk import Walk
 
 _NS: Final = 1_000_000_000
@@ -40,8 +41,68 @@ SETTLED_AGE_NS: Final = 600 * _NS
 class Phase(StrEnum):
     OPEN = "open"
     SETTLING = "settling"
+    ENRICHING = "enriching"
     DONE = "done"
     BASELINE = "baseline"
+
+
+ENDPOINTS: Final = ("usage", "steps", "metrics", "step_timings")
+"""Enrichment endpoints in fetch order (step timings need the step ids from /steps)."""
+
+
+@dataclass(slots=True)
+class Enrichment:
+    """What a finished run still needs fetched, and what was fetched, before it counts."""
+
+    pending: list[str]
+    attempts: int = 0
+    next_try_ns: int = 0
+    failed: list[str] = field(default_factory=list)
+    usage: tuple[int, int] | None = None
+    tokens: dict[str, dict[str, int]] | None = None
+    steps: int | None = None
+    step_ids: list[tuple[str, str]] | None = None
+    num_steps: int | None = None
+    tool_ids: list[str] | None = None
+    step_seconds: list[tuple[str, float]] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """Persistable form."""
+        return {
+            "pending": self.pending,
+            "attempts": self.attempts,
+            "next_try_ns": self.next_try_ns,
+            "failed": self.failed,
+            "usage": self.usage,
+            "tokens": self.tokens,
+            "steps": self.steps,
+            "step_ids": self.step_ids,
+            "num_steps": self.num_steps,
+            "tool_ids": self.tool_ids,
+            "step_seconds": self.step_seconds,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Enrichment:
+        """Inverse of to_json."""
+        usage = data.get("usage")
+        return cls(
+            pending=list(data["pending"]),
+            attempts=int(data.get("attempts", 0)),
+            next_try_ns=int(data.get("next_try_ns", 0)),
+            failed=list(data.get("failed", [])),
+            usage=(int(usage[0]), int(usage[1])) if usage else None,
+            tokens=data.get("tokens"),
+            steps=data.get("steps"),
+            step_ids=[(str(a), str(b)) for a, b in data["step_ids"]]
+            if data.get("step_ids") is not None
+            else None,
+            num_steps=data.get("num_steps"),
+            tool_ids=data.get("tool_ids"),
+            step_seconds=[(str(a), float(b)) for a, b in data["step_seconds"]]
+            if data.get("step_seconds") is not None
+            else None,
+        )
 
 
 @dataclass(slots=True)
@@ -63,6 +124,7 @@ class RunRecord:
     terminal_seen_ns: int | None = None
     last_seen_ns: int = 0
     next_refresh_ns: int = 0
+    enrich: Enrichment | None = None
 
     def to_row(self) -> list[Any]:
         """Compact persisted form (field order is part of the checkpoint schema)."""
@@ -79,6 +141,7 @@ class RunRecord:
             int(self.callback_error),
             self.terminal_seen_ns,
             self.last_seen_ns,
+            self.enrich.to_json() if self.enrich is not None else None,
         ]
 
     @classmethod
@@ -99,6 +162,7 @@ class RunRecord:
             callback_error=bool(row[9]),
             terminal_seen_ns=row[10],
             last_seen_ns=row[11],
+            enrich=Enrichment.from_json(row[12]) if len(row) > 12 and row[12] else None,
         )
 
     def absorb(self, run: Run) -> None:
@@ -147,6 +211,9 @@ class TrackerOptions:
     stale_refresh_ns: int = 300 * _NS
     forget_after_ns: int = 7 * 86400 * _NS
     max_open_runs: int = 100_000
+    enrich: tuple[str, ...] = ()
+    enrich_max_attempts: int = 5
+    enrich_backoff_ns: int = 2 * _NS
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,11 +236,21 @@ class Tracker:
         agent_label: CappedLabel,
         *,
         agent_allowed: Callable[[str], bool] = lambda agent_id: True,
+        model_label: CappedLabel | None = None,
+        tool_label: CappedLabel | None = None,
+        prices: PriceTable | None = None,
+        tool_names: dict[str, str] | None = None,
     ) -> None:
         self.options = options
         self.aggregates = aggregates
         self.agent_label = agent_label
+        self.model_label = model_label or CappedLabel("model", 100)
+        self.tool_label = tool_label or CappedLabel("tool", 200)
+        self.prices = prices
+        self.tool_names: dict[str, str] = dict(tool_names or {})
+        self._new_tool_names: dict[str, str] = {}
         self._allowed = agent_allowed
+        self._endpoints = [e for e in ENDPOINTS if e in options.enrich]
         self.records: dict[str, RunRecord] = {}
         self.hwm_ns: int | None = None
         self.scan: Walk | None = None
@@ -264,7 +341,7 @@ class Tracker:
         self.records[run.id] = record
         self._dirty.add(run.id)
         if phase is Phase.SETTLING and self._settled(record, now):
-            self._count(record)
+            self._finish(record)
 
     def observe_backfill(self, run: Run, now: int, created: int | None = None) -> None:
         """A run from a walk region no scan has visited: new by construction, no dedupe.
@@ -279,12 +356,14 @@ class Tracker:
         if self.hwm_ns is None or created > self.hwm_ns:
             self.hwm_ns = created
         terminal = run.is_terminal
-        if terminal and run.completed_at is not None and created < self.dedupe_floor_ns():
+        completed_at = run.completed_at
+        fast = terminal and not self._endpoints and completed_at is not None
+        if fast and completed_at is not None and created < self.dedupe_floor_ns():
             duration = run.total_duration_ns
             # created + run_ns is when it ended: cheaper than converting completed_at.
             completed = created + duration if duration is not None else None
             if completed is None or now - completed <= SETTLED_AGE_NS:
-                completed = to_epoch_ns(run.completed_at)
+                completed = to_epoch_ns(completed_at)
             if now - completed > SETTLED_AGE_NS:
                 # Old history (the bulk of a backfill): count it without building a record,
                 # since no later scan can list it again.
@@ -313,11 +392,10 @@ class Tracker:
             last_seen_ns=now,
         )
         record.absorb(run)
-        if terminal and self._settled(record, now):
-            self._count(record, keep=created >= self.dedupe_floor_ns())
-            return
         self.records[run.id] = record
         self._dirty.add(run.id)
+        if terminal and self._settled(record, now):
+            self._finish(record)
 
     def vanished(self, run_id: str, now: int) -> None:
         """A followed run answered 404: deleted (or its agent was)."""
@@ -325,7 +403,10 @@ class Tracker:
         if record is None:
             return
         if record.phase is Phase.SETTLING:
-            self._count(record)  # it did finish; count what we saw rather than lose it
+            # It did finish; count what we saw rather than lose it. Its details are gone.
+            for endpoint in self._endpoints:
+                self.aggregates.inc(m.ENRICHMENT_FAILURES, (endpoint,))
+            self._count(record)
         elif record.phase is Phase.OPEN:
             self.aggregates.inc(m.RUNS_DELETED, (self.agent_label(record.agent_id),))
         self._drop(run_id)
@@ -359,8 +440,124 @@ class Tracker:
             r for r in self.records.values() if r.phase is Phase.SETTLING and self._settled(r, now)
         ]
         for record in due:
-            self._count(record)
+            self._finish(record)
         return len(due)
+
+    # ---- enrichment -------------------------------------------------------------
+
+    def enrichment_due(self, now: int, limit: int) -> list[RunRecord]:
+        """Runs whose next enrichment attempt is due, oldest attempt first."""
+        due = [
+            r
+            for r in self.records.values()
+            if r.phase is Phase.ENRICHING and r.enrich is not None and r.enrich.next_try_ns <= now
+        ]
+        due.sort(key=lambda r: (r.enrich.next_try_ns if r.enrich else 0, r.created_ns))
+        return due[:limit]
+
+    def enrichment_backlog(self) -> int:
+        """Finished runs still waiting for enrichment."""
+        return sum(1 for r in self.records.values() if r.phase is Phase.ENRICHING)
+
+    def enriched_usage(self, record: RunRecord, usage: Usage, now: int) -> None:
+        """Store /usage totals."""
+        assert record.enrich is not None
+        record.enrich.usage = (usage.prompt_tokens, usage.completion_tokens)
+        self._endpoint_done(record, "usage")
+
+    def enriched_steps(self, record: RunRecord, steps: list[Step], now: int) -> None:
+        """Store the step count, tokens by model and type, and step ids for timings."""
+        assert record.enrich is not None
+        tokens: dict[str, dict[str, int]] = {}
+        for step in steps:
+            model = free_value(step.model or step.model_handle)
+            by_type = tokens.setdefault(model, {})
+            for kind, value in (
+                ("input", step.prompt_tokens),
+                ("output", step.completion_tokens),
+                ("cached_input", step.cached_input_tokens),
+                ("cache_write", step.cache_write_tokens),
+                ("reasoning", step.reasoning_tokens),
+            ):
+                if value:
+                    by_type[kind] = by_type.get(kind, 0) + value
+        record.enrich.tokens = tokens
+        record.enrich.steps = len(steps)
+        if "step_timings" in record.enrich.pending:
+            record.enrich.step_ids = [(s.id, free_value(s.model or s.model_handle)) for s in steps]
+        self._endpoint_done(record, "steps")
+
+    def enriched_metrics(self, record: RunRecord, metrics: RunMetrics, now: int) -> None:
+        """Store num_steps (capped at 50 by Letta) and the ids of the tools used."""
+        assert record.enrich is not None
+        record.enrich.num_steps = metrics.num_steps
+        record.enrich.tool_ids = list(dict.fromkeys(metrics.tools_used or ()))
+        self._endpoint_done(record, "metrics")
+
+    def enriched_step_timings(
+        self, record: RunRecord, seconds: list[tuple[str, float]], now: int
+    ) -> None:
+        """Store (model, seconds) per step."""
+        assert record.enrich is not None
+        record.enrich.step_seconds = seconds
+        self._endpoint_done(record, "step_timings")
+
+    def enrichment_failed(
+        self, record: RunRecord, endpoint: str, now: int, *, permanent: bool
+    ) -> None:
+        """A fetch failed: retry later with backoff, or give the endpoint up for good."""
+        enrich = record.enrich
+        assert enrich is not None
+        opts = self.options
+        if not permanent and enrich.attempts + 1 < opts.enrich_max_attempts:
+            enrich.attempts += 1
+            backoff = opts.enrich_backoff_ns * 2 ** (enrich.attempts - 1)
+            enrich.next_try_ns = now + min(backoff, 300 * _NS)
+            self._dirty.add(record.id)
+            return
+        given_up = [endpoint]
+        if endpoint == "steps" and "step_timings" in enrich.pending:
+            given_up.append("step_timings")  # they need the step ids
+        for name in given_up:
+            self.aggregates.inc(m.ENRICHMENT_FAILURES, (name,))
+            enrich.failed.append(name)
+            if name in enrich.pending:
+                enrich.pending.remove(name)
+        self._dirty.add(record.id)
+        if not enrich.pending:
+            self._count(record)
+
+    def unnamed_tools(self, record: RunRecord) -> list[str]:
+        """Tool ids of a run whose names are not known yet."""
+        ids = record.enrich.tool_ids if record.enrich is not None else None
+        return [t for t in ids or () if t not in self.tool_names]
+
+    def name_tool(self, tool_id: str, name: str) -> None:
+        """Remember a tool's name (the id itself when it cannot be resolved)."""
+        self.tool_names[tool_id] = name
+        self._new_tool_names[tool_id] = name
+
+    def take_new_tool_names(self) -> dict[str, str]:
+        """Tool names learnt since the last call (for the checkpoint)."""
+        new, self._new_tool_names = self._new_tool_names, {}
+        return new
+
+    def _endpoint_done(self, record: RunRecord, endpoint: str) -> None:
+        assert record.enrich is not None
+        if endpoint in record.enrich.pending:
+            record.enrich.pending.remove(endpoint)
+        self._dirty.add(record.id)
+        if not record.enrich.pending and record.phase is Phase.ENRICHING:
+            self._count(record)
+
+    def _finish(self, record: RunRecord) -> None:
+        """A settled run: count it now, or first fetch its details."""
+        if not self._endpoints:
+            self._count(record)
+            return
+        record.phase = Phase.ENRICHING
+        record.enrich = Enrichment(pending=list(self._endpoints))
+        self._dirty.add(record.id)
 
     def housekeeping(self, now: int) -> None:
         """Prune records no scan can list again; expire and cap the open set."""
@@ -462,6 +659,9 @@ class Tracker:
             record.ttft_ns,
             _callback_result(record.callback, record.callback_code, record.callback_error),
         )
+        if record.enrich is not None:
+            self._count_enrichment(self.agent_label(record.agent_id), record.enrich)
+            record.enrich = None  # counted: only the dedupe fields are kept
         record.phase = Phase.DONE
         if keep:
             self.records[record.id] = record
@@ -489,6 +689,31 @@ class Tracker:
             agg.observe(m.RUN_TTFT, (agent,), ttft_ns / _NS)
         if callback is not None:
             agg.inc(m.RUN_CALLBACKS, (agent, callback))
+
+    def _count_enrichment(self, agent: str, enrich: Enrichment) -> None:
+        """Tokens, steps, tools, cost and step timings of one run (what was fetched)."""
+        agg = self.aggregates
+        tokens = enrich.tokens
+        if tokens is None and enrich.usage is not None:
+            # No step detail: /usage has the totals but neither model nor cache split.
+            tokens = {"unknown": {"input": enrich.usage[0], "output": enrich.usage[1]}}
+        for model, by_type in (tokens or {}).items():
+            model_label = self.model_label(model)
+            for kind, value in by_type.items():
+                if value:
+                    agg.inc(m.RUN_TOKENS, (agent, model_label, kind), value)
+            if self.prices is not None:
+                cost = self.prices.cost(model, by_type)
+                if cost is not None:
+                    agg.inc(m.RUN_COST, (agent, model_label), cost)
+        steps = enrich.steps if enrich.steps is not None else enrich.num_steps
+        if steps is not None:
+            agg.observe(m.RUN_STEPS, (agent,), steps)
+        for tool_id in enrich.tool_ids or ():
+            name = free_value(self.tool_names.get(tool_id, tool_id))
+            agg.inc(m.RUN_TOOL_CALLS, (agent, self.tool_label(name)))
+        for model, seconds in enrich.step_seconds or ():
+            agg.observe(m.STEP_DURATION, (agent, self.model_label(model)), seconds)
 
     def _drop(self, run_id: str) -> None:
         if self.records.pop(run_id, None) is not None:

@@ -137,13 +137,17 @@ class Walk:
                 self.pos = key
         self.runs += len(fresh)
 
-        stalled = (
+        no_progress = (
             not lost and bool(keys) and self._last_min is not None and keys[-1] >= self._last_min
         )
         if keys:
             self._last_min = keys[-1] if self._last_min is None else min(self._last_min, keys[-1])
         done = reached_floor or raw_count < limit or not keys
-        if stalled:
+        if no_progress and not done:
+            # Every row was read before (a long tail second re-read after a SQLite-safe
+            # cursor): a larger page gets past it; at the largest page size, give up.
+            if can_widen:
+                return StepResult(fresh, created, lost_cursor=lost, widen=True)
             return StepResult(fresh, created, stalled=True, lost_cursor=lost)
         if done:
             return StepResult(fresh, created, done=True, lost_cursor=lost)

@@ -24,6 +24,7 @@ FAST_FLAGS: tuple[str, ...] = (
     "--letta.timeout=1s",
     "--letta.retries=4",
     "--log.level=debug",
+    "--letta.rate-limit=0",
 )
 _LISTENING = re.compile(r"listening on http://[^:]+:(\d+)")
 

@@ -189,3 +189,78 @@ async def test_get_run_has_no_duration_as_the_real_server() -> None:
     respx.get(f"{LIST}{run['id']}").mock(return_value=httpx.Response(200, json=run))
     parsed = await make_client().get_run(run["id"])
     assert parsed.id == run["id"] and parsed.total_duration_ns is None
+
+
+def step_body(n: int, run_id: str = "run-1") -> dict[str, Any]:
+    base = dict(load_fixture("runs/sync_multi_step/steps.json")[0])
+    base.update(id=f"step-{n:04d}", run_id=run_id, prompt_tokens=n, completion_tokens=1)
+    return base
+
+
+@respx.mock
+async def test_steps_are_paged_with_after_until_a_short_page() -> None:
+    steps = [step_body(n) for n in range(250)]
+
+    def page(request: httpx.Request) -> httpx.Response:
+        params = request.url.params
+        assert params["order"] == "asc"
+        start = 0
+        if "after" in params:
+            start = next(i for i, s in enumerate(steps) if s["id"] == params["after"]) + 1
+        return httpx.Response(200, json=steps[start : start + int(params["limit"])])
+
+    route = respx.get(f"{LIST}run-1/steps").mock(side_effect=page)
+    got = await make_client().list_steps("run-1")
+    assert [s.id for s in got] == [s["id"] for s in steps]
+    assert route.call_count == 3
+    assert sum(s.prompt_tokens or 0 for s in got) == sum(range(250))
+
+
+@respx.mock
+async def test_a_steps_page_repeating_itself_ends_the_paging() -> None:
+    same = [step_body(n) for n in range(100)]
+    route = respx.get(f"{LIST}run-1/steps").mock(return_value=httpx.Response(200, json=same))
+    got = await make_client().list_steps("run-1")
+    assert len(got) == 100 and route.call_count == 2
+
+
+@respx.mock
+async def test_usage_metrics_tool_and_step_metrics_parse_real_shapes() -> None:
+    respx.get(f"{LIST}run-1/usage").mock(
+        return_value=httpx.Response(200, json=load_fixture("runs/sync_multi_step/usage.json"))
+    )
+    respx.get(f"{LIST}run-1/metrics").mock(
+        return_value=httpx.Response(200, json=load_fixture("runs/sync_multi_step/metrics.json"))
+    )
+    tool = load_fixture("agents/alpha.json")["tools"][0]
+    respx.get(f"{BASE}/v1/tools/{tool['id']}").mock(return_value=httpx.Response(200, json=tool))
+    respx.get(f"{BASE}/v1/steps/step-1/metrics").mock(
+        return_value=httpx.Response(200, json={"id": "step-1", "step_ns": 1_500_000_000})
+    )
+    client = make_client()
+    usage = await client.get_usage("run-1")
+    assert (usage.prompt_tokens, usage.completion_tokens) == (2883, 51)
+    metrics = await client.get_run_metrics("run-1")
+    assert metrics.num_steps == 3 and metrics.tools_used == [tool["id"]]
+    assert (await client.get_tool(tool["id"])).name == tool["name"]
+    assert (await client.get_step_metrics("step-1")).step_ns == 1_500_000_000
+
+
+@respx.mock
+async def test_garbage_from_an_enrichment_endpoint_is_a_bad_response() -> None:
+    respx.get(f"{LIST}run-1/usage").mock(return_value=httpx.Response(200, content=b"<html>"))
+    with pytest.raises(LettaBadResponse):
+        await make_client().get_usage("run-1")
+
+
+@respx.mock
+async def test_the_rate_limit_spaces_requests() -> None:
+    respx.get(LIST).mock(return_value=httpx.Response(200, json=[]))
+    client = LettaClient(
+        build_http_client(BASE, api_key=None, user_id=None, timeout=1.0), rate_limit=10.0
+    )
+    started = time.monotonic()
+    for _ in range(15):
+        await client.list_runs(limit=1)
+    # A bucket of 10 drains at once; 5 more need about half a second at 10/s.
+    assert time.monotonic() - started >= 0.4

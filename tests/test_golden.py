@@ -17,11 +17,12 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 from exporter import catalogue as m
 from exporter.aggregates import Aggregates
 from exporter.collector import RunsCollector
-from exporter.labels import CappedLabel
-from exporter.letta.models import Run, to_epoch_ns
+from exporter.labels import CappedLabel, free_value
+from exporter.letta.models import Run, RunMetrics, Step, Usage, to_epoch_ns
+from exporter.pricing import ModelPrice, PriceTable
 from exporter.snapshot import Health, Snapshot
 from exporter.tracker import Tracker, TrackerOptions
-from tests.conftest import load_fixture
+from tests.conftest import FIXTURES, load_fixture
 
 GOLDEN = Path(__file__).parent / "golden" / "metrics.prom"
 S = 1_000_000_000
@@ -33,11 +34,27 @@ def scenario_registry() -> CollectorRegistry:
     label = CappedLabel(
         "agent", 3, on_overflow=lambda name: aggregates.inc(m.LABEL_OVERFLOW, (name,))
     )
-    tracker = Tracker(TrackerOptions(grace_ns=0), aggregates, label)
+    options = TrackerOptions(grace_ns=0, enrich=("usage", "steps", "metrics", "step_timings"))
+    prices = PriceTable({"fake-llm": ModelPrice(input=0.15, output=0.6, cached_input=0.075)})
+    tracker = Tracker(options, aggregates, label, prices=prices)
     runs = [Run.model_validate(r) for r in load_fixture("list/runs_order_desc.json")]
     now = max(to_epoch_ns(r.completed_at) for r in runs if r.completed_at) + 700 * S
+    details = {load_fixture(f"runs/{d.name}/run.json")["id"]: d.name for d in scenario_dirs()}
     for run in runs:
         tracker.observe(run, now)
+        record = tracker.records[run.id]
+        scenario = details[run.id]
+        tracker.enriched_usage(
+            record, Usage.model_validate(load_fixture(f"runs/{scenario}/usage.json")), now
+        )
+        steps = [Step.model_validate(s) for s in load_fixture(f"runs/{scenario}/steps.json")]
+        tracker.enriched_steps(record, steps, now)
+        # The capture has no step timings: give each step a fixed made-up duration.
+        tracker.enriched_step_timings(record, [(free_value(s.model), 0.75) for s in steps], now)
+        metrics = load_fixture(f"runs/{scenario}/metrics.json")
+        for tool_id in metrics.get("tools_used") or ():
+            tracker.name_tool(tool_id, "conversation_search")
+        tracker.enriched_metrics(record, RunMetrics.model_validate(metrics), now)
     for path in ("inflight/async_slow/run.json", "inflight/stream_slow/run.json"):
         run = Run.model_validate(load_fixture(path))
         tracker.observe(run, to_epoch_ns(run.created_at) + S, follow_old=True)
@@ -68,6 +85,10 @@ def scenario_registry() -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(collector)
     return registry
+
+
+def scenario_dirs() -> list[Path]:
+    return sorted(p for p in (FIXTURES / "runs").iterdir() if (p / "run.json").exists())
 
 
 def test_metrics_exposition_matches_the_golden_file() -> None:

@@ -105,3 +105,14 @@ def test_a_full_page_inside_one_second_asks_for_a_wider_page_not_a_cursor() -> N
     )
     assert [r.id for r in step.fresh] == [run(1, 2.1).id, run(0, 1.5).id]
     assert not step.widen and walk.cursor() == run(1, 2.1).id
+
+
+def test_a_page_of_only_rows_read_before_widens_instead_of_stalling() -> None:
+    walk = Walk(floor_ns=0)
+    tail = [run(40 + i, 4.9 - i / 10) for i in range(7)]  # seven rows in second 4
+    walk.feed([run(50, 5.0), *tail], raw_count=8, limit=8, can_widen=True)
+    assert walk.cursor() == run(50, 5.0).id
+    step = walk.feed(tail[:4], raw_count=4, limit=4, can_widen=True)
+    assert step.widen and not step.stalled and not step.fresh
+    step = walk.feed([*tail, run(1, 3.5)], raw_count=8, limit=8, can_widen=True)
+    assert [r.id for r in step.fresh] == [run(1, 3.5).id]

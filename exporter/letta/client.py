@@ -9,10 +9,11 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypeVar
 
 import httpx
-from pydantic import TypeAdapter, ValidationError
+from aiolimiter import AsyncLimiter
+from pydantic import BaseModel, TypeAdapter, ValidationError
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -29,7 +30,15 @@ from exporter.letta.errors import (
     LettaRequestError,
     LettaUnavailable,
 )
-from exporter.letta.models import Run, to_epoch_ns
+from exporter.letta.models import (
+    Run,
+    RunMetrics,
+    Step,
+    StepMetrics,
+    Tool,
+    Usage,
+    to_epoch_ns,
+)
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +46,12 @@ RUNS_PATH: Final = "/v1/runs/"  # the slash form: `/v1/runs` answers 307 (§1.1)
 MAX_LIST_LIMIT: Final = 1000
 
 _RUN_LIST: Final = TypeAdapter(list[Run])
+_STEP_LIST: Final = TypeAdapter(list[Step])
+STEPS_PAGE: Final = 100
+MAX_STEP_PAGES: Final = 100  # 10,000 steps: far beyond any max_steps a client would set
 
 CursorParam = Literal["before", "after"]
+_M = TypeVar("_M", bound=BaseModel)
 RequestObserver = Callable[[str, str, float], None]
 """Called once per HTTP attempt with (endpoint, code, seconds)."""
 InvalidItemObserver = Callable[[str, str], None]
@@ -127,8 +140,13 @@ class LettaClient:
         *,
         on_request: RequestObserver | None = None,
         on_invalid_item: InvalidItemObserver | None = None,
+        rate_limit: float = 0.0,
     ) -> None:
         self._http = http
+        # One cap for every request, so backfill and enrichment together stay polite.
+        # A bucket holds at least one request, so rates below 1/s stretch the period.
+        capacity = max(1.0, rate_limit)
+        self._limiter = AsyncLimiter(capacity, capacity / rate_limit) if rate_limit > 0 else None
         self._options = options or ClientOptions()
         self._on_request = on_request or (lambda endpoint, code, seconds: None)
         self._on_invalid_item = on_invalid_item or (lambda endpoint, reason: None)
@@ -183,13 +201,62 @@ class LettaClient:
 
     async def get_run(self, run_id: str) -> Run:
         """`GET /v1/runs/{id}`; raises LettaNotFound when the run is gone."""
-        body = await self._get("run", f"{RUNS_PATH}{run_id}", None)
+        return self._parse_one("run", Run, await self._get("run", f"{RUNS_PATH}{run_id}", None))
+
+    async def get_usage(self, run_id: str) -> Usage:
+        """`GET /v1/runs/{id}/usage`."""
+        return self._parse_one(
+            "run_usage", Usage, await self._get("run_usage", f"{RUNS_PATH}{run_id}/usage", None)
+        )
+
+    async def get_run_metrics(self, run_id: str) -> RunMetrics:
+        """`GET /v1/runs/{id}/metrics`; LettaNotFound when the run has no metrics row."""
+        body = await self._get("run_metrics", f"{RUNS_PATH}{run_id}/metrics", None)
+        return self._parse_one("run_metrics", RunMetrics, body)
+
+    async def list_steps(self, run_id: str) -> list[Step]:
+        """Every step of a run, oldest first, paged with the steps list's `after` cursor.
+
+        The steps list has conventional cursors (`after` = next page, §4.6), unlike the
+        runs list. A page that repeats a step id ends the paging instead of looping.
+        """
+        steps: list[Step] = []
+        seen: set[str] = set()
+        after: str | None = None
+        for _ in range(MAX_STEP_PAGES):
+            params: dict[str, str | int] = {"order": "asc", "limit": STEPS_PAGE}
+            if after is not None:
+                params["after"] = after
+            body = await self._get("run_steps", f"{RUNS_PATH}{run_id}/steps", params)
+            try:
+                page = _STEP_LIST.validate_json(body)
+            except ValidationError as exc:
+                raise LettaBadResponse(
+                    f"run_steps: not a list of steps: {_first_error(exc)}"
+                ) from None
+            fresh = [step for step in page if step.id not in seen]
+            steps.extend(fresh)
+            seen.update(step.id for step in fresh)
+            if len(page) < STEPS_PAGE or not fresh:
+                break
+            after = page[-1].id
+        return steps
+
+    async def get_tool(self, tool_id: str) -> Tool:
+        """`GET /v1/tools/{id}`."""
+        return self._parse_one("tool", Tool, await self._get("tool", f"/v1/tools/{tool_id}", None))
+
+    async def get_step_metrics(self, step_id: str) -> StepMetrics:
+        """`GET /v1/steps/{id}/metrics`."""
+        body = await self._get("step_metrics", f"/v1/steps/{step_id}/metrics", None)
+        return self._parse_one("step_metrics", StepMetrics, body)
+
+    @staticmethod
+    def _parse_one(endpoint: str, model: type[_M], body: bytes) -> _M:
         try:
-            return Run.model_validate_json(body)
+            return model.model_validate_json(body)
         except ValidationError as exc:
-            raise LettaBadResponse(
-                f"GET /v1/runs/{{id}} returned a body that is not a run: {_first_error(exc)}"
-            ) from None
+            raise LettaBadResponse(f"{endpoint}: unexpected body: {_first_error(exc)}") from None
 
     def _parse_page(self, endpoint: str, body: bytes) -> Page:
         try:
@@ -235,6 +302,8 @@ class LettaClient:
     async def _get_once(
         self, endpoint: str, path: str, params: Mapping[str, str | int] | None
     ) -> bytes:
+        if self._limiter is not None:
+            await self._limiter.acquire()
         started = time.perf_counter()
         code = "error"
         try:

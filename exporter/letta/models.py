@@ -82,3 +82,65 @@ class Run(BaseModel):
         if self.status in OPEN_STATUSES:
             return False
         return self.completed_at is not None or self.stop_reason is not None
+
+
+class Usage(BaseModel):
+    """`GET /v1/runs/{id}/usage`: three totals over the run's 50 newest steps (§2.4, §3.5)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+
+class Step(BaseModel):
+    """One element of `GET /v1/runs/{id}/steps` (§2.6); only what the exporter uses."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    id: str
+    model: str | None = None
+    model_handle: str | None = None
+    provider_name: str | None = None
+    prompt_tokens: int | None = 0
+    completion_tokens: int | None = 0
+    total_tokens: int | None = 0
+    cached_input_tokens: int | None = None
+    cache_write_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    status: str | None = None
+    stop_reason: str | None = None
+    trace_id: str | None = None
+    error_type: str | None = None
+
+
+class RunMetrics(BaseModel):
+    """`GET /v1/runs/{id}/metrics` (§2.5): `num_steps` counts at most 50 steps."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    id: str
+    run_ns: int | None = None
+    num_steps: int | None = None
+    tools_used: list[str] | None = None
+
+
+class Tool(BaseModel):
+    """`GET /v1/tools/{id}`: only the name is needed, to label tool metrics."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    id: str
+    name: str
+
+
+class StepMetrics(BaseModel):
+    """`GET /v1/steps/{id}/metrics`: per-step timings in nanoseconds (§2.6)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    id: str
+    step_ns: int | None = None
+    llm_request_ns: int | None = None
+    tool_execution_ns: int | None = None
