@@ -122,6 +122,11 @@ def run_once(runs: int) -> Result:
             "--poll.interval=1s",
             "--poll.max-pages=200",
             "--log.level=info",
+            "--letta.rate-limit=0",
+            # Discovery alone: enrichment has its own benchmark (bench_enrichment).
+            "--enrich.usage=false",
+            "--enrich.steps=false",
+            "--enrich.metrics=false",
         ],
         stderr=subprocess.PIPE,
         text=True,
