@@ -13,7 +13,7 @@ from typing import Final
 from exporter import catalogue as m
 from exporter.checkpoint import Checkpoint
 from exporter.letta.client import MAX_LIST_LIMIT, CursorParam, LettaClient
-from exporter.letta.errors import LettaAuthError, LettaError, LettaNotFound
+from exporter.letta.errors import LettaAuthError, LettaError, LettaNotFound, LettaRequestError
 from exporter.letta.models import Tool
 from exporter.snapshot import Health, Snapshot
 from exporter.tracker import RunRecord, Tracker
@@ -294,8 +294,9 @@ class Poller:
             self._tool_lookups[tool_id] = lookup
         try:
             name = (await asyncio.shield(lookup)).name
-        except LettaNotFound:
-            name = tool_id  # deleted or foreign tool: the id is the best label there is
+        except (LettaNotFound, LettaRequestError):
+            # Deleted, foreign or malformed id (404/422): the id is the best label there is.
+            name = tool_id
         finally:
             if lookup.done():
                 self._tool_lookups.pop(tool_id, None)

@@ -18,7 +18,12 @@ Main points reproduced:
   (``metrics_delay``), ``ttft_ns`` always null, ``completed_at`` set once (§5.3);
 * late commits (a run appears with an old ``created_at``), deletes by agent cascade,
   arbitrary invalid list items, and HTTP-level faults (5xx, 429, timeouts, resets,
-  truncated / garbage / endless / huge bodies).
+  truncated / garbage / endless / huge bodies) aimed by path prefix or regex;
+* the enrichment reads: ``/usage`` over the 50 newest steps only, ``/steps`` with
+  conventional cursors (§4.6), ``GET /v1/tools/{id}`` and ``GET /v1/steps/{id}/metrics``
+  with the real path validation (422) and NoResultFound (404) bodies;
+* ground truth for tests: :meth:`FakeLetta.truth`, ``token_truth``, ``step_count_truth``
+  and ``tool_truth``.
 
 Run it in-process::
 
@@ -66,6 +71,7 @@ __all__ = [
     "RUN_STATUSES",
     "STOP_REASONS",
     "TERMINAL_STATUSES",
+    "TOOL_TYPES",
     "Backend",
     "FakeLetta",
     "Semantics",
@@ -151,6 +157,25 @@ def _id_pattern(prefix: str) -> re.Pattern[str]:
 
 _RUN_ID_RE: Final = _id_pattern("run")
 _USER_ID_RE: Final = _id_pattern("user")
+# ToolId / StepId path parameters (letta/validators.py PATH_VALIDATORS).
+_PATH_ID_RES: Final = {primitive: _id_pattern(primitive) for primitive in ("tool", "step")}
+# letta.schemas.enums.ToolType, declaration order.
+TOOL_TYPES: Final = (
+    "custom",
+    "letta_core",
+    "letta_memory_core",
+    "letta_multi_agent_core",
+    "letta_sleeptime_core",
+    "letta_voice_sleeptime_core",
+    "letta_builtin",
+    "letta_files_core",
+    "external_langchain",
+    "external_composio",
+    "external_mcp",
+)
+_FUNCTION_RETURN_CHAR_LIMIT: Final = 50_000  # letta.constants; Tool.return_char_limit default
+# The model every bulk-loaded step reports (handle; the Step's ``model`` is "fake-llm").
+_BULK_MODEL: Final = "openai-proxy/fake-llm"
 # pydantic's lax str -> int: optional sign, ASCII digits with single underscores, and an
 # optional all-zero fraction ("1.0" is accepted, "1.5" is not).
 _INT_RE: Final = re.compile(r"^[+-]?[0-9]+(?:_[0-9]+)*(?:\.0+)?$")
@@ -324,7 +349,9 @@ class _Run(_Row):
     # num_steps, tools_used), applied in order once the clock reaches visible_at.
     pending: list[tuple[float, bool, int | None, int, list[str] | None]]
     steps: list[_Step]
-    lazy_steps: tuple[int, int, int] | None  # bulk runs: (count, prompt, completion)
+    # Bulk runs keep their steps as (count, prompt, completion, step_ns) until /steps (or
+    # a write) needs real Step objects with ids; /usage and the truths read the tuple.
+    lazy_steps: tuple[int, int, int, int] | None
     trace: list[dict[str, Any]] | None
     j_get: bytes | None  # cached GET /v1/runs/{id} body (total_duration_ns null)
     j_list: bytes | None  # cached list item (total_duration_ns from run_metrics)
@@ -340,12 +367,17 @@ class _Raw(_Row):
     handle: str
 
 
+_Timings = tuple[int | None, int | None, int | None]  # (llm_request_ns, tool_execution_ns, step_ns)
+
+
 @dataclass(slots=True)
 class _Step:
     us: int
     seq: int
     data: dict[str, Any]
     tool_ids: tuple[str, ...]
+    # The step_metrics row, or None when the step has none (/v1/steps/{id}/metrics 404s).
+    timings: _Timings | None = None
 
 
 _key: Callable[[_Row], tuple[int, str, int]] = operator.attrgetter("us", "sid", "seq")
@@ -364,6 +396,12 @@ class _Fault:
     retry_after: float | int | str | None
     delay: float | None
     size: int
+    path_regex: re.Pattern[str] | None = None  # when set, replaces path_prefix
+
+    def matches(self, path: str) -> bool:
+        if self.path_regex is not None:
+            return self.path_regex.search(path) is not None
+        return path.startswith(self.path_prefix)
 
 
 @dataclass(slots=True)
@@ -601,6 +639,7 @@ class FakeLetta:
         self._raw: dict[str, _Raw] = {}  # handle -> raw item
         self._raw_by_id: dict[str, _Raw] = {}  # raw items with a string "id" (cursorable)
         self._steps_by_id: dict[str, tuple[_Run, _Step]] = {}
+        self._tools: dict[str, dict[str, Any]] = {}  # tool id -> Tool JSON (org-wide)
         self._faults: list[_Fault] = []
         self._requests: list[tuple[str, str, dict[str, list[str]], int]] = []
         # Bulk-loaded runs share one metadata dict (copied before any write) and its JSON.
@@ -908,6 +947,9 @@ class FakeLetta:
         trace_id: str | None = None,
         tool_ids: Iterable[str] = (),
         step_id: str | None = None,
+        step_ns: int | None = None,
+        llm_request_ns: int | None = None,
+        tool_execution_ns: int | None = None,
         **overrides: Any,
     ) -> str:
         """Append a step to a run (shape of ``runs/*/steps.json``) and return its id.
@@ -916,8 +958,14 @@ class FakeLetta:
         part after the slash, as Letta reports it. The ``*_details`` objects are derived
         the way Letta fills them (``cached_tokens`` and ``cache_read_tokens`` both carry
         the cached count). ``tool_ids`` feed ``run_metrics.tools_used`` at the next
-        :meth:`update_run`. ``overrides`` replace any other Step field verbatim
-        (e.g. ``error_type``, ``error_data``, ``provider_name``, ``context_window_limit``).
+        :meth:`update_run`; they need not be registered with :meth:`add_tool` (an
+        unregistered id answers 404 on ``/v1/tools/{id}``, like a deleted tool).
+        ``overrides`` replace any other Step field verbatim (e.g. ``error_type``,
+        ``error_data``, ``provider_name``, ``context_window_limit``).
+
+        ``step_ns``, ``llm_request_ns`` and ``tool_execution_ns`` (durations in ns) make
+        a ``step_metrics`` row served by ``GET /v1/steps/{id}/metrics``; with none of
+        them the step has no row and that route answers 404.
         """
         now = self._clock()
         with self._lock:
@@ -941,7 +989,16 @@ class FakeLetta:
             if unknown:
                 raise TypeError(f"unknown Step fields: {sorted(unknown)}")
             data.update(overrides)
-            step = _Step(us=_to_us(now), seq=next(self._seq), data=data, tool_ids=tuple(tool_ids))
+            timings: _Timings | None = (llm_request_ns, tool_execution_ns, step_ns)
+            if timings == (None, None, None):
+                timings = None
+            step = _Step(
+                us=_to_us(now),
+                seq=next(self._seq),
+                data=data,
+                tool_ids=tuple(tool_ids),
+                timings=timings,
+            )
             run.steps.append(step)
             self._steps_by_id[sid] = (run, step)
             return sid
@@ -949,12 +1006,27 @@ class FakeLetta:
     def update_step(self, step_id: str, **fields: Any) -> None:
         """Change fields of an existing step, e.g. a ``pending`` step that finished:
         ``update_step(sid, status="success", prompt_tokens=10, completion_tokens=5)``.
-        ``total_tokens`` follows prompt + completion unless given explicitly."""
+        ``total_tokens`` follows prompt + completion unless given explicitly.
+
+        ``step_ns``, ``llm_request_ns`` and ``tool_execution_ns`` update the step's
+        ``step_metrics`` row (creating it if needed), the way Letta records the row at
+        step start and fills the durations at step end."""
         with self._lock:
             entry = self._steps_by_id.get(step_id)
             if entry is None:
                 raise KeyError(step_id)
-            data = entry[1].data
+            step = entry[1]
+            timing_fields = {k: fields.pop(k) for k in _TIMING_FIELDS if k in fields}
+            if timing_fields:
+                llm, tool, total = step.timings or (None, None, None)
+                step.timings = (
+                    timing_fields.get("llm_request_ns", llm),
+                    timing_fields.get("tool_execution_ns", tool),
+                    timing_fields.get("step_ns", total),
+                )
+            if not fields:
+                return
+            data = step.data
             unknown = set(fields) - set(data)
             if unknown:
                 raise TypeError(f"unknown Step fields: {sorted(unknown)}")
@@ -967,6 +1039,39 @@ class FakeLetta:
         on ``/trace`` answers 200 with them instead of 501 (no ClickHouse)."""
         with self._lock:
             self._run_or_raise(run_id).trace = [dict(row) for row in rows]
+
+    # ------------------------------------------------------------------ control API: tools
+
+    def add_tool(self, name: str, *, tool_id: str | None = None, tool_type: str = "custom") -> str:
+        """Register a tool served by ``GET /v1/tools/{tool_id}`` and return its id
+        (``tool-<uuid4>`` unless given).
+
+        The body has the 18 keys of a real ``Tool`` in their order (``agents/alpha.json``
+        ``tools``). Built-in types (``letta_*``) look like the fixtures' core tools (no
+        source code, the type as the only tag); a ``custom`` tool gets a stub Python
+        source and JSON schema, as one created through the API would have.
+
+        Raises:
+            ValueError: ``tool_id`` is not ``tool-<uuid4>`` (the real route could never
+                serve it: its path validator answers 422), is already registered, or
+                ``tool_type`` is not a ``ToolType`` value.
+        """
+        if tool_type not in TOOL_TYPES:
+            raise ValueError(f"unknown tool_type {tool_type!r}; expected one of {TOOL_TYPES}")
+        tid = tool_id or _new_id("tool")
+        if not _valid_path_id(tid, "tool"):
+            raise ValueError(f"tool id {tid!r} is not tool-<uuid4>")
+        with self._lock:
+            if tid in self._tools:
+                raise ValueError(f"duplicate tool id {tid}")
+            self._tools[tid] = _tool_dict(tid, name, tool_type)
+        return tid
+
+    def delete_tool(self, tool_id: str) -> bool:
+        """Forget a tool: ``/v1/tools/{id}`` answers 404 from then on, while run metrics
+        that name it keep the id. Returns False if it was not registered."""
+        with self._lock:
+            return self._tools.pop(tool_id, None) is not None
 
     # ------------------------------------------------------------------ control API: raw items
 
@@ -1036,8 +1141,14 @@ class FakeLetta:
         retry_after: float | int | str | None = None,
         delay: float | None = None,
         size: int = 50_000_000,
+        path_regex: str | None = None,
     ) -> None:
         """Make the next ``times`` requests whose path starts with ``path_prefix`` fail.
+
+        With ``path_regex``, the fault instead targets requests whose path matches it
+        (``re.search`` on the path without the query string), e.g. ``r"/usage$"`` for
+        every run's usage or ``r"^/v1/tools/"`` for tool lookups; ``path_prefix`` is then
+        ignored.
 
         Kinds: ``"500"``, ``"502"``, ``"503"``, ``"429"`` (``Retry-After`` header when
         ``retry_after`` is given); ``"timeout"`` (wait ``delay`` s, default 30, then answer
@@ -1052,8 +1163,9 @@ class FakeLetta:
             raise ValueError(f"unknown fault kind {kind!r}; expected one of {sorted(FAULT_KINDS)}")
         if times < 1:
             raise ValueError("times must be >= 1")
+        pattern = re.compile(path_regex) if path_regex is not None else None  # fail early
         with self._lock:
-            self._faults.append(_Fault(kind, times, path_prefix, retry_after, delay, size))
+            self._faults.append(_Fault(kind, times, path_prefix, retry_after, delay, size, pattern))
 
     def clear_faults(self) -> None:
         """Drop every fault not yet consumed."""
@@ -1063,7 +1175,7 @@ class FakeLetta:
     def _take_fault(self, path: str) -> _Fault | None:
         with self._lock:
             for fault in self._faults:
-                if path.startswith(fault.path_prefix):
+                if fault.matches(path):
                     fault.remaining -= 1
                     if fault.remaining <= 0:
                         self._faults.remove(fault)
@@ -1078,10 +1190,76 @@ class FakeLetta:
         what a perfect exporter would have counted."""
         with self._lock:
             return Counter(
-                (run.agent_id, run.status, run.stop_reason)
-                for run in self._runs.values()
-                if run.visible and (run.status in TERMINAL_STATUSES or run.completed_us is not None)
+                (run.agent_id, run.status, run.stop_reason) for run in self._finished_locked()
             )
+
+    def token_truth(self) -> Counter[tuple[str, str, str]]:
+        """Token totals by ``(agent_id, model, type)`` over the runs :meth:`truth` counts,
+        summed over *all* steps of each run (not the 50 that ``/usage`` sees).
+
+        ``model`` is the Step's ``model`` field as ``/steps`` serves it (``gpt-4o-mini``,
+        not the handle); ``type`` is ``input`` (prompt_tokens), ``output``
+        (completion_tokens), ``cached_input`` (cached_input_tokens), ``cache_write``
+        (cache_write_tokens) or ``reasoning`` (reasoning_tokens). Zero and null values
+        make no entry. Bulk runs are read from their lazy description, not materialised.
+        """
+        out: Counter[tuple[str, str, str]] = Counter()
+        bulk: dict[str, list[int]] = {}  # agent -> [input, output] of its lazy bulk runs
+        with self._lock:
+            for run in self._finished_locked():
+                agent = run.agent_id
+                if run.lazy_steps is not None:
+                    prompt, completion = _lazy_totals(run.lazy_steps)
+                    acc = bulk.get(agent) or bulk.setdefault(agent, [0, 0])
+                    acc[0] += prompt
+                    acc[1] += completion
+                    continue
+                for step in run.steps:
+                    data = step.data
+                    model = data["model"]
+                    for kind, field in _TOKEN_TYPES:
+                        value = data[field]
+                        if value:
+                            out[(agent, model, kind)] += value
+        bulk_model = _step_model(_BULK_MODEL)
+        for agent, (prompt, completion) in bulk.items():
+            out[(agent, bulk_model, "input")] += prompt
+            out[(agent, bulk_model, "output")] += completion
+        return +out  # drops entries that summed to zero
+
+    def step_count_truth(self) -> dict[str, int]:
+        """``run_id -> number of steps`` (all of them, no 50 cap) over the runs
+        :meth:`truth` counts."""
+        with self._lock:
+            return {
+                run.sid: run.lazy_steps[0] if run.lazy_steps is not None else len(run.steps)
+                for run in self._finished_locked()
+            }
+
+    def tool_truth(self) -> Counter[tuple[str, str]]:
+        """Tool use by ``(agent_id, tool)`` over the runs :meth:`truth` counts: every
+        distinct id in the run's ``tools_used`` as ``/v1/runs/{id}/metrics`` serves it
+        right now (so nothing for runs without a metrics row, and only committed metrics
+        transactions), once per run, named by its registered name or, when
+        ``/v1/tools/{id}`` would not answer 200, by the id itself."""
+        now = self._clock()
+        out: Counter[tuple[str, str]] = Counter()
+        with self._lock:
+            for run in self._finished_locked():
+                if not run.has_metrics:
+                    continue
+                if run.pending:
+                    self._promote(run, now)
+                for tool_id in dict.fromkeys(run.m_tools or ()):
+                    tool = self._tools.get(tool_id)
+                    out[(run.agent_id, tool["name"] if tool is not None else tool_id)] += 1
+        return out
+
+    def _finished_locked(self) -> Iterator[_Run]:
+        """Visible runs that are terminal, or were once (``completed_at`` is set)."""
+        for run in self._runs.values():
+            if run.visible and (run.status in TERMINAL_STATUSES or run.completed_us is not None):
+                yield run
 
     def runs(self) -> list[dict[str, Any]]:
         """Every visible run as the list endpoint would show it right now (newest first;
@@ -1121,8 +1299,10 @@ class FakeLetta:
         Run ``i`` is created at ``start + i * spacing_s`` (default: so the newest is ``now``),
         belongs to agent ``i % len(agents)``, takes ``status_cycle[i % len]`` as
         ``(status, stop_reason)``, and completed ``duration_s`` (±50 %) later with its
-        metrics already committed. Each run has 1–3 steps with token counts, built only
-        when its ``/steps`` or ``/usage`` is first requested.
+        metrics already committed. Each run has 1–3 steps with token counts and a
+        ``step_metrics`` row (the run's duration split evenly); the Step objects are
+        built only when the run's ``/steps`` is first requested (or a step is added), so
+        ``/usage``, ``/metrics`` and the truths never build them.
         """
         if n <= 0:
             return []
@@ -1177,7 +1357,7 @@ class FakeLetta:
                     run.m_tools = None
                     run.pending = []
                     run.steps = []
-                    run.lazy_steps = (count, 900 + i % 500, 20 + i % 80)
+                    run.lazy_steps = (count, 900 + i % 500, 20 + i % 80, dur_us * 1000 // count)
                     run.trace = None
                     run.j_get = None
                     run.j_list = None
@@ -1253,16 +1433,19 @@ class FakeLetta:
     def _materialise_lazy_steps(self, run: _Run) -> None:
         if run.lazy_steps is None:
             return
-        count, prompt, completion = run.lazy_steps
+        spec = run.lazy_steps
         run.lazy_steps = None
-        last = count - 1
-        for index in range(count):
+        step_ns = spec[3]
+        # Shares of the step's time, so that llm + tool <= step as in a real step.
+        timings: _Timings = (step_ns * 3 // 4, step_ns // 8, step_ns)
+        last = spec[0] - 1
+        for index, (prompt, completion) in enumerate(_lazy_tokens(spec)):
             sid = _new_id("step")
             data = _step_dict(
                 sid,
                 run,
-                model="openai-proxy/fake-llm",
-                prompt_tokens=prompt + 50 * index,
+                model=_BULK_MODEL,
+                prompt_tokens=prompt,
                 completion_tokens=completion,
                 cached_input_tokens=None,
                 cache_write_tokens=None,
@@ -1272,7 +1455,11 @@ class FakeLetta:
                 trace_id=None,
             )
             step = _Step(
-                us=run.us + 1000 * (index + 1), seq=next(self._seq), data=data, tool_ids=()
+                us=run.us + 1000 * (index + 1),
+                seq=next(self._seq),
+                data=data,
+                tool_ids=(),
+                timings=timings,
             )
             run.steps.append(step)
             self._steps_by_id[sid] = (run, step)
@@ -1537,6 +1724,10 @@ class FakeLetta:
         if route == "active":
             return self._route_active(q)
         assert run_id is not None
+        if route == "tool":
+            return self._route_tool(run_id)
+        if route == "step_metrics":
+            return self._route_step_metrics(run_id)
         if route == "trace":
             limit = q.get_int("limit", 1000, ge=1, le=5000)
             q.raise_if_invalid()
@@ -1573,11 +1764,16 @@ class FakeLetta:
                 return _Resp(200, self._get_bytes(run))
             if route == "usage":
                 run = self._run_for_route(run_id)
-                self._materialise_lazy_steps(run)
-                window = run.steps[-_USAGE_STEP_WINDOW:]  # newest 50 only (§3.5)
-                prompt = sum(s.data["prompt_tokens"] for s in window)
-                completion = sum(s.data["completion_tokens"] for s in window)
-                total = sum(s.data["total_tokens"] for s in window)
+                if run.lazy_steps is not None:  # bulk run: no need to build its Steps
+                    pairs = _lazy_tokens(run.lazy_steps)[-_USAGE_STEP_WINDOW:]
+                    prompt = sum(p for p, _ in pairs)
+                    completion = sum(c for _, c in pairs)
+                    total = prompt + completion
+                else:
+                    window = run.steps[-_USAGE_STEP_WINDOW:]  # newest 50 only (§3.5)
+                    prompt = sum(s.data["prompt_tokens"] for s in window)
+                    completion = sum(s.data["completion_tokens"] for s in window)
+                    total = sum(s.data["total_tokens"] for s in window)
                 return _json_resp(
                     200,
                     {
@@ -1596,6 +1792,26 @@ class FakeLetta:
                     self._promote(maybe_run, now)
                 return _json_resp(200, self._metrics_dict(maybe_run))
         raise AssertionError(f"unrouted {route}")
+
+    def _route_tool(self, tool_id: str) -> _Resp:
+        # ToolId path validator first (422), then ToolManager.get_tool_by_id_async, whose
+        # ORM read raises NoResultFound -> 404 (the route's own "is None" check is dead).
+        _check_path_id("tool_id", "tool", tool_id)
+        with self._lock:
+            tool = self._tools.get(tool_id)
+            if tool is None:
+                return _not_found("Tool", tool_id)
+            return _json_resp(200, tool)
+
+    def _route_step_metrics(self, step_id: str) -> _Resp:
+        # StepId path validator (422), then StepMetrics ORM read: 404 both for an unknown
+        # step and for a step without a step_metrics row.
+        _check_path_id("step_id", "step", step_id)
+        with self._lock:
+            run, step = self._steps_by_id.get(step_id) or (None, None)
+            if run is None or step is None or not run.visible or step.timings is None:
+                return _not_found("StepMetrics", step_id)
+            return _json_resp(200, _step_metrics_dict(step_id, run, step.timings))
 
     def _visible_run(self, run_id: str) -> _Run | None:
         run = self._runs.get(run_id)
@@ -1709,6 +1925,9 @@ class FakeLetta:
             return _json_resp(200, [s.data for s in window])
 
 
+_TIMING_FIELDS: Final = ("llm_request_ns", "tool_execution_ns", "step_ns")
+
+
 def _step_boundary(
     steps: list[_Step],
     cursor: _Step,
@@ -1734,6 +1953,43 @@ def _step_boundary(
     return len(steps)
 
 
+def _valid_path_id(value: str, primitive: str) -> bool:
+    """What Letta's ``PATH_VALIDATORS[primitive]`` accepts: exactly ``<primitive>-<uuid4>``
+    (fixed length, so a trailing newline that ``$`` would allow is refused too)."""
+    pattern = _PATH_ID_RES[primitive]
+    return len(value) == len(primitive) + 37 and pattern.match(value) is not None
+
+
+def _check_path_id(param: str, primitive: str, value: str) -> None:
+    """Path validation of ``ToolId``/``StepId`` parameters (``letta/validators.py``).
+
+    pydantic reports a too-short, too-long or non-matching id; Letta's
+    ``custom_request_validation_handler`` (``app.py``) rewrites all three into the same
+    ``string_pattern_mismatch`` with a simplified message, keeps ``detail`` as the repr of
+    the error list, and adds ``examples`` (from the validator factory, which has no
+    ``examples`` attribute, hence the fixed placeholder uuid).
+    """
+    if _valid_path_id(value, primitive):
+        return
+    error = {
+        "type": "string_pattern_mismatch",
+        "loc": ("path", param),
+        "msg": f"String should match pattern '{primitive}-{{uuid4}}'",
+        "input": value,
+        "ctx": {"pattern": _PATH_ID_RES[primitive].pattern},
+    }
+    raise _HTTPError(
+        _json_resp(
+            422,
+            {
+                "trace_id": "",
+                "detail": repr([error]),
+                "examples": [f"{primitive}-123e4567-e89b-42d3-8456-426614174000"],
+            },
+        )
+    )
+
+
 def _check_run_id(run_id: str) -> None:
     if not _RUN_ID_RE.match(run_id):
         raise _HTTPError(
@@ -1753,6 +2009,93 @@ def _remove_sorted(rows: list[_Row], row: _Row) -> None:
     rows.remove(row)  # defensive; keys are unique so this is never reached
 
 
+_TOKEN_TYPES: Final = (
+    ("input", "prompt_tokens"),
+    ("output", "completion_tokens"),
+    ("cached_input", "cached_input_tokens"),
+    ("cache_write", "cache_write_tokens"),
+    ("reasoning", "reasoning_tokens"),
+)
+
+
+def _lazy_tokens(spec: tuple[int, int, int, int]) -> list[tuple[int, int]]:
+    """``(prompt_tokens, completion_tokens)`` of each step of a bulk run, oldest first:
+    the one place that defines them, for /steps, /usage and the truths alike."""
+    count, prompt, completion, _ = spec
+    return [(prompt + 50 * index, completion) for index in range(count)]
+
+
+def _lazy_totals(spec: tuple[int, int, int, int]) -> tuple[int, int]:
+    """``sum(_lazy_tokens(spec))`` per field in closed form: truth over a million bulk runs
+    should not build three million tuples."""
+    count, prompt, completion, _ = spec
+    return count * prompt + 25 * count * (count - 1), count * completion
+
+
+def _step_model(handle: str) -> str:
+    """The Step's ``model`` field for a model handle: the part after the provider."""
+    return handle.partition("/")[2] or handle
+
+
+def _tool_dict(tool_id: str, name: str, tool_type: str) -> dict[str, Any]:
+    """A Tool as ``GET /v1/tools/{id}`` returns it: the 18 keys of the fixtures' tools in
+    ``letta.schemas.tool.Tool`` declaration order."""
+    builtin = tool_type.startswith("letta_")
+    description = f"{name} (fake {tool_type} tool)."
+    return {
+        "id": tool_id,
+        "tool_type": tool_type,
+        "description": description,
+        "source_type": "python",
+        "name": name,
+        "tags": [tool_type] if builtin else [],
+        # Built-ins have no stored source (their schema comes from the module); custom
+        # tools carry what the client uploaded.
+        "source_code": None if builtin else f"def {name}() -> str:\n    return 'ok'\n",
+        "json_schema": {
+            "name": name,
+            "description": description,
+            "parameters": {"type": "object", "properties": {}, "required": []},
+        },
+        "args_json_schema": None,
+        "return_char_limit": _FUNCTION_RETURN_CHAR_LIMIT,
+        "pip_requirements": None,
+        "npm_requirements": None,
+        "default_requires_approval": None,
+        "enable_parallel_execution": False,  # schema default; only some built-ins are True
+        "created_by_id": DEFAULT_USER_ID,
+        "last_updated_by_id": DEFAULT_USER_ID,
+        "metadata_": {},
+        "project_id": None,
+    }
+
+
+def _step_metrics_dict(step_id: str, run: _Run, timings: _Timings) -> dict[str, Any]:
+    """``letta.schemas.step_metrics.StepMetrics`` in declaration order (13 keys).
+
+    ``StepManager.record_step_metrics_async`` writes only the three durations plus ids,
+    so ``step_start_ns`` and ``llm_request_start_ns`` (ORM columns that the agent loop
+    tracks in memory) are always null as served by 0.16.8; so are the provider and the
+    cloud-only template/project ids on a self-hosted server.
+    """
+    llm_request_ns, tool_execution_ns, step_ns = timings
+    return {
+        "id": step_id,
+        "organization_id": DEFAULT_ORG_ID,
+        "provider_id": None,
+        "run_id": run.sid,
+        "agent_id": run.agent_id,
+        "step_start_ns": None,
+        "llm_request_start_ns": None,
+        "llm_request_ns": llm_request_ns,
+        "tool_execution_ns": tool_execution_ns,
+        "step_ns": step_ns,
+        "base_template_id": None,
+        "template_id": None,
+        "project_id": None,
+    }
+
+
 def _step_dict(
     step_id: str,
     run: _Run,
@@ -1768,7 +2111,7 @@ def _step_dict(
     trace_id: str | None,
 ) -> dict[str, Any]:
     """A Step as ``/v1/runs/{id}/steps`` returns it (31 keys, fixture key order)."""
-    provider, _, name = model.partition("/")
+    provider = model.partition("/")[0]
     has_cache = bool(cached_input_tokens) or bool(cache_write_tokens)
     return {
         "id": step_id,
@@ -1779,7 +2122,7 @@ def _step_dict(
         "agent_id": run.agent_id,
         "provider_name": "openai" if provider.startswith("openai") else provider,
         "provider_category": "base",
-        "model": name or model,
+        "model": _step_model(model),
         "model_handle": model,
         "model_endpoint": "https://api.openai.com/v1",
         "context_window_limit": 30000,
@@ -1826,17 +2169,30 @@ _ROUTE_METHODS: Final[dict[str, frozenset[str]]] = {
     "metrics": frozenset({"GET"}),
     "steps": frozenset({"GET"}),
     "trace": frozenset({"GET"}),
+    # Only the read an exporter makes; the real tools router also has PATCH and DELETE
+    # on /{tool_id} (and list/count routes that the fake does not model).
+    "tool": frozenset({"GET"}),
+    "step_metrics": frozenset({"GET"}),
 }
 _SUBROUTES: Final = frozenset({"messages", "usage", "metrics", "steps", "trace"})
 
 
 def _match_route(path: str) -> tuple[str, str | None] | None:
+    """``(route, path id)`` for a path under ``/v1``; None when nothing matches (404)."""
     if path == "/v1/health/":
         return "health", None
     if path == "/v1/runs/":
         return "list", None
     if path == "/v1/runs/active":
         return "active", None
+    if path.startswith("/v1/tools/"):  # tools router: GET /{tool_id}
+        rest = path[len("/v1/tools/") :]
+        return ("tool", rest) if rest and "/" not in rest else None
+    if path.startswith("/v1/steps/"):  # steps router: GET /{step_id}/metrics
+        parts = path[len("/v1/steps/") :].split("/")
+        if len(parts) == 2 and parts[0] and parts[1] == "metrics":
+            return "step_metrics", parts[0]
+        return None
     if not path.startswith("/v1/runs/"):
         return None
     parts = path[len("/v1/runs/") :].split("/")

@@ -13,6 +13,7 @@ import contextlib
 import functools
 import json
 import os
+import re
 import signal
 import ssl
 import subprocess
@@ -20,6 +21,7 @@ import sys
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -835,6 +837,13 @@ def test_bulk_load_is_fast_and_pages_cleanly() -> None:
         assert usage["total_tokens"] > 0
         steps = http.get(f"/v1/runs/{run_ids[0]}/steps").json()
         assert sum(s["total_tokens"] for s in steps) == usage["total_tokens"]
+        started = time.perf_counter()
+        tokens = fake.token_truth()
+        counts = fake.step_count_truth()
+        assert time.perf_counter() - started < 3.0  # ~0.1 s here
+        assert sum(counts.values()) == sum(1 + i % 3 for i in range(100_000))
+        assert {key[1:] for key in tokens} == {("fake-llm", "input"), ("fake-llm", "output")}
+        assert len(fake._steps_by_id) == len(steps)  # only the run whose /steps was read
 
 
 def test_stop_releases_everything() -> None:
@@ -890,7 +899,7 @@ def test_relative_cursors_page_in_the_sort_order_and_404_on_unknown() -> None:
         newest_first = list(reversed(ids))
         with httpx.Client(base_url=fake.base_url) as client:
 
-            def page(**params: object) -> list[str]:
+            def page(**params: Any) -> list[str]:
                 body = client.get("/v1/runs/", params={"limit": 3, **params}).json()
                 return [run["id"] for run in body]
 
@@ -902,3 +911,297 @@ def test_relative_cursors_page_in_the_sort_order_and_404_on_unknown() -> None:
                 "/v1/runs/", params={"after": "run-00000000-0000-4000-8000-000000000000"}
             )
             assert unknown.status_code == 404
+
+
+# --------------------------------------------------------------------------------------
+# Enrichment endpoints (tools, step metrics) and ground truth
+# --------------------------------------------------------------------------------------
+
+# letta/schemas/step_metrics.py (0.16.8), declaration order.
+STEP_METRICS_KEYS = [
+    "id",
+    "organization_id",
+    "provider_id",
+    "run_id",
+    "agent_id",
+    "step_start_ns",
+    "llm_request_start_ns",
+    "llm_request_ns",
+    "tool_execution_ns",
+    "step_ns",
+    "base_template_id",
+    "template_id",
+    "project_id",
+]
+MISSING_TOOL = "tool-00000000-0000-4000-8000-000000000000"
+MISSING_STEP = "step-00000000-0000-4000-8000-000000000000"
+
+
+def not_found_detail(model: str, ident: str) -> dict[str, str]:
+    """The NoResultFound body of errors/run_unknown_404.json, for another ORM model."""
+    detail = fixture("errors/run_unknown_404.json")["detail"]
+    run_id = "run-00000000-0000-4000-8000-000000000000"
+    assert detail.startswith(f"Run not found with id='['{run_id}']'")
+    return {"detail": detail.replace("Run", model, 1).replace(run_id, ident, 1)}
+
+
+def path_422(param: str, primitive: str, value: str) -> dict[str, Any]:
+    """Letta's custom_request_validation_handler body for a malformed path id."""
+    uuid4 = "[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
+    pattern = f"^{primitive}-{uuid4}$"  # letta/validators.py PRIMITIVE_ID_PATTERNS
+    error = {
+        "type": "string_pattern_mismatch",
+        "loc": ("path", param),
+        "msg": f"String should match pattern '{primitive}-{{uuid4}}'",
+        "input": value,
+        "ctx": {"pattern": pattern},
+    }
+    return {
+        "trace_id": "",
+        "detail": repr([error]),
+        "examples": [f"{primitive}-123e4567-e89b-42d3-8456-426614174000"],
+    }
+
+
+def test_tool_route_serves_the_real_tool_shape(fake: FakeLetta, http: httpx.Client) -> None:
+    real = fixture("agents/alpha.json")["tools"]
+    custom = fake.add_tool("lookup_weather")
+    core = fake.add_tool("conversation_search", tool_id=real[0]["id"], tool_type="letta_core")
+    assert custom.startswith("tool-") and core == real[0]["id"]
+    body = http.get(f"/v1/tools/{custom}").json()
+    assert list(body) == list(real[0])  # same 18 keys in the same order
+    assert body["id"] == custom and body["name"] == "lookup_weather"
+    assert body["tool_type"] == "custom" and body["tags"] == []
+    assert body["json_schema"]["name"] == "lookup_weather"
+    assert body["metadata_"] == {} and body["return_char_limit"] == 50_000
+    served = http.get(f"/latest/tools/{core}").json()
+    assert served["tool_type"] == "letta_core" and served["tags"] == ["letta_core"]
+    assert served["source_code"] is None
+    for key in ("source_type", "args_json_schema", "created_by_id", "metadata_", "project_id"):
+        assert served[key] == real[0][key], key
+    # unknown, deleted and malformed ids
+    unknown = http.get(f"/v1/tools/{MISSING_TOOL}")
+    assert unknown.status_code == 404
+    assert unknown.json() == not_found_detail("Tool", MISSING_TOOL)
+    assert fake.delete_tool(custom) and not fake.delete_tool(custom)
+    assert http.get(f"/v1/tools/{custom}").json() == not_found_detail("Tool", custom)
+    for malformed in ("tool-0001", "agent-00000000-0000-4000-8000-000000000000", core + "0"):
+        response = http.get(f"/v1/tools/{malformed}")
+        assert response.status_code == 422, malformed
+        assert response.json() == path_422("tool_id", "tool", malformed)
+    # routing niceties shared with the runs routes
+    slash = http.get(f"/v1/tools/{core}/")
+    assert slash.status_code == 307 and slash.headers["location"].endswith(f"/v1/tools/{core}")
+    assert http.post(f"/v1/tools/{core}").status_code == 405
+    assert http.get(f"/v1/tools/{core}", headers={"user_id": "x"}).status_code == 400
+    with pytest.raises(ValueError, match="duplicate"):
+        fake.add_tool("again", tool_id=core)
+    with pytest.raises(ValueError, match="uuid4"):
+        fake.add_tool("bad", tool_id="tool-0001")
+    with pytest.raises(ValueError, match="tool_type"):
+        fake.add_tool("bad", tool_type="plugin")
+
+
+def test_step_metrics_route(fake: FakeLetta, http: httpx.Client) -> None:
+    run_id = fake.create_run("agent-a", status="running")
+    timed = fake.add_step(
+        run_id, step_ns=2_000_000_000, llm_request_ns=1_500_000_000, tool_execution_ns=300
+    )
+    partial = fake.add_step(run_id, step_ns=7)
+    untimed = fake.add_step(run_id)
+    body = http.get(f"/v1/steps/{timed}/metrics").json()
+    assert list(body) == STEP_METRICS_KEYS
+    assert body == {
+        "id": timed,
+        "organization_id": "org-00000000-0000-4000-8000-000000000000",
+        "provider_id": None,
+        "run_id": run_id,
+        "agent_id": "agent-a",
+        "step_start_ns": None,  # never persisted by record_step_metrics_async in 0.16.8
+        "llm_request_start_ns": None,
+        "llm_request_ns": 1_500_000_000,
+        "tool_execution_ns": 300,
+        "step_ns": 2_000_000_000,
+        "base_template_id": None,
+        "template_id": None,
+        "project_id": None,
+    }
+    short = http.get(f"/v1/steps/{partial}/metrics").json()
+    assert (short["step_ns"], short["llm_request_ns"], short["tool_execution_ns"]) == (
+        7,
+        None,
+        None,
+    )
+    # no step_metrics row / no step at all: the same NoResultFound 404
+    for step_id in (untimed, MISSING_STEP):
+        response = http.get(f"/v1/steps/{step_id}/metrics")
+        assert response.status_code == 404
+        assert response.json() == not_found_detail("StepMetrics", step_id)
+    # the row can appear later, as when Letta fills it at step end
+    fake.update_step(untimed, llm_request_ns=5)
+    fake.update_step(untimed, step_ns=9, status="success")
+    later = http.get(f"/v1/steps/{untimed}/metrics").json()
+    assert (later["llm_request_ns"], later["step_ns"]) == (5, 9)
+    malformed = http.get("/v1/steps/step-1/metrics")
+    assert malformed.status_code == 422
+    assert malformed.json() == path_422("step_id", "step", "step-1")
+    assert http.get(f"/v1/steps/{timed}").status_code == 404  # only /metrics is modelled
+    fake.delete_run(run_id)  # steps and their metrics go with the run
+    assert http.get(f"/v1/steps/{timed}/metrics").status_code == 404
+
+
+def test_path_regex_targets_faults(fake: FakeLetta, http: httpx.Client) -> None:
+    run_id = fake.create_run("agent-a", status="running")
+    fake.add_step(run_id, prompt_tokens=3, completion_tokens=4, tool_ids=[MISSING_TOOL])
+    fake.update_run(run_id, status="completed", stop_reason="end_turn")
+    # path_prefix (default "/v1/runs") is ignored once a regex is given
+    fake.inject("503", times=2, path_regex=r"/usage$")
+    fake.inject("500", path_regex=r"^/v1/tools/")
+    assert http.get("/v1/runs/").status_code == 200
+    assert http.get(f"/v1/runs/{run_id}/steps").status_code == 200
+    assert http.get(f"/v1/runs/{run_id}/usage").status_code == 503
+    assert http.get(f"/v1/tools/{MISSING_TOOL}").status_code == 500
+    assert http.get(f"/v1/runs/{run_id}/usage").status_code == 503
+    assert http.get(f"/v1/runs/{run_id}/usage").json()["total_tokens"] == 7
+    assert http.get(f"/v1/tools/{MISSING_TOOL}").status_code == 404
+    # the query string is not part of the path the regex sees
+    fake.inject("429", path_regex=r"steps$")
+    assert http.get(f"/v1/runs/{run_id}/steps", params={"limit": 1}).status_code == 429
+    with pytest.raises(re.error):
+        fake.inject("500", path_regex="(")
+
+
+def walk_steps(http: httpx.Client, run_id: str, order: str, limit: int) -> list[str]:
+    """Page /steps with `after` = last id of the previous page until an empty page."""
+    seen: list[str] = []
+    params: dict[str, Any] = {"order": order, "limit": limit}
+    for _ in range(1000):
+        page = ids_of(http.get(f"/v1/runs/{run_id}/steps", params=params))
+        if not page:
+            return seen
+        assert len(page) <= limit
+        seen += page
+        params["after"] = page[-1]
+    raise AssertionError("the walk never ended")
+
+
+def test_run_with_120_steps_pages_fully_and_truth_counts_them_all(
+    fake: FakeLetta, http: httpx.Client
+) -> None:
+    run_id = fake.create_run("agent-long", status="running")
+    models = ["openai/gpt-4o-mini", "anthropic/claude-sonnet-4"]
+    step_ids = [
+        fake.add_step(
+            run_id,
+            model=models[i % 2],
+            prompt_tokens=100 + i,
+            completion_tokens=1 + i % 7,
+            cached_input_tokens=i if i % 3 == 0 else None,  # None and 0 (i=0) both omitted
+            cache_write_tokens=5 if i % 10 == 1 else None,
+            reasoning_tokens=2 if i % 4 == 2 else None,
+        )
+        for i in range(120)
+    ]
+    fake.update_run(run_id, status="completed", stop_reason="max_steps")
+    for limit in (7, 50, 1000):
+        assert walk_steps(http, run_id, "asc", limit) == step_ids
+        assert walk_steps(http, run_id, "desc", limit) == step_ids[::-1]
+    assert len(ids_of(http.get(f"/v1/runs/{run_id}/steps"))) == 100  # default limit
+    newest = range(70, 120)
+    usage = http.get(f"/v1/runs/{run_id}/usage").json()
+    assert usage["prompt_tokens"] == sum(100 + i for i in newest)  # 50 newest only (§3.5)
+    assert usage["completion_tokens"] == sum(1 + i % 7 for i in newest)
+    assert http.get(f"/v1/runs/{run_id}/metrics").json()["num_steps"] == 50
+    expected: Counter[tuple[str, str, str]] = Counter()
+    for i in range(120):
+        model = ("gpt-4o-mini", "claude-sonnet-4")[i % 2]
+        expected[("agent-long", model, "input")] += 100 + i
+        expected[("agent-long", model, "output")] += 1 + i % 7
+        if i % 3 == 0 and i:
+            expected[("agent-long", model, "cached_input")] += i
+        if i % 10 == 1:
+            expected[("agent-long", model, "cache_write")] += 5
+        if i % 4 == 2:
+            expected[("agent-long", model, "reasoning")] += 2
+    assert fake.token_truth() == expected
+    assert all(value > 0 for value in fake.token_truth().values())
+    assert fake.step_count_truth() == {run_id: 120}
+
+
+def test_truths_cover_only_visible_finished_runs() -> None:
+    clock = ManualClock()
+    with FakeLetta(clock=clock) as fake:
+        search = fake.add_tool("web_search")
+        recall = fake.add_tool("archival_search", tool_type="letta_core")
+        ghost = "tool-0001"  # never registered: counted by id
+        done = fake.create_run("agent-a", status="running")
+        fake.add_step(done, prompt_tokens=10, completion_tokens=1, tool_ids=[search, ghost])
+        fake.add_step(done, prompt_tokens=20, completion_tokens=2, tool_ids=[search, recall])
+        fake.update_run(done, status="completed", stop_reason="end_turn")
+        other = fake.create_run("agent-b", status="running")
+        fake.add_step(other, model="anthropic/claude-3", prompt_tokens=5, tool_ids=[search])
+        fake.update_run(other, status="failed", stop_reason="llm_api_error", metrics_delay=5.0)
+        running = fake.create_run("agent-a", status="running")
+        fake.add_step(running, prompt_tokens=99, tool_ids=[search])
+        late = fake.create_run("agent-a", visible=False)
+        fake.add_step(late, prompt_tokens=77, tool_ids=[search])
+        fake.update_run(late, status="completed")
+        legacy = fake.create_run("agent-c", has_metrics=False)
+        fake.add_step(legacy, prompt_tokens=1, tool_ids=[search])
+        fake.update_run(legacy, status="completed")
+
+        assert fake.step_count_truth() == {done: 2, other: 1, legacy: 1}
+        assert fake.token_truth() == Counter(
+            {
+                ("agent-a", "fake-llm", "input"): 30,
+                ("agent-a", "fake-llm", "output"): 3,
+                ("agent-b", "claude-3", "input"): 5,  # no "output": it was 0
+                ("agent-c", "fake-llm", "input"): 1,
+            }
+        )
+        # once per run per distinct id; agent-b's metrics are not committed yet and
+        # agent-c's run has no metrics row at all
+        assert fake.tool_truth() == Counter(
+            {("agent-a", "web_search"): 1, ("agent-a", "archival_search"): 1, ("agent-a", ghost): 1}
+        )
+        clock.now += 5.0
+        assert fake.tool_truth()[("agent-b", "web_search")] == 1
+        fake.commit(late)
+        fake.delete_tool(search)  # now answers 404: the id is the best name
+        truth = fake.tool_truth()
+        assert truth[("agent-a", search)] == 2 and truth[("agent-a", "web_search")] == 0
+        assert fake.token_truth()[("agent-a", "fake-llm", "input")] == 107
+
+
+def test_bulk_runs_serve_lazy_steps_without_building_them(
+    fake: FakeLetta, http: httpx.Client
+) -> None:
+    run_ids = fake.bulk_load(12, agents=["agent-x", "agent-y"], seed=3)
+    tokens = fake.token_truth()  # computed from the lazy description ...
+    counts = fake.step_count_truth()
+    assert set(counts) == set(run_ids) and set(counts.values()) == {1, 2, 3}
+    usage = {r: http.get(f"/v1/runs/{r}/usage").json() for r in run_ids}
+    # ... as are /usage and /metrics: nothing has built a Step object yet
+    assert all(fake._runs[r].lazy_steps is not None for r in run_ids)
+    assert fake._steps_by_id == {}
+    rebuilt: Counter[tuple[str, str, str]] = Counter()
+    for run_id in run_ids:
+        metrics = http.get(f"/v1/runs/{run_id}/metrics").json()
+        assert metrics["num_steps"] == counts[run_id]
+        asc = walk_steps(http, run_id, "asc", 1)
+        assert walk_steps(http, run_id, "desc", 2) == asc[::-1]
+        steps = http.get(f"/v1/runs/{run_id}/steps").json()
+        assert [s["id"] for s in steps] == asc[::-1] and len(steps) == counts[run_id]
+        assert sum(s["total_tokens"] for s in steps) == usage[run_id]["total_tokens"]
+        for step in steps:
+            rebuilt[(step["agent_id"], step["model"], "input")] += step["prompt_tokens"]
+            rebuilt[(step["agent_id"], step["model"], "output")] += step["completion_tokens"]
+            timing = http.get(f"/v1/steps/{step['id']}/metrics").json()
+            assert 0 < timing["llm_request_ns"] < timing["step_ns"]
+            assert timing["run_id"] == run_id
+        assert (
+            sum(http.get(f"/v1/steps/{s['id']}/metrics").json()["step_ns"] for s in steps)
+            <= metrics["run_ns"]
+        )
+    assert rebuilt == tokens == fake.token_truth()  # materialised or not, the same truth
+    assert fake.step_count_truth() == counts
