@@ -35,7 +35,7 @@ def run_once(runs: int, concurrency: int, rate_limit: float) -> tuple[float, flo
             "--poll.interval=1s",
             f"--enrich.concurrency={concurrency}",
             f"--letta.rate-limit={rate_limit}",
-            "--log.level=warning",
+            "--log.level=info",
         ],
         stderr=subprocess.PIPE,
         text=True,
