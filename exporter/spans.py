@@ -69,7 +69,7 @@ from opentelemetry.trace import (
 from opentelemetry.util.types import AttributeValue
 
 from exporter import __version__
-from exporter.letta.models import Run, Step
+from exporter.letta.models import FAILED_STOP_REASONS, Run, Step
 
 log = logging.getLogger(__name__)
 
@@ -107,19 +107,7 @@ LETTA_PROVIDER: Final = "letta"
 """`gen_ai.provider.name` of the `invoke_agent` span: the agent runtime is Letta (a custom
 value, which the conventions allow); each `chat` span names the model provider."""
 
-ERROR_STOP_REASONS: Final = frozenset(
-    {
-        "error",
-        "llm_api_error",
-        "invalid_llm_response",
-        "invalid_tool_call",
-        "no_tool_call",
-        "max_tokens_exceeded",
-        "context_window_overflow_in_system_prompt",
-        "insufficient_credits",
-    }
-)
-"""Stop reasons whose canonical run status is `failed` (letta-runs-api.md §2.3)."""
+ERROR_STOP_REASONS: Final = FAILED_STOP_REASONS
 
 # Letta's provider names (step.provider_name) mapped to the conventions' well-known
 # values, which MUST be used when one applies; anything else is kept as Letta spells it.

@@ -328,20 +328,7 @@ class Tracker:
             phase = Phase.SETTLING
         else:
             phase = Phase.OPEN
-        record = RunRecord(
-            id=run.id,
-            agent_id=run.agent_id,
-            created_ns=created,
-            phase=phase,
-            status=run.status,
-            terminal_seen_ns=now if terminal else None,
-            last_seen_ns=now,
-        )
-        record.absorb(run)
-        self.records[run.id] = record
-        self._dirty.add(run.id)
-        if phase is Phase.SETTLING and self._settled(record, now):
-            self._finish(record)
+        self._adopt(run, now, created, phase)
 
     def observe_backfill(self, run: Run, now: int, created: int | None = None) -> None:
         """A run from a walk region no scan has visited: new by construction, no dedupe.
@@ -382,19 +369,23 @@ class Tracker:
                 return
         if not terminal and now - created > self.options.forget_after_ns:
             return
+        self._adopt(run, now, created, Phase.SETTLING if terminal else Phase.OPEN)
+
+    def _adopt(self, run: Run, now: int, created: int, phase: Phase) -> None:
+        """Start a record for a run seen for the first time; count it if already settled."""
         record = RunRecord(
             id=run.id,
             agent_id=run.agent_id,
             created_ns=created,
-            phase=Phase.SETTLING if terminal else Phase.OPEN,
+            phase=phase,
             status=run.status,
-            terminal_seen_ns=now if terminal else None,
+            terminal_seen_ns=now if phase is not Phase.OPEN else None,
             last_seen_ns=now,
         )
         record.absorb(run)
         self.records[run.id] = record
         self._dirty.add(run.id)
-        if terminal and self._settled(record, now):
+        if phase is Phase.SETTLING and self._settled(record, now):
             self._finish(record)
 
     def vanished(self, run_id: str, now: int) -> None:

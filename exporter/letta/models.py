@@ -16,12 +16,8 @@ from pydantic import BaseModel, ConfigDict
 RUN_STATUSES: Final = frozenset({"created", "running", "completed", "failed", "cancelled"})
 OPEN_STATUSES: Final = frozenset({"created", "running"})
 TERMINAL_STATUSES: Final = frozenset({"completed", "failed", "cancelled"})
-STOP_REASONS: Final = frozenset(
+FAILED_STOP_REASONS: Final = frozenset(
     {
-        "end_turn",
-        "max_steps",
-        "tool_rule",
-        "requires_approval",
         "error",
         "llm_api_error",
         "invalid_llm_response",
@@ -30,9 +26,16 @@ STOP_REASONS: Final = frozenset(
         "max_tokens_exceeded",
         "context_window_overflow_in_system_prompt",
         "insufficient_credits",
-        "cancelled",
     }
 )
+"""Stop reasons whose canonical run status is `failed` (§2.3; not enforced by Letta)."""
+STOP_REASONS: Final = FAILED_STOP_REASONS | {
+    "end_turn",
+    "max_steps",
+    "tool_rule",
+    "requires_approval",
+    "cancelled",
+}
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _EPOCH_NAIVE: Final = datetime(1970, 1, 1)
