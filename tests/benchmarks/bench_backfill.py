@@ -107,8 +107,8 @@ def parse_cost_us_per_run(base_url: str, pages: int = 50, repeats: int = 5) -> f
     return best
 
 
-def run_once(runs: int) -> Result:
-    fake, base_url = start_fake(runs)
+def start_exporter(base_url: str, *flags: str) -> tuple[subprocess.Popen[str], str]:
+    """The exporter on a fresh state file and a free port; returns (process, its URL)."""
     state = Path(tempfile.mkdtemp()) / "state.sqlite"
     exporter = subprocess.Popen(
         [
@@ -118,29 +118,37 @@ def run_once(runs: int) -> Result:
             f"--letta.url={base_url}",
             f"--state.path={state}",
             "--web.listen-address=127.0.0.1:0",
-            "--backfill=60d",
             "--poll.interval=1s",
-            "--poll.max-pages=200",
-            "--log.level=info",
-            "--letta.rate-limit=0",
-            # Discovery alone: enrichment has its own benchmark (bench_enrichment).
-            "--enrich.usage=false",
-            "--enrich.steps=false",
-            "--enrich.metrics=false",
+            "--log.level=info",  # the "listening on" line is logged at info
+            *flags,
         ],
         stderr=subprocess.PIPE,
         text=True,
     )
+    assert exporter.stderr is not None
+    port = None
+    for line in exporter.stderr:
+        if "listening on http://" in line:
+            port = int(line.split("listening on http://")[1].split(",")[0].rsplit(":", 1)[1])
+            break
+    assert port is not None, "the exporter did not start"
+    threading.Thread(target=exporter.stderr.read, daemon=True).start()  # keep draining
+    return exporter, f"http://127.0.0.1:{port}"
+
+
+def run_once(runs: int) -> Result:
+    fake, base_url = start_fake(runs)
+    exporter, url = start_exporter(
+        base_url,
+        "--backfill=60d",
+        "--poll.max-pages=200",
+        "--letta.rate-limit=0",
+        # Discovery alone: enrichment has its own benchmark (bench_enrichment).
+        "--enrich.usage=false",
+        "--enrich.steps=false",
+        "--enrich.metrics=false",
+    )
     try:
-        assert exporter.stderr is not None
-        port = None
-        for line in exporter.stderr:
-            if "listening on http://" in line:
-                port = int(line.split("listening on http://")[1].split(",")[0].rsplit(":", 1)[1])
-                break
-        assert port is not None
-        threading.Thread(target=exporter.stderr.read, daemon=True).start()  # keep draining
-        url = f"http://127.0.0.1:{port}"
         proc = psutil.Process(exporter.pid)
         cpu_start = proc.cpu_times()
         started = time.monotonic()

@@ -10,46 +10,20 @@ runs/s without a cap.
 from __future__ import annotations
 
 import argparse
-import subprocess
-import sys
-import tempfile
-import threading
 import time
-from pathlib import Path
 
-from tests.benchmarks.bench_backfill import SPACING_S, samples, start_fake
+from tests.benchmarks.bench_backfill import SPACING_S, samples, start_exporter, start_fake
 
 
 def run_once(runs: int, concurrency: int, rate_limit: float) -> tuple[float, float]:
     fake, base_url = start_fake(runs)
-    state = Path(tempfile.mkdtemp()) / "state.sqlite"
-    exporter = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "exporter",
-            f"--letta.url={base_url}",
-            f"--state.path={state}",
-            "--web.listen-address=127.0.0.1:0",
-            f"--backfill={int(runs * SPACING_S) + 3600}s",
-            "--poll.interval=1s",
-            f"--enrich.concurrency={concurrency}",
-            f"--letta.rate-limit={rate_limit}",
-            "--log.level=info",
-        ],
-        stderr=subprocess.PIPE,
-        text=True,
+    exporter, url = start_exporter(
+        base_url,
+        f"--backfill={int(runs * SPACING_S) + 3600}s",
+        f"--enrich.concurrency={concurrency}",
+        f"--letta.rate-limit={rate_limit}",
     )
     try:
-        assert exporter.stderr is not None
-        port = None
-        for line in exporter.stderr:
-            if "listening on http://" in line:
-                port = int(line.split("listening on http://")[1].split(",")[0].rsplit(":", 1)[1])
-                break
-        assert port is not None
-        threading.Thread(target=exporter.stderr.read, daemon=True).start()
-        url = f"http://127.0.0.1:{port}"
         started = time.monotonic()
         while samples(url).get("letta_runs_finished_total", 0.0) < runs:
             if time.monotonic() - started > 1800:
