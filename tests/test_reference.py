@@ -36,7 +36,9 @@ def test_the_module_prints_the_reference() -> None:
 def test_every_metric_its_type_labels_and_help_are_in_the_reference() -> None:
     text = render()
     for spec in catalogue.ALL:
-        row = next(line for line in text.splitlines() if line.startswith(f"| `{spec.exposed_name}`"))
+        row = next(
+            line for line in text.splitlines() if line.startswith(f"| `{spec.exposed_name}`")
+        )
         assert f"| {spec.kind.value} |" in row
         for label in spec.labels:
             assert f"`{label}`" in row
