@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,9 @@ ROOT = Path(__file__).parents[1]
 RULES = ROOT / "alerts" / "letta-runs.rules.yml"
 RULE_TESTS = ROOT / "alerts" / "letta-runs.test.yml"
 RUNBOOK = ROOT / "docs" / "runbook.md"
-# The one place the runbook's published address is spelled; rules must all use it.
-RUNBOOK_URL = "https://github.com/letta-exporter/letta-exporter/blob/main/docs/runbook.md"
+# The repository address is declared once, in pyproject.toml; every rule must use it.
+REPOSITORY = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["urls"]["Repository"]
+RUNBOOK_URL = f"{REPOSITORY}/blob/main/docs/runbook.md"
 SEVERITIES = {"critical", "warning", "info"}
 ANNOTATIONS = {"summary", "description", "runbook_url"}
 
