@@ -23,6 +23,9 @@ class Histogram:
 
     counts: list[int]
     sum: float = 0.0
+    # Per bucket, the trace id and value of its latest sample that had one. In memory
+    # only: an exemplar is a pointer to a recent trace, not a count to preserve.
+    exemplars: list[tuple[str, float] | None] | None = None
 
     @property
     def count(self) -> int:
@@ -55,8 +58,10 @@ class Aggregates:
         series[labels] = series.get(labels, 0.0) + amount
         self._dirty.add((name, labels))
 
-    def observe(self, spec: MetricSpec, labels: Labels, value: float) -> None:
-        """Add one sample to a histogram series."""
+    def observe(
+        self, spec: MetricSpec, labels: Labels, value: float, exemplar: str | None = None
+    ) -> None:
+        """Add one sample to a histogram series; `exemplar` is its trace id, if any."""
         name = spec.name
         series = self.histograms.get(name)
         if series is None:
@@ -65,8 +70,13 @@ class Aggregates:
         if hist is None:
             hist = series[labels] = Histogram([0] * (len(spec.buckets) + 1))
         # bisect_left: a value equal to a bound belongs to that bucket (le is inclusive).
-        hist.counts[bisect.bisect_left(spec.buckets, value)] += 1
+        bucket = bisect.bisect_left(spec.buckets, value)
+        hist.counts[bucket] += 1
         hist.sum += value
+        if exemplar is not None:
+            if hist.exemplars is None:
+                hist.exemplars = [None] * len(hist.counts)
+            hist.exemplars[bucket] = (exemplar, value)
         self._dirty.add((name, labels))
 
     def counter(self, spec: MetricSpec, labels: Labels = ()) -> float:
@@ -107,7 +117,10 @@ class Aggregates:
         return Aggregates(
             counters={name: dict(series) for name, series in self.counters.items()},
             histograms={
-                name: {k: Histogram(list(h.counts), h.sum) for k, h in series.items()}
+                name: {
+                    k: Histogram(list(h.counts), h.sum, list(h.exemplars) if h.exemplars else None)
+                    for k, h in series.items()
+                }
                 for name, series in self.histograms.items()
             },
         )

@@ -56,7 +56,8 @@ RUN_DURATION: Final = MetricSpec(
 RUN_TTFT: Final = MetricSpec(
     "letta_run_time_to_first_token_seconds",
     Kind.HISTOGRAM,
-    "Time to first token of finished runs, when Letta reports it (ttft_ns).",
+    "Time to first token of finished runs: Letta's ttft_ns, else the trace's "
+    "time_to_first_token_ms event (streaming runs, traces on); never estimated.",
     ("agent",),
     TTFT_BUCKETS,
 )
@@ -224,7 +225,19 @@ ENRICHMENT_FAILURES: Final = MetricSpec(
 ENRICHMENT_BACKLOG: Final = MetricSpec(
     "letta_exporter_enrichment_backlog",
     Kind.GAUGE,
-    "Finished runs waiting for their usage/steps/metrics before being counted.",
+    "Finished runs waiting for their usage/steps/metrics/trace before being counted.",
+)
+SPANS_EXPORTED: Final = MetricSpec(
+    "letta_exporter_spans_exported",
+    Kind.COUNTER,
+    "Spans of finished runs by export outcome: exported; failed (an attempt failed, the "
+    "run's spans are retried); dropped (given up: outbox full, or too large to queue).",
+    ("result",),
+)
+SPANS_PENDING: Final = MetricSpec(
+    "letta_exporter_spans_pending_runs",
+    Kind.GAUGE,
+    "Counted runs whose spans wait in the outbox for export (0 when tracing is off).",
 )
 BACKFILL_REMAINING: Final = MetricSpec(
     "letta_exporter_backfill_remaining_seconds",
@@ -265,5 +278,7 @@ ALL: Final[tuple[MetricSpec, ...]] = (
     ENRICHMENT_FAILURES,
     ENRICHMENT_BACKLOG,
     BACKFILL_REMAINING,
+    SPANS_EXPORTED,
+    SPANS_PENDING,
 )
 BY_NAME: Final = {spec.name: spec for spec in ALL}

@@ -13,7 +13,7 @@ import sqlite3
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from exporter.aggregates import Labels
 from exporter.tracker import RunRecord
@@ -31,11 +31,25 @@ CREATE TABLE IF NOT EXISTS series (
     PRIMARY KEY (metric, labels)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS tool_names (id TEXT PRIMARY KEY, name TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS span_outbox (
+    seq INTEGER PRIMARY KEY, run_id TEXT NOT NULL UNIQUE, spans TEXT NOT NULL,
+    span_count INTEGER NOT NULL, attempts INTEGER NOT NULL, next_try_ns INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS label_values (
     label TEXT NOT NULL, value TEXT NOT NULL, seq INTEGER NOT NULL,
     PRIMARY KEY (label, value)
 ) WITHOUT ROWID;
 """
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    """One counted run's spans waiting to be exported (JSON of `exporter.span_codec`)."""
+
+    run_id: str
+    spans_json: str
+    span_count: int
+    attempts: int
 
 
 class CheckpointError(Exception):
@@ -148,8 +162,10 @@ class Checkpoint:
         meta: Mapping[str, str],
         new_label_values: Mapping[str, list[str]],
         new_tool_names: Mapping[str, str] | None = None,
+        new_traces: Iterable[tuple[str, list[dict[str, Any]]]] = (),
     ) -> None:
-        """Write one cycle's changes atomically."""
+        """Write one cycle's changes atomically; a run's spans enter the outbox in the
+        same transaction that counts it."""
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -178,10 +194,60 @@ class Checkpoint:
                 "INSERT OR REPLACE INTO tool_names (id, name) VALUES (?, ?)",
                 (new_tool_names or {}).items(),
             )
+            db.executemany(
+                "INSERT OR REPLACE INTO span_outbox "
+                "(run_id, spans, span_count, attempts, next_try_ns) VALUES (?, ?, ?, 0, 0)",
+                (
+                    (run_id, json.dumps(spans, separators=(",", ":")), len(spans))
+                    for run_id, spans in new_traces
+                ),
+            )
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
+
+    def outbox_due(self, now_ns: int, limit: int) -> list[OutboxEntry]:
+        """Entries whose (next) export attempt is due, oldest first."""
+        rows = self._db.execute(
+            "SELECT run_id, spans, span_count, attempts FROM span_outbox "
+            "WHERE next_try_ns <= ? ORDER BY seq LIMIT ?",
+            (now_ns, limit),
+        )
+        return [OutboxEntry(*row) for row in rows]
+
+    def outbox_size(self) -> int:
+        """Runs whose spans wait in the outbox."""
+        return int(self._db.execute("SELECT count(*) FROM span_outbox").fetchone()[0])
+
+    def outbox_settle(
+        self, *, done: Iterable[str], retry: Iterable[tuple[str, int, int]], max_entries: int
+    ) -> int:
+        """Remove exported (or abandoned) entries, reschedule failed ones as
+        (run_id, attempts, next_try_ns), and drop the oldest beyond `max_entries`.
+        Returns how many spans were dropped for room."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany("DELETE FROM span_outbox WHERE run_id = ?", ((i,) for i in done))
+            db.executemany(
+                "UPDATE span_outbox SET attempts = ?, next_try_ns = ? WHERE run_id = ?",
+                ((attempts, next_try, run_id) for run_id, attempts, next_try in retry),
+            )
+            excess = db.execute("SELECT count(*) FROM span_outbox").fetchone()[0] - max_entries
+            dropped = 0
+            if excess > 0:
+                oldest = "SELECT seq FROM span_outbox ORDER BY seq LIMIT ?"
+                dropped = db.execute(
+                    f"SELECT coalesce(sum(span_count), 0) FROM span_outbox WHERE seq IN ({oldest})",
+                    (excess,),
+                ).fetchone()[0]
+                db.execute(f"DELETE FROM span_outbox WHERE seq IN ({oldest})", (excess,))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return int(dropped)
 
     def close(self) -> None:
         """Close the file, releasing the lock."""

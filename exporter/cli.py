@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -27,7 +28,10 @@ from exporter.letta.client import ClientOptions, LettaClient, build_http_client
 from exporter.logs import configure
 from exporter.poller import Poller, PollOptions
 from exporter.pricing import PriceFileError, load_prices
+from exporter.run_traces import RunTracer
 from exporter.server import App, HttpServer
+from exporter.shipper import ShipperOptions, SpanShipper
+from exporter.tracing import SpanSink, resource_from_environment, sink_from_environment
 from exporter.tracker import Tracker, TrackerOptions
 
 log = logging.getLogger("exporter")
@@ -60,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure(settings.log_level, settings.log_format)
     try:
         return asyncio.run(serve(settings))
-    except PriceFileError as exc:
+    except (PriceFileError, ConfigError) as exc:
         print(f"letta-exporter: {exc}", file=sys.stderr)
         return 2
     except CheckpointError as exc:
@@ -80,6 +84,7 @@ def tracker_options(settings: Settings) -> TrackerOptions:
         max_open_runs=settings.runs_max_open,
         enrich=settings.enrich_endpoints,
         enrich_max_attempts=settings.enrich_max_attempts,
+        trace_delay_ns=int(settings.traces_settle_delay * _NS),
     )
 
 
@@ -90,6 +95,19 @@ async def serve(settings: Settings) -> int:
     loaded = checkpoint.load()
     aggregates = Aggregates()
     aggregates.load(loaded.series)
+    try:
+        sink = sink_from_environment(
+            os.environ,
+            on_result=lambda result, spans: aggregates.inc(m.SPANS_EXPORTED, (result,), spans),
+        )
+    except ValueError as exc:
+        raise ConfigError(f"invalid OpenTelemetry setting: {exc}") from None
+    log.info(
+        "traces: %s",
+        "each finished run is exported as a trace (OTEL_* settings)"
+        if sink is not None
+        else "off (set OTEL_EXPORTER_OTLP_ENDPOINT to export runs as traces)",
+    )
 
     def capped(name: str, limit: int) -> CappedLabel:
         return CappedLabel(
@@ -108,6 +126,7 @@ async def serve(settings: Settings) -> int:
         tool_label=capped("tool", settings.tools_label_limit),
         prices=prices,
         tool_names=loaded.tool_names,
+        tracer=RunTracer(resource_from_environment(os.environ)) if sink is not None else None,
     )
     tracker.load(loaded.records, loaded.meta)
     if loaded.fresh:
@@ -144,6 +163,16 @@ async def serve(settings: Settings) -> int:
         on_invalid_item=lambda endpoint, reason: aggregates.inc(m.INVALID_ITEMS, (endpoint,)),
         rate_limit=settings.letta_rate_limit,
     )
+    shipper = (
+        SpanShipper(
+            sink,
+            checkpoint,
+            aggregates,
+            ShipperOptions(max_pending_runs=settings.traces_max_pending),
+        )
+        if sink is not None
+        else None
+    )
     collector = RunsCollector()
     registry = CollectorRegistry(auto_describe=False)
     registry.register(collector)
@@ -160,6 +189,7 @@ async def serve(settings: Settings) -> int:
         ),
         publish=collector.publish,
         first_start=loaded.fresh,
+        spans_pending=lambda: shipper.pending if shipper is not None else 0,
     )
     collector.publish(poller.snapshot())
     host, port = settings.listen_host_port
@@ -181,14 +211,25 @@ async def serve(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, _request_stop, stop, sig)
+    shipping = asyncio.create_task(shipper.run(stop)) if shipper is not None else None
     try:
         await poller.run(stop)
     finally:
+        if shipping is not None:
+            stop.set()
+            await shipping
+        _close_sink(sink)
         server.stop()
         await client.aclose()
         checkpoint.close()
     log.info("stopped cleanly")
     return 0
+
+
+def _close_sink(sink: SpanSink | None) -> None:
+    # Spans not exported yet stay in the outbox for the next start: nothing is lost.
+    if sink is not None:
+        sink.shutdown()
 
 
 def _request_stop(stop: asyncio.Event, sig: Any) -> None:

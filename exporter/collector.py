@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Iterator
+from typing import Any
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -21,13 +22,26 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Exemplar
 
 from exporter import __version__
 from exporter import catalogue as m
 from exporter.catalogue import Kind, MetricSpec
+from exporter.letta.errors import POLL_ERROR_REASONS
 from exporter.snapshot import Snapshot
+from exporter.tracing import RESULTS as SPAN_RESULTS
 
-_ZERO_INIT_COUNTERS = (m.POLLS, m.CURSOR_LOST, m.PAGINATION_STALLS, m.LATE_RUNS)
+# Counters that exist from the first scrape, so `increase()` sees their first event
+# instead of a series that appears already at 1.
+_ZERO_INIT_COUNTERS: dict[MetricSpec, tuple[tuple[str, ...], ...]] = {
+    m.POLLS: ((),),
+    m.CURSOR_LOST: ((),),
+    m.PAGINATION_STALLS: ((),),
+    m.LATE_RUNS: ((),),
+    m.CHANGED_AFTER_COUNT: ((),),
+    m.POLL_ERRORS: tuple((reason,) for reason in POLL_ERROR_REASONS),
+    m.SPANS_EXPORTED: tuple((result,) for result in SPAN_RESULTS),
+}
 
 
 class RunsCollector(Collector):
@@ -59,8 +73,8 @@ class RunsCollector(Collector):
             if spec.kind is Kind.COUNTER and spec.name in _PERSISTED_COUNTERS:
                 family = CounterMetricFamily(spec.name, spec.help, labels=spec.labels)
                 series = dict(agg.series(spec))
-                if not series and spec in _ZERO_INIT_COUNTERS:
-                    series[()] = 0.0
+                for labels in _ZERO_INIT_COUNTERS.get(spec, ()):
+                    series.setdefault(labels, 0.0)
                 for labels, value in sorted(series.items()):
                     family.add_metric(list(labels), value)
                 yield family
@@ -68,11 +82,13 @@ class RunsCollector(Collector):
                 hist_family = HistogramMetricFamily(spec.name, spec.help, labels=spec.labels)
                 for labels, hist in sorted(agg.histograms.get(spec.name, {}).items()):
                     bounds = [*(_le(b) for b in spec.buckets), "+Inf"]
-                    hist_family.add_metric(
-                        list(labels),
-                        buckets=list(zip(bounds, hist.cumulative(), strict=True)),
-                        sum_value=hist.sum,
-                    )
+                    buckets: list[Any] = list(zip(bounds, hist.cumulative(), strict=True))
+                    for i, exemplar in enumerate(hist.exemplars or ()):
+                        if exemplar is not None:
+                            # Shown only in the OpenMetrics format, which scrapers negotiate.
+                            trace_id, value = exemplar
+                            buckets[i] = (*buckets[i], Exemplar({"trace_id": trace_id}, value))
+                    hist_family.add_metric(list(labels), buckets=buckets, sum_value=hist.sum)
                 yield hist_family
 
     def _live(self, snap: Snapshot) -> Iterator[Metric]:
@@ -101,6 +117,7 @@ class RunsCollector(Collector):
         yield _gauge(m.OPEN_RUNS, {(): float(snap.followed)})
         yield _gauge(m.ENRICHMENT_BACKLOG, {(): float(snap.enrichment_backlog)})
         yield _gauge(m.BACKFILL_REMAINING, {(): snap.backfill_remaining_s})
+        yield _gauge(m.SPANS_PENDING, {(): float(snap.spans_pending)})
 
 
 def _gauge(spec: MetricSpec, values: dict[tuple[str, ...], float]) -> GaugeMetricFamily:

@@ -94,6 +94,8 @@ class Settings(BaseSettings):
     enrich_max_attempts: int = Field(5, ge=1, le=50)
     letta_rate_limit: float = Field(50.0, ge=0)
     cost_price_file: Path | None = None
+    traces_settle_delay: Duration = 20.0
+    traces_max_pending: int = Field(10_000, ge=1)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["text", "json"] = "text"
 
@@ -215,6 +217,16 @@ FLAGS: Final = (
     Flag("--enrich.max-attempts", "enrich_max_attempts", "tries before a detail is given up"),
     Flag("--letta.rate-limit", "letta_rate_limit", "most requests per second to Letta (0: no cap)"),
     Flag("--cost.price-file", "cost_price_file", "TOML/YAML model prices for the cost metric"),
+    Flag(
+        "--traces.settle-delay",
+        "traces_settle_delay",
+        "wait after a run ends before reading its /trace (spans reach ClickHouse late)",
+    ),
+    Flag(
+        "--traces.max-pending",
+        "traces_max_pending",
+        "runs whose spans may wait for export; beyond it the oldest are dropped",
+    ),
     Flag("--log.level", "log_level", "debug, info, warning or error"),
     Flag("--log.format", "log_format", "text or json"),
 )

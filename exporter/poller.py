@@ -13,7 +13,13 @@ from typing import Final
 from exporter import catalogue as m
 from exporter.checkpoint import Checkpoint
 from exporter.letta.client import MAX_LIST_LIMIT, CursorParam, LettaClient
-from exporter.letta.errors import LettaAuthError, LettaError, LettaNotFound, LettaRequestError
+from exporter.letta.errors import (
+    LettaAuthError,
+    LettaError,
+    LettaNotFound,
+    LettaNotImplemented,
+    LettaRequestError,
+)
 from exporter.letta.models import Tool
 from exporter.snapshot import Health, Snapshot
 from exporter.tracker import RunRecord, Tracker
@@ -24,6 +30,8 @@ log = logging.getLogger(__name__)
 _NS: Final = 1_000_000_000
 _GET_CONCURRENCY: Final = 8
 _MIN_FIRST_PAGE: Final = 20
+# After a 501 from /trace (no ClickHouse), build traces without asking for this long.
+_TRACE_UNAVAILABLE_NS: Final = 600 * _NS
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +67,7 @@ class Poller:
         publish: Callable[[Snapshot], None],
         first_start: bool,
         clock: Callable[[], float] = time.time,
+        spans_pending: Callable[[], int] = lambda: 0,
     ) -> None:
         self._client = client
         self._tracker = tracker
@@ -74,6 +83,8 @@ class Poller:
         self._progress: tuple[float, int, int, float] | None = None
         self._more_enrichment = False
         self._tool_lookups: dict[str, asyncio.Future[Tool]] = {}
+        self._spans_pending = spans_pending
+        self._trace_unavailable_until = 0
 
     def _now(self) -> int:
         return int(self._clock() * _NS)
@@ -136,6 +147,7 @@ class Poller:
             enrichment_backlog=tracker.enrichment_backlog(),
             health=self.health.copy(),
             backfill_remaining_s=(tracker.scan.remaining_ns() / _NS) if tracker.scan else 0.0,
+            spans_pending=self._spans_pending(),
         )
 
     # ---- discovery ------------------------------------------------------------------
@@ -278,6 +290,8 @@ class Poller:
                     tracker.enriched_metrics(record, metrics, now)
                 elif endpoint == "step_timings":
                     tracker.enriched_step_timings(record, await self._step_timings(record), now)
+                elif endpoint == "trace" and not await self._fetch_trace(record, now):
+                    return  # deferred until the server's spans have settled
             except LettaNotFound:
                 log.info("run %s: %s answered 404; counting it without", record.id, endpoint)
                 tracker.enrichment_failed(record, endpoint, now, permanent=True)
@@ -285,6 +299,28 @@ class Poller:
                 log.debug("run %s: fetching %s failed (%s); will retry", record.id, endpoint, exc)
                 tracker.enrichment_failed(record, endpoint, now, permanent=False)
                 return  # the run waits its backoff before any further request
+
+    async def _fetch_trace(self, record: RunRecord, now: int) -> bool:
+        """Fetch and store the run's `/trace` rows; False when it is too early to ask."""
+        tracker = self._tracker
+        assert tracker.tracer is not None
+        if now < self._trace_unavailable_until:
+            tracker.enriched_trace(record, None, now)
+            return True
+        ready = tracker.trace_ready_ns(record)
+        if ready > now:
+            tracker.defer_enrichment(record, ready)
+            return False
+        try:
+            rows = await self._client.get_trace(record.id)
+        except LettaNotImplemented:
+            if self._trace_unavailable_until == 0:
+                log.info("Letta has no /trace (501, no ClickHouse): building traces from run data")
+            self._trace_unavailable_until = now + _TRACE_UNAVAILABLE_NS
+            tracker.enriched_trace(record, None, now)
+            return True
+        tracker.enriched_trace(record, tracker.tracer.from_rows(record.id, rows), now)
+        return True
 
     async def _resolve_tool(self, tool_id: str) -> None:
         # Runs enriched together often share tools: one lookup per id, awaited by all.
@@ -354,6 +390,7 @@ class Poller:
                 for label in (tracker.agent_label, tracker.model_label, tracker.tool_label)
             },
             new_tool_names=tracker.take_new_tool_names(),
+            new_traces=tracker.take_new_traces(),
         )
 
     def _log_failure(self, exc: LettaError) -> None:

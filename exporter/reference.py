@@ -17,6 +17,7 @@ from typing import Final
 from exporter import catalogue
 from exporter.catalogue import Kind, MetricSpec
 from exporter.letta.errors import POLL_ERROR_REASONS
+from exporter.tracing import RESULTS as SPAN_RESULTS
 from exporter.tracker import ENDPOINTS as ENRICHMENT_ENDPOINTS
 
 
@@ -54,11 +55,13 @@ LABELS: Final[Mapping[str, str]] = {
     ),
     "result": (
         "Callback result: `success` (2xx), `failure` (error or another status), `unknown` "
-        "(nothing recorded before the run was counted)."
+        "(nothing recorded before the run was counted). Span export result: "
+        f"{_values(SPAN_RESULTS)}."
     ),
     "endpoint": (
         "The Letta API call: `runs_list`, `runs_active`, `run`, `run_usage`, `run_steps`, "
-        "`run_metrics`, `step_metrics`, `tool` on request metrics and invalid items; the "
+        "`run_metrics`, `run_trace`, `step_metrics`, `tool` on request metrics and invalid "
+        "items; the "
         f"enrichment detail ({_values(ENRICHMENT_ENDPOINTS)}) on enrichment failures."
     ),
     "code": (

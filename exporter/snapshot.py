@@ -43,3 +43,4 @@ class Snapshot:
     enrichment_backlog: int = 0
     health: Health = field(default_factory=Health)
     backfill_remaining_s: float = 0.0
+    spans_pending: int = 0

@@ -22,7 +22,7 @@ import heapq
 import json
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any, Final
 
@@ -31,6 +31,8 @@ from exporter.aggregates import Aggregates
 from exporter.labels import CappedLabel, enum_value, free_value
 from exporter.letta.models import Run, RunMetrics, Step, Usage, to_epoch_ns
 from exporter.pricing import PriceTable
+from exporter.run_traces import FetchedTrace, RunTracer
+from exporter.spans import RunInfo, StepInfo, error_type_from_metadata
 from exporter.walk import Walk
 
 _NS: Final = 1_000_000_000
@@ -46,8 +48,9 @@ class Phase(StrEnum):
     BASELINE = "baseline"
 
 
-ENDPOINTS: Final = ("usage", "steps", "metrics", "step_timings")
-"""Enrichment endpoints in fetch order (step timings need the step ids from /steps)."""
+ENDPOINTS: Final = ("usage", "steps", "metrics", "step_timings", "trace")
+"""Enrichment endpoints in fetch order (step timings need the step ids from /steps; the
+trace comes last because it must wait for the server's spans to settle)."""
 
 
 @dataclass(slots=True)
@@ -65,6 +68,8 @@ class Enrichment:
     num_steps: int | None = None
     tool_ids: list[str] | None = None
     step_seconds: list[tuple[str, float]] | None = None
+    span_steps: list[dict[str, Any]] | None = None
+    trace: FetchedTrace | None = None
 
     def to_json(self) -> dict[str, Any]:
         """Persistable form."""
@@ -80,6 +85,10 @@ class Enrichment:
             "num_steps": self.num_steps,
             "tool_ids": self.tool_ids,
             "step_seconds": self.step_seconds,
+            "span_steps": self.span_steps,
+            "trace": [self.trace.spans, self.trace.trace_id, self.trace.ttft_ns]
+            if self.trace is not None
+            else None,
         }
 
     @classmethod
@@ -101,6 +110,10 @@ class Enrichment:
             tool_ids=data.get("tool_ids"),
             step_seconds=[(str(a), float(b)) for a, b in data["step_seconds"]]
             if data.get("step_seconds") is not None
+            else None,
+            span_steps=data.get("span_steps"),
+            trace=FetchedTrace(trace[0], trace[1], trace[2], 0)
+            if (trace := data.get("trace")) is not None
             else None,
         )
 
@@ -125,6 +138,11 @@ class RunRecord:
     last_seen_ns: int = 0
     next_refresh_ns: int = 0
     enrich: Enrichment | None = None
+    # Kept for the run's built trace (gen_ai.conversation.id, letta.run.*, error.type).
+    background: bool | None = None
+    conversation_id: str | None = None
+    run_type: str | None = None
+    error_type: str | None = None
 
     def to_row(self) -> list[Any]:
         """Compact persisted form (field order is part of the checkpoint schema)."""
@@ -142,6 +160,10 @@ class RunRecord:
             self.terminal_seen_ns,
             self.last_seen_ns,
             self.enrich.to_json() if self.enrich is not None else None,
+            self.background,
+            self.conversation_id,
+            self.run_type,
+            self.error_type,
         ]
 
     @classmethod
@@ -163,6 +185,10 @@ class RunRecord:
             terminal_seen_ns=row[10],
             last_seen_ns=row[11],
             enrich=Enrichment.from_json(row[12]) if len(row) > 12 and row[12] else None,
+            background=row[13] if len(row) > 13 else None,
+            conversation_id=row[14] if len(row) > 14 else None,
+            run_type=row[15] if len(row) > 15 else None,
+            error_type=row[16] if len(row) > 16 else None,
         )
 
     def absorb(self, run: Run) -> None:
@@ -180,6 +206,13 @@ class RunRecord:
             self.callback_code = run.callback_status_code
         if run.callback_error:
             self.callback_error = True
+        self.background = run.background
+        self.conversation_id = run.conversation_id
+        metadata = run.metadata
+        if isinstance(metadata, dict):
+            run_type = metadata.get("run_type")
+            self.run_type = run_type if isinstance(run_type, str) else None
+            self.error_type = error_type_from_metadata(metadata)
 
     def fingerprint(self) -> tuple[Any, ...]:
         """The fields whose change is worth a checkpoint write."""
@@ -214,6 +247,7 @@ class TrackerOptions:
     enrich: tuple[str, ...] = ()
     enrich_max_attempts: int = 5
     enrich_backoff_ns: int = 2 * _NS
+    trace_delay_ns: int = 20 * _NS
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,6 +274,7 @@ class Tracker:
         tool_label: CappedLabel | None = None,
         prices: PriceTable | None = None,
         tool_names: dict[str, str] | None = None,
+        tracer: RunTracer | None = None,
     ) -> None:
         self.options = options
         self.aggregates = aggregates
@@ -250,7 +285,11 @@ class Tracker:
         self.tool_names: dict[str, str] = dict(tool_names or {})
         self._new_tool_names: dict[str, str] = {}
         self._allowed = agent_allowed
-        self._endpoints = [e for e in ENDPOINTS if e in options.enrich]
+        self.tracer = tracer
+        self._endpoints = [
+            e for e in ENDPOINTS if e in options.enrich or (e == "trace" and tracer is not None)
+        ]
+        self._new_traces: list[tuple[str, list[dict[str, Any]]]] = []
         self.records: dict[str, RunRecord] = {}
         self.hwm_ns: int | None = None
         self.scan: Walk | None = None
@@ -474,6 +513,8 @@ class Tracker:
                     by_type[kind] = by_type.get(kind, 0) + value
         record.enrich.tokens = tokens
         record.enrich.steps = len(steps)
+        if self.tracer is not None:
+            record.enrich.span_steps = [asdict(StepInfo.from_step(s)) for s in steps]
         if "step_timings" in record.enrich.pending:
             record.enrich.step_ids = [(s.id, free_value(s.model or s.model_handle)) for s in steps]
         self._endpoint_done(record, "steps")
@@ -492,6 +533,28 @@ class Tracker:
         assert record.enrich is not None
         record.enrich.step_seconds = seconds
         self._endpoint_done(record, "step_timings")
+
+    def trace_ready_ns(self, record: RunRecord) -> int:
+        """When the server's spans of this run should all be readable from `/trace`."""
+        end = record.completed_ns or record.terminal_seen_ns or record.created_ns
+        return end + self.options.trace_delay_ns
+
+    def defer_enrichment(self, record: RunRecord, until: int) -> None:
+        """Nothing to fetch before `until` (not a failed attempt)."""
+        assert record.enrich is not None
+        record.enrich.next_try_ns = until
+        self._dirty.add(record.id)
+
+    def enriched_trace(self, record: RunRecord, trace: FetchedTrace | None, now: int) -> None:
+        """Store the converted `/trace` spans; None (or no spans) means build the trace."""
+        assert record.enrich is not None
+        record.enrich.trace = trace
+        self._endpoint_done(record, "trace")
+
+    def take_new_traces(self) -> list[tuple[str, list[dict[str, Any]]]]:
+        """Spans of runs counted since the last call, for the outbox (same commit)."""
+        new, self._new_traces = self._new_traces, []
+        return new
 
     def enrichment_failed(
         self, record: RunRecord, endpoint: str, now: int, *, permanent: bool
@@ -642,13 +705,22 @@ class Tracker:
         )
 
     def _count(self, record: RunRecord, *, keep: bool = True) -> None:
+        ttft_ns = record.ttft_ns
+        trace_id: str | None = None
+        if self.tracer is not None:
+            fetched = record.enrich.trace if record.enrich is not None else None
+            if ttft_ns is None and fetched is not None:
+                # Letta leaves ttft_ns null (always, in 0.16.8): the trace event has it.
+                ttft_ns = fetched.ttft_ns
+            trace_id = self._trace(record)
         self._count_values(
             record.agent_id,
             record.status,
             record.stop_reason,
             run_duration_seconds(record),
-            record.ttft_ns,
+            ttft_ns,
             _callback_result(record.callback, record.callback_code, record.callback_error),
+            exemplar=trace_id,
         )
         if record.enrich is not None:
             self._count_enrichment(self.agent_label(record.agent_id), record.enrich)
@@ -668,16 +740,21 @@ class Tracker:
         duration_s: float | None,
         ttft_ns: int | None,
         callback: str | None,
+        *,
+        exemplar: str | None = None,
     ) -> None:
-        """The one place a finished run turns into counter and histogram samples."""
+        """The one place a finished run turns into counter and histogram samples.
+
+        `exemplar` is the run's trace id, attached to its duration and TTFT samples.
+        """
         agg = self.aggregates
         agent = self.agent_label(agent_id)
         status_label = enum_value(status)
         agg.inc(m.RUNS_FINISHED, (agent, status_label, enum_value(stop_reason)))
         if duration_s is not None and duration_s >= 0:
-            agg.observe(m.RUN_DURATION, (agent, status_label), duration_s)
+            agg.observe(m.RUN_DURATION, (agent, status_label), duration_s, exemplar)
         if ttft_ns is not None and ttft_ns >= 0:
-            agg.observe(m.RUN_TTFT, (agent,), ttft_ns / _NS)
+            agg.observe(m.RUN_TTFT, (agent,), ttft_ns / _NS, exemplar)
         if callback is not None:
             agg.inc(m.RUN_CALLBACKS, (agent, callback))
 
@@ -706,6 +783,25 @@ class Tracker:
         for model, seconds in enrich.step_seconds or ():
             agg.observe(m.STEP_DURATION, (agent, self.model_label(model)), seconds)
 
+    def _trace(self, record: RunRecord) -> str:
+        """Queue the run's spans for the outbox; returns their trace id."""
+        assert self.tracer is not None
+        enrich = record.enrich
+        fetched = enrich.trace if enrich is not None else None
+        if fetched is not None and fetched.spans and fetched.trace_id is not None:
+            self._new_traces.append((record.id, fetched.spans))
+            return fetched.trace_id
+        spans_steps = (enrich.span_steps if enrich else None) or ()
+        tool_ids = (enrich.tool_ids if enrich else None) or ()
+        info = _run_info(
+            record,
+            steps=tuple(_step_info(s) for s in spans_steps),
+            tool_names=tuple(dict.fromkeys(self.tool_names.get(t, t) for t in tool_ids)),
+        )
+        spans, trace_id = self.tracer.build(info)
+        self._new_traces.append((record.id, spans))
+        return trace_id
+
     def _drop(self, run_id: str) -> None:
         if self.records.pop(run_id, None) is not None:
             self._removed.add(run_id)
@@ -719,6 +815,47 @@ def run_duration_seconds(record: RunRecord) -> float | None:
     if record.completed_ns is not None and record.completed_ns >= record.created_ns:
         return (record.completed_ns - record.created_ns) / _NS
     return None
+
+
+def _run_info(
+    record: RunRecord, *, steps: tuple[StepInfo, ...], tool_names: tuple[str, ...]
+) -> RunInfo:
+    """What the span builder needs of a counted run."""
+    # Integer ns from the same source as the duration sample, so the root span lasts
+    # exactly what the run put into letta_run_duration_seconds.
+    if record.duration_ns is not None and record.duration_ns >= 0:
+        end_ns = record.created_ns + record.duration_ns
+    elif record.completed_ns is not None and record.completed_ns >= record.created_ns:
+        end_ns = record.completed_ns
+    else:
+        end_ns = record.created_ns
+    return RunInfo(
+        run_id=record.id,
+        agent_id=record.agent_id,
+        agent_name=None,  # the runs API carries no agent name
+        status=record.status,
+        stop_reason=record.stop_reason,
+        background=record.background,
+        conversation_id=record.conversation_id,
+        run_type=record.run_type,
+        created_ns=record.created_ns,
+        end_ns=end_ns,
+        error_type=record.error_type,
+        steps=steps,
+        tool_names=tool_names,
+    )
+
+
+_STEP_FIELDS: Final = frozenset(StepInfo.__dataclass_fields__)
+
+
+def _step_info(data: dict[str, Any]) -> StepInfo:
+    # Fields a newer or older exporter saved that this one does not know are ignored, so
+    # an upgrade while runs wait for enrichment cannot break counting them.
+    known: dict[str, Any] = dict.fromkeys(_STEP_FIELDS)
+    known.update({"id": "", "prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0})
+    known.update((k, v) for k, v in data.items() if k in _STEP_FIELDS)
+    return StepInfo(**known)
 
 
 def _callback_result(has_callback: bool, code: int | None, error: bool) -> str | None:

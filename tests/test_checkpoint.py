@@ -85,3 +85,42 @@ def test_a_second_process_on_the_same_file_is_refused(tmp_path: Path) -> None:
 def test_a_missing_directory_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="does not exist"):
         Checkpoint(tmp_path / "nope" / "state.sqlite")
+
+
+def test_the_span_outbox_is_written_with_the_count_and_settled_after_export(
+    tmp_path: Path,
+) -> None:
+    cp = Checkpoint(tmp_path / "state.sqlite")
+    spans = [{"name": "invoke_agent a"}, {"name": "chat m"}]
+    cp.commit(
+        changed=[],
+        removed=[],
+        series=[],
+        meta={},
+        new_label_values={},
+        new_traces=[(f"run-{i}", spans) for i in range(5)],
+    )
+    due = cp.outbox_due(now_ns=0, limit=3)
+    assert [e.run_id for e in due] == ["run-0", "run-1", "run-2"]
+    assert due[0].span_count == 2 and due[0].attempts == 0
+    # run-0 went out, run-1 failed (retry later), then room for only 2 entries.
+    dropped = cp.outbox_settle(done=["run-0"], retry=[("run-1", 1, 10**12)], max_entries=2)
+    assert dropped == 4  # run-1 and run-2 were the oldest of the four left: 2 spans each
+    assert [e.run_id for e in cp.outbox_due(now_ns=10**13, limit=10)] == ["run-3", "run-4"]
+    cp.close()
+    assert Checkpoint(tmp_path / "state.sqlite").outbox_size() == 2
+
+
+def test_a_retried_entry_waits_for_its_time(tmp_path: Path) -> None:
+    cp = Checkpoint(tmp_path / "state.sqlite")
+    cp.commit(
+        changed=[],
+        removed=[],
+        series=[],
+        meta={},
+        new_label_values={},
+        new_traces=[("run-a", [{}])],
+    )
+    cp.outbox_settle(done=[], retry=[("run-a", 3, 500)], max_entries=10)
+    assert cp.outbox_due(now_ns=499, limit=10) == []
+    assert cp.outbox_due(now_ns=500, limit=10)[0].attempts == 3

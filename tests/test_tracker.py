@@ -6,12 +6,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from opentelemetry.sdk.resources import Resource
 
 from exporter import catalogue as m
 from exporter.aggregates import Aggregates
 from exporter.labels import OTHER, CappedLabel
 from exporter.letta.models import Run, to_epoch_ns
-from exporter.tracker import Phase, Tracker, TrackerOptions
+from exporter.run_traces import FetchedTrace, RunTracer
+from exporter.tracker import Enrichment, Phase, RunRecord, Tracker, TrackerOptions
 
 T0 = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
 S = 1_000_000_000
@@ -212,3 +214,50 @@ def test_backfilled_history_is_counted_without_being_remembered() -> None:
     tracker.observe_backfill(make_run(1, created=0), at(10_001))
     assert finished(tracker) == {("agent-a", "completed", "end_turn"): 1.0}
     assert make_run(1).id not in tracker.records
+
+
+def tracing_tracker(**options: Any) -> Tracker:
+    aggregates = Aggregates()
+    return Tracker(
+        TrackerOptions(grace_ns=0, trace_delay_ns=20 * S, **options),
+        aggregates,
+        CappedLabel("agent", 100),
+        tracer=RunTracer(Resource({"service.name": "t"})),
+    )
+
+
+def test_with_tracing_a_run_waits_for_its_trace_and_takes_ttft_from_its_event() -> None:
+    tracker = tracing_tracker()
+    run = make_run(1, created=0, total_duration_ns=2 * S)
+    tracker.observe(run, at(30))  # completed at 2s: settled (old enough) at once
+    record = tracker.records[run.id]
+    assert record.phase is Phase.ENRICHING and record.enrich is not None
+    assert record.enrich.pending == ["trace"]
+    assert tracker.trace_ready_ns(record) == at(22)
+    fetched = FetchedTrace([{"name": "x"}], "ab" * 16, 412_000_000, 0)
+    # The pending trace survives the state file (a restart does not refetch blindly).
+    saved = RunRecord.from_row(run.id, record.created_ns, record.to_row())
+    assert saved.enrich == record.enrich
+    assert Enrichment.from_json(record.enrich.to_json()) == record.enrich
+    tracker.enriched_trace(record, fetched, at(30))
+    assert record.phase is Phase.DONE
+    ttft = tracker.aggregates.histograms[m.RUN_TTFT.name][("agent-a",)]
+    assert (ttft.count, ttft.sum) == (1, 0.412)
+    duration = tracker.aggregates.histograms[m.RUN_DURATION.name][("agent-a", "completed")]
+    assert duration.exemplars is not None
+    assert ("ab" * 16, 2.0) in duration.exemplars
+    assert tracker.take_new_traces() == [(run.id, [{"name": "x"}])]
+
+
+def test_without_trace_rows_the_built_root_lasts_the_duration_sample() -> None:
+    tracker = tracing_tracker()
+    run = make_run(2, created=0, total_duration_ns=1_234_567_891)
+    tracker.observe(run, at(30))
+    record = tracker.records[run.id]
+    tracker.enriched_trace(record, None, at(30))
+    [(run_id, spans)] = tracker.take_new_traces()
+    root = spans[0]
+    assert run_id == run.id and root["name"].startswith("invoke_agent")
+    assert root["end"] - root["start"] == 1_234_567_891
+    hist = tracker.aggregates.histograms[m.RUN_DURATION.name][("agent-a", "completed")]
+    assert hist.exemplars is not None and (root["trace_id"], 1.234567891) in hist.exemplars

@@ -27,6 +27,7 @@ from exporter.letta.errors import (
     LettaBadResponse,
     LettaError,
     LettaNotFound,
+    LettaNotImplemented,
     LettaRequestError,
     LettaUnavailable,
 )
@@ -49,6 +50,7 @@ _RUN_LIST: Final = TypeAdapter(list[Run])
 _STEP_LIST: Final = TypeAdapter(list[Step])
 STEPS_PAGE: Final = 100
 MAX_STEP_PAGES: Final = 100  # 10,000 steps: far beyond any max_steps a client would set
+TRACE_LIMIT: Final = 5000  # the route's maximum; a long run has a few spans per step
 
 CursorParam = Literal["before", "after"]
 _M = TypeVar("_M", bound=BaseModel)
@@ -251,6 +253,21 @@ class LettaClient:
         body = await self._get("step_metrics", f"/v1/steps/{step_id}/metrics", None)
         return self._parse_one("step_metrics", StepMetrics, body)
 
+    async def get_trace(self, run_id: str) -> list[Any]:
+        """`GET /v1/runs/{id}/trace`: the server's span rows (§7.3), as loose JSON objects.
+
+        Raises LettaNotImplemented (501) when the server has no ClickHouse. The rows are
+        not validated here: `exporter.spans` converts what it can and counts the rest.
+        """
+        body = await self._get("run_trace", f"{RUNS_PATH}{run_id}/trace", {"limit": TRACE_LIMIT})
+        try:
+            rows: Any = json.loads(body)
+        except ValueError:
+            raise LettaBadResponse("run_trace: the body is not JSON") from None
+        if not isinstance(rows, list):
+            raise LettaBadResponse(f"run_trace: expected a JSON array, got {type(rows).__name__}")
+        return rows
+
     @staticmethod
     def _parse_one(endpoint: str, model: type[_M], body: bytes) -> _M:
         try:
@@ -365,6 +382,8 @@ def _raise_for_status(endpoint: str, response: httpx.Response) -> None:
             reason="http_429",
             retry_after=_retry_after_seconds(response.headers.get("retry-after")),
         )
+    if status == 501:
+        raise LettaNotImplemented(f"{endpoint}: Letta answered 501 (not configured there)")
     if status >= 500:
         raise LettaUnavailable(
             f"{endpoint}: Letta answered {status}",

@@ -5,6 +5,7 @@
     ├── LettaAuthError     401 / 403: the API key or password is wrong
     ├── LettaNotFound      404: the run (or its metrics row) does not exist
     ├── LettaRequestError  any other 4xx: the exporter asked for something invalid
+    ├── LettaNotImplemented 501: the server lacks the feature (`/trace` without ClickHouse)
     └── LettaBadResponse   not JSON, wrong shape, or larger than the size cap
 
 Messages name the endpoint and status, never request headers, so the API key cannot leak
@@ -62,6 +63,12 @@ class LettaRequestError(LettaError):
     """A 4xx other than 401/403/404/429."""
 
     reason = "http_4xx"
+
+
+class LettaNotImplemented(LettaError):
+    """501: the server lacks the feature (e.g. `/trace` without ClickHouse); not retried."""
+
+    reason = "http_5xx"
 
 
 class LettaBadResponse(LettaError):
