@@ -12,7 +12,7 @@ from typing import Final
 
 from exporter import catalogue as m
 from exporter.checkpoint import Checkpoint
-from exporter.letta.client import MAX_LIST_LIMIT, CursorParam, LettaClient
+from exporter.letta.client import LettaClient
 from exporter.letta.errors import (
     LettaAuthError,
     LettaError,
@@ -21,9 +21,10 @@ from exporter.letta.errors import (
     LettaRequestError,
 )
 from exporter.letta.models import Tool
+from exporter.pager import RunPager, next_limit
 from exporter.snapshot import Health, Snapshot
 from exporter.tracker import RunRecord, Tracker
-from exporter.walk import StepResult, Walk
+from exporter.walk import Walk
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ class Poller:
         self.health = Health()
         self._last_head_rows = options.page_size
         self._last_error: tuple[str, float] | None = None
-        self._cursor_param: CursorParam | None = None
+        self._pager = RunPager(client, on_lost_cursor=lambda: tracker.aggregates.inc(m.CURSOR_LOST))
         self._progress: tuple[float, int, int, float] | None = None
         self._more_enrichment = False
         self._tool_lookups: dict[str, asyncio.Future[Tool]] = {}
@@ -182,7 +183,7 @@ class Poller:
         for _ in range(self._options.max_pages):
             if self._backpressure():
                 return  # the walk waits (persisted) until enrichment catches up
-            step = await self._next_page(walk, limit, active=False)
+            step = await self._pager.next_page(walk, limit, active=False)
             if walk.first and walk.count:
                 for run, created in zip(step.fresh, step.fresh_created, strict=True):
                     tracker.observe_backfill(run, now, created)
@@ -201,30 +202,7 @@ class Poller:
                 if not resumed:
                     self._last_head_rows = head_rows
                 return
-            limit = _next_limit(step, limit, self._options.page_size)
-
-    async def _next_page(self, walk: Walk, limit: int, *, active: bool) -> StepResult:
-        """Fetch and feed one page of a walk; a lost cursor is counted here."""
-        cursor = walk.cursor()
-        if cursor is not None and self._cursor_param is None:
-            self._cursor_param = await self._client.probe_cursor_param() or "before"
-            log.info("list cursors: %r lists older runs on this server", self._cursor_param)
-        try:
-            page = await self._client.list_runs(
-                limit=limit,
-                cursor=cursor,
-                cursor_param=self._cursor_param or "before",
-                active=active,
-            )
-            step = walk.feed(page.runs, page.raw_count, limit, can_widen=limit < MAX_LIST_LIMIT)
-        except LettaNotFound:
-            if cursor is None:
-                raise
-            step = walk.drop_cursor()  # servers that check cursors answer 404 (§4.6)
-        if step.lost_cursor:
-            self._tracker.aggregates.inc(m.CURSOR_LOST)
-            log.warning("Letta no longer knows the list cursor (run deleted?); recovering")
-        return step
+            limit = next_limit(step, limit, self._options.page_size)
 
     async def _refresh_open(self, since: int) -> None:
         tracker = self._tracker
@@ -241,8 +219,8 @@ class Poller:
         tracker = self._tracker
         limit = self._options.page_size
         for _ in range(self._options.max_pages):
-            step = await self._next_page(walk, limit, active=True)
-            limit = _next_limit(step, limit, self._options.page_size)
+            step = await self._pager.next_page(walk, limit, active=True)
+            limit = next_limit(step, limit, self._options.page_size)
             for run in step.fresh:
                 tracker.observe(run, now, follow_old=True)
             if step.stalled:
@@ -435,11 +413,3 @@ class Poller:
             remaining / _NS,
             f"{eta:.0f} s" if eta != float("inf") else "unknown",
         )
-
-
-def _next_limit(step: StepResult, limit: int, page_size: int) -> int:
-    """Double the limit to get past a page inside one second; else the normal size."""
-    if step.widen:
-        return min(MAX_LIST_LIMIT, limit * 2)
-    # A widened page stays wide: the next one starts by re-reading its tail second.
-    return limit if step.retry else max(limit, page_size)
