@@ -17,7 +17,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from exporter import __version__
+from exporter import __version__, check
 from exporter import catalogue as m
 from exporter.aggregates import Aggregates
 from exporter.checkpoint import Checkpoint, CheckpointError
@@ -54,7 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the `letta-exporter` command."""
+    """Entry point of the `letta-exporter` command (`letta-exporter check ...`: one look)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["check"]:
+        return check.main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         settings = load_settings(vars(args))

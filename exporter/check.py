@@ -1,0 +1,230 @@
+"""`letta-exporter check`: one look at recent runs, for CI jobs and humans.
+
+Lists the runs created in the last `--since`, prints them grouped by agent, status and
+stop reason with duration and TTFT percentiles, and exits 1 if any of them failed (status
+`failed`, or a failing stop reason such as `llm_api_error` on a run Letta marked
+`completed`), 2 on bad usage or when Letta cannot be read, else 0. No state file is used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from exporter.config import FLAGS, ConfigError, Settings, load_settings, parse_duration
+from exporter.letta.client import ClientOptions, LettaClient, build_http_client
+from exporter.letta.errors import LettaError
+from exporter.letta.models import FAILED_STOP_REASONS, Run, to_epoch_ns
+from exporter.pager import RunPager, next_limit
+from exporter.walk import Walk
+
+_NS: Final = 1_000_000_000
+_MAX_PAGES: Final = 10_000  # 10M runs at 1000 a page: a window this big is a mistake
+_CONNECTION_FIELDS: Final = frozenset(
+    {
+        "base_url",
+        "api_key_file",
+        "user_id",
+        "letta_timeout",
+        "letta_retries",
+        "letta_page_size",
+        "letta_rate_limit",
+        "letta_max_response_bytes",
+    }
+)
+EXIT_OK: Final = 0
+EXIT_FAILED_RUNS: Final = 1
+EXIT_ERROR: Final = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    """Runs of one (agent, status, stop_reason) in the window."""
+
+    agent: str
+    status: str
+    stop_reason: str | None
+    runs: int
+    durations_s: tuple[float, ...]
+    ttfts_s: tuple[float, ...]
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "failed" or self.stop_reason in FAILED_STOP_REASONS
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """`check`'s own flags plus the Letta connection flags of the exporter."""
+    parser = argparse.ArgumentParser(
+        prog="letta-exporter check",
+        description="Summarise recent Letta runs; exit 1 if any failed, 2 on errors.",
+        argument_default=argparse.SUPPRESS,
+    )
+    parser.add_argument("--since", default="1h", help="window to look back (default 1h)")
+    parser.add_argument(
+        "--agent", action="append", dest="agents", help="only this agent id (repeatable)"
+    )
+    parser.add_argument("--output", choices=("table", "json"), default="table")
+    for flag in FLAGS:
+        if flag.field in _CONNECTION_FIELDS:
+            parser.add_argument(flag.flag, dest=flag.field, help=f"{flag.help} (${flag.env})")
+    return parser
+
+
+def main(argv: Sequence[str]) -> int:
+    """Entry point of `letta-exporter check`."""
+    args = vars(build_parser().parse_args(argv))
+    since_raw = args.pop("since")
+    agents = frozenset(args.pop("agents", None) or ())
+    output = args.pop("output")
+    try:
+        since_s = float(parse_duration(since_raw))
+        if not since_s > 0:
+            raise ValueError(f"{since_raw!r} is not a positive duration")
+        settings = load_settings(args)
+    except (ValueError, ConfigError) as exc:
+        print(f"letta-exporter check: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    try:
+        runs = asyncio.run(fetch_runs(settings, since_s))
+    except LettaError as exc:
+        print(
+            f"letta-exporter check: cannot read runs from {settings.base_url}: {exc}",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
+    groups = summarise([r for r in runs if not agents or r.agent_id in agents])
+    if output == "json":
+        print(json.dumps(as_json(groups, since_s), indent=2))
+    else:
+        print(as_table(groups, since_s))
+    return EXIT_FAILED_RUNS if any(g.failed for g in groups) else EXIT_OK
+
+
+async def fetch_runs(settings: Settings, since_s: float) -> list[Run]:
+    """Every run created in the last `since_s` seconds, newest first (one walk)."""
+    http = build_http_client(
+        settings.base_url,
+        api_key=settings.api_key.get_secret_value() if settings.api_key else None,
+        user_id=settings.user_id,
+        timeout=settings.letta_timeout,
+    )
+    client = LettaClient(
+        http,
+        ClientOptions(
+            timeout=settings.letta_timeout,
+            total_deadline=settings.letta_timeout * 3,
+            retries=settings.letta_retries,
+            max_response_bytes=settings.letta_max_response_bytes,
+        ),
+        rate_limit=settings.letta_rate_limit,
+    )
+    floor = int((time.time() - since_s) * _NS)
+    walk = Walk(floor_ns=floor, count=True, first=True)
+    pager = RunPager(client, on_lost_cursor=lambda: None)
+    limit = settings.letta_page_size
+    runs: list[Run] = []
+    try:
+        for _ in range(_MAX_PAGES):
+            step = await pager.next_page(walk, limit, active=False)
+            runs.extend(step.fresh)
+            if step.done or step.stalled:
+                break
+            limit = next_limit(step, limit, settings.letta_page_size)
+    finally:
+        await client.aclose()
+    return runs
+
+
+def summarise(runs: Sequence[Run]) -> list[Group]:
+    """Runs grouped by (agent, status, stop_reason), most runs first."""
+    by_key: dict[tuple[str, str, str | None], list[Run]] = defaultdict(list)
+    for run in runs:
+        by_key[(run.agent_id, run.status, run.stop_reason)].append(run)
+    groups = []
+    for (agent, status, reason), members in by_key.items():
+        durations = sorted(d for d in map(_duration_s, members) if d is not None)
+        ttfts = sorted(r.ttft_ns / _NS for r in members if r.ttft_ns is not None and r.ttft_ns >= 0)
+        groups.append(Group(agent, status, reason, len(members), tuple(durations), tuple(ttfts)))
+    return sorted(groups, key=lambda g: (-g.runs, g.agent, g.status, g.stop_reason or ""))
+
+
+def _duration_s(run: Run) -> float | None:
+    # The exporter's rule: Letta's total_duration_ns, else completed_at - created_at.
+    if run.total_duration_ns is not None and run.total_duration_ns >= 0:
+        return run.total_duration_ns / _NS
+    if run.completed_at is not None:
+        seconds = (to_epoch_ns(run.completed_at) - run.created_ns) / _NS
+        return seconds if seconds >= 0 else None
+    return None
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float | None:
+    """Nearest-rank percentile (a value that occurred); None without values."""
+    if not sorted_values:
+        return None
+    rank = max(1, math.ceil(q * len(sorted_values)))
+    return sorted_values[rank - 1]
+
+
+_QUANTILES: Final = (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))
+
+
+def as_json(groups: Sequence[Group], since_s: float) -> dict[str, Any]:
+    """The machine-readable summary (`--output json`)."""
+    return {
+        "since_seconds": since_s,
+        "runs": sum(g.runs for g in groups),
+        "failed_runs": sum(g.runs for g in groups if g.failed),
+        "groups": [
+            {
+                "agent": g.agent,
+                "status": g.status,
+                "stop_reason": g.stop_reason,
+                "runs": g.runs,
+                "failed": g.failed,
+                "duration_seconds": {n: percentile(g.durations_s, q) for n, q in _QUANTILES},
+                "ttft_seconds": {n: percentile(g.ttfts_s, q) for n, q in _QUANTILES},
+            }
+            for g in groups
+        ],
+    }
+
+
+def as_table(groups: Sequence[Group], since_s: float) -> str:
+    """The human-readable summary: one row per group, then a total line."""
+    header = ["AGENT", "STATUS", "STOP_REASON", "RUNS", "P50", "P95", "P99", "TTFT_P50", "TTFT_P95"]
+    rows = [header]
+    for g in groups:
+        rows.append(
+            [
+                g.agent,
+                g.status,
+                g.stop_reason or "-",
+                str(g.runs),
+                *(_seconds(percentile(g.durations_s, q)) for _, q in _QUANTILES),
+                _seconds(percentile(g.ttfts_s, 0.5)),
+                _seconds(percentile(g.ttfts_s, 0.95)),
+            ]
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
+    total = sum(g.runs for g in groups)
+    failed = sum(g.runs for g in groups if g.failed)
+    lines.append(f"{total} runs in the last {since_s:g}s, {failed} failed")
+    return "\n".join(lines)
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}s"
