@@ -121,7 +121,16 @@ class Poller:
         else:
             self.health.mark_failure(self._clock())
         self.health.poll_duration_s = time.perf_counter() - started
-        self._publish(self.snapshot())
+        snapshot = self.snapshot()
+        self._publish(snapshot)
+        log.debug(
+            "poll cycle %s in %.3fs: %d runs followed, %d awaiting enrichment, %d open",
+            "ok" if ok else "failed",
+            self.health.poll_duration_s,
+            snapshot.followed,
+            snapshot.enrichment_backlog,
+            len(snapshot.open_runs),
+        )
         self._log_progress()
         return ok
 
