@@ -33,6 +33,7 @@ from exporter.server import App, HttpServer
 from exporter.shipper import ShipperOptions, SpanShipper
 from exporter.tracing import SpanSink, resource_from_environment, sink_from_environment
 from exporter.tracker import Tracker, TrackerOptions
+from exporter.webconfig import WebConfigError, load_web_config
 
 log = logging.getLogger("exporter")
 _NS = 1_000_000_000
@@ -67,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure(settings.log_level, settings.log_format)
     try:
         return asyncio.run(serve(settings))
-    except (PriceFileError, ConfigError) as exc:
+    except (PriceFileError, ConfigError, WebConfigError) as exc:
         print(f"letta-exporter: {exc}", file=sys.stderr)
         return 2
     except CheckpointError as exc:
@@ -94,6 +95,7 @@ def tracker_options(settings: Settings) -> TrackerOptions:
 async def serve(settings: Settings) -> int:
     """Run the exporter until SIGTERM or SIGINT."""
     prices = load_prices(settings.cost_price_file) if settings.cost_price_file else None
+    web = load_web_config(settings.web_config_file) if settings.web_config_file else None
     checkpoint = Checkpoint(settings.state_path)
     loaded = checkpoint.load()
     aggregates = Aggregates()
@@ -197,14 +199,22 @@ async def serve(settings: Settings) -> int:
     collector.publish(poller.snapshot())
     host, port = settings.listen_host_port
     server = HttpServer(
-        App(registry, lambda: poller.health, stale_after_s=max(300.0, 10 * settings.poll_interval)),
+        App(
+            registry,
+            lambda: poller.health,
+            stale_after_s=max(300.0, 10 * settings.poll_interval),
+            web=web,
+            health_open=settings.web_health_open,
+        ),
         host,
         port,
+        web=web,
     )
     server.start()
     log.info(
-        "letta-exporter %s listening on http://%s:%d, polling %s every %gs",
+        "letta-exporter %s listening on %s://%s:%d, polling %s every %gs",
         __version__,
+        "https" if server.tls else "http",
         host,
         server.port,
         settings.base_url,

@@ -80,6 +80,10 @@ class Settings(BaseSettings):
     runs_max_open: int = Field(100_000, ge=1)
     backfill: Duration | None = None
     web_listen_address: str = ":9834"
+    web_config_file: Path | None = None
+    # Open by default: kubelet httpGet probes cannot send basic-auth credentials, and the
+    # two endpoints reveal no metric data, only whether the exporter is alive and ready.
+    web_health_open: bool = True
     state_path: Path = Path("letta-exporter.sqlite")
     agents_allow: str | None = None
     agents_deny: str | None = None
@@ -203,6 +207,16 @@ FLAGS: Final = (
     Flag("--runs.max-open", "runs_max_open", "most open runs followed at once"),
     Flag("--backfill", "backfill", "on first start, also count runs created this far back"),
     Flag("--web.listen-address", "web_listen_address", "address of /metrics"),
+    Flag(
+        "--web.config.file",
+        "web_config_file",
+        "exporter-toolkit web config (YAML): TLS and basic auth for the endpoints",
+    ),
+    Flag(
+        "--web.health-open",
+        "web_health_open",
+        "leave /healthz and /readyz outside basic auth (true/false)",
+    ),
     Flag("--state.path", "state_path", "SQLite file holding counters and positions"),
     Flag("--agents.allow", "agents_allow", "regex of agent ids to include"),
     Flag("--agents.deny", "agents_deny", "regex of agent ids to exclude"),

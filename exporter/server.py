@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -13,6 +17,9 @@ from prometheus_client import CollectorRegistry, make_wsgi_app
 
 from exporter import __version__
 from exporter.snapshot import Health
+from exporter.webconfig import REALM, WebSecurity
+
+log = logging.getLogger("exporter.web")
 
 StartResponse = Callable[..., Any]
 Environ = dict[str, Any]
@@ -26,8 +33,62 @@ _LANDING = """<!doctype html>
 """
 
 
+_HEALTH_PATHS = frozenset({"/healthz", "/readyz"})
+# A client that opens a connection and never finishes the TLS handshake gives up its
+# thread after this long; it never holds up other clients (the handshake runs in the
+# connection's own thread, not in accept()).
+HANDSHAKE_TIMEOUT_S = 10.0
+_PLAIN_HTTP_ANSWER = (
+    b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"
+    b"Connection: close\r\n\r\nClient sent an HTTP request to an HTTPS server.\n"
+)
+
+
 class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
     daemon_threads = True
+
+
+class _TLSWSGIServer(_ThreadingWSGIServer):
+    """Accepts on a TLS-wrapped socket; each connection's handshake runs in its thread."""
+
+    web: WebSecurity
+    handshake_timeout_s = HANDSHAKE_TIMEOUT_S
+
+    def server_activate(self) -> None:
+        super().server_activate()
+        assert self.web.ssl_context is not None
+        # do_handshake_on_connect=False: accept() returns at once and the handshake, which
+        # waits on the client, happens in finish_request on the per-connection thread.
+        self.socket = self.web.ssl_context.wrap_socket(
+            self.socket, server_side=True, do_handshake_on_connect=False
+        )
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        assert isinstance(request, ssl.SSLSocket)
+        request.settimeout(self.handshake_timeout_s)
+        try:
+            request.do_handshake()
+        except ssl.SSLError as exc:
+            log.debug("TLS handshake with %s failed: %s", client_address[0], exc)
+            if exc.reason == "HTTP_REQUEST":
+                # As Go's server does: tell whoever scrapes http:// what is wrong.
+                _send_raw(request, _PLAIN_HTTP_ANSWER)
+            return
+        except OSError as exc:  # timeouts and resets of clients that went away
+            log.debug("TLS handshake with %s failed: %s", client_address[0], exc)
+            return
+        if not self.web.peer_allowed(request):
+            log.debug("client certificate of %s has no allowed SAN", client_address[0])
+            return
+        # As without TLS: no read timeout once the connection is established.
+        request.settimeout(None)
+        super().finish_request(request, client_address)
+
+
+def _send_raw(sock: ssl.SSLSocket, data: bytes) -> None:
+    # The TLS layer is dead after a failed handshake; write to the plain socket beneath.
+    with contextlib.suppress(OSError):
+        socket.socket.sendall(sock, data)
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -36,7 +97,12 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 class App:
-    """The WSGI application; health comes from a callable so it is always current."""
+    """The WSGI application; health comes from a callable so it is always current.
+
+    With `web` (from `--web.config.file`), every response carries its headers, the rate
+    limit applies, and basic auth is checked before routing; `health_open` leaves
+    /healthz and /readyz outside basic auth (kubelet probes cannot send credentials).
+    """
 
     def __init__(
         self,
@@ -44,12 +110,41 @@ class App:
         health: Callable[[], Health],
         *,
         stale_after_s: float,
+        web: WebSecurity | None = None,
+        health_open: bool = True,
     ) -> None:
         self._metrics = make_wsgi_app(registry)
         self._health = health
         self._stale_after_s = stale_after_s
+        self._web = web
+        open_paths = set(web.auth_excluded_paths) if web is not None else set()
+        if health_open:
+            open_paths |= _HEALTH_PATHS
+        self._open_paths = frozenset(open_paths)
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        web = self._web
+        if web is None:
+            return self._route(environ, start_response)
+        if web.headers:
+            start_response = _with_headers(start_response, web.headers)
+        if web.rate_limiter is not None and not web.rate_limiter.allow():
+            return _text(start_response, "429 Too Many Requests", "too many requests\n")
+        path = environ.get("PATH_INFO", "/")
+        if (
+            web.authenticator is not None
+            and path not in self._open_paths
+            and not web.authenticator.check(environ.get("HTTP_AUTHORIZATION"))
+        ):
+            return _text(
+                start_response,
+                "401 Unauthorized",
+                "unauthorized\n",
+                [("WWW-Authenticate", f'Basic realm="{REALM}"')],
+            )
+        return self._route(environ, start_response)
+
+    def _route(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "/")
         if path == "/metrics":
             result: Iterable[bytes] = self._metrics(environ, start_response)
@@ -82,21 +177,45 @@ class App:
         return _text(start_response, "200 OK", "ok\n")
 
 
-def _text(start_response: StartResponse, status: str, body: str) -> list[bytes]:
+def _text(
+    start_response: StartResponse,
+    status: str,
+    body: str,
+    extra: Iterable[tuple[str, str]] = (),
+) -> list[bytes]:
     data = body.encode()
     start_response(
-        status, [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(data)))]
+        status,
+        [
+            ("Content-Type", "text/plain; charset=utf-8"),
+            ("Content-Length", str(len(data))),
+            *extra,
+        ],
     )
     return [data]
 
 
-class HttpServer:
-    """Serves `App` on a daemon thread until `stop()`."""
+def _with_headers(
+    start_response: StartResponse, headers: tuple[tuple[str, str], ...]
+) -> StartResponse:
+    def wrapped(status: str, response_headers: list[tuple[str, str]], *exc: Any) -> Any:
+        return start_response(status, [*response_headers, *headers], *exc)
 
-    def __init__(self, app: App, host: str, port: int) -> None:
+    return wrapped
+
+
+class HttpServer:
+    """Serves `App` on a daemon thread until `stop()`; over TLS when `web` has a context."""
+
+    def __init__(self, app: App, host: str, port: int, *, web: WebSecurity | None = None) -> None:
+        server_class: type[WSGIServer] = _ThreadingWSGIServer
+        if web is not None and web.ssl_context is not None:
+            # A subclass per server carries the settings: make_server takes only a class.
+            server_class = type("_Server", (_TLSWSGIServer,), {"web": web})
         self._server = make_server(
-            host, port, app, server_class=_ThreadingWSGIServer, handler_class=_QuietHandler
+            host, port, app, server_class=server_class, handler_class=_QuietHandler
         )
+        self.tls = web is not None and web.ssl_context is not None
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="metrics-http", daemon=True
         )

@@ -1,0 +1,421 @@
+"""--web.config.file: TLS, mutual TLS and basic auth on a real server, bad files at start-up."""
+
+from __future__ import annotations
+
+import base64
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import bcrypt
+import httpx
+import pytest
+import trustme
+from prometheus_client import CollectorRegistry
+
+from exporter import webconfig
+from exporter.config import load_settings
+from exporter.server import App, HttpServer
+from exporter.snapshot import Health
+from exporter.webconfig import WebConfigError, WebSecurity, load_web_config
+
+# Cost 4: the lowest bcrypt allows, so the tests do not wait on hashing.
+PASSWORD = "s3cret"
+HASH = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(4)).decode()
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+def pki(ca: trustme.CA, tmp_path: Path) -> Path:
+    """Server cert, key and client CA in tmp_path, named as the configs below expect."""
+    server = ca.issue_cert("127.0.0.1", "localhost")
+    server.cert_chain_pems[0].write_to_path(str(tmp_path / "server.crt"))
+    server.private_key_pem.write_to_path(str(tmp_path / "server.key"))
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.crt"))
+    return tmp_path
+
+
+def write_config(directory: Path, text: str) -> Path:
+    path = directory / "web.yml"
+    path.write_text(text)
+    return path
+
+
+def client_context(ca: trustme.CA, client_cert: trustme.LeafCert | None = None) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    if client_cert is not None:
+        client_cert.configure_cert(context)
+    return context
+
+
+def auth(user: str, password: str) -> dict[str, str]:
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+class Running:
+    """A real HttpServer on 127.0.0.1 with an ephemeral port."""
+
+    def __init__(self, web: WebSecurity | None, *, health_open: bool = True) -> None:
+        health = Health()
+        health.mark_success(time.time())
+        app = App(
+            CollectorRegistry(), lambda: health, stale_after_s=300, web=web, health_open=health_open
+        )
+        self.server = HttpServer(app, "127.0.0.1", 0, web=web)
+        self.server.start()
+        scheme = "https" if self.server.tls else "http"
+        self.url = f"{scheme}://127.0.0.1:{self.server.port}"
+
+
+@pytest.fixture
+def serve() -> Iterator[Any]:
+    running: list[Running] = []
+
+    def start(web: WebSecurity | None, **kwargs: Any) -> Running:
+        server = Running(web, **kwargs)
+        running.append(server)
+        return server
+
+    yield start
+    for server in running:
+        server.server.stop()
+
+
+def test_https_serves_and_plain_http_is_refused(pki: Path, ca: trustme.CA, serve: Any) -> None:
+    web = load_web_config(
+        write_config(pki, "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n")
+    )
+    running = serve(web)
+    assert running.url.startswith("https://")
+    with httpx.Client(verify=client_context(ca), timeout=5) as client:
+        response = client.get(f"{running.url}/metrics")
+    assert response.status_code == 200
+    plain = running.url.replace("https://", "http://")
+    try:
+        answer = httpx.get(f"{plain}/metrics", timeout=5)
+    except httpx.TransportError:
+        return
+    assert answer.status_code == 400
+
+
+def test_without_a_config_file_the_server_stays_plain_and_open(serve: Any) -> None:
+    running = serve(None)
+    assert running.url.startswith("http://")
+    assert httpx.get(f"{running.url}/metrics", timeout=5).status_code == 200
+
+
+@pytest.fixture
+def basic_tls(pki: Path) -> WebSecurity:
+    return load_web_config(
+        write_config(
+            pki,
+            "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n"
+            f"basic_auth_users:\n  prometheus: '{HASH}'\n"
+            "http_server_config:\n  http2: true\n  headers:\n    X-Frame-Options: deny\n",
+        )
+    )
+
+
+def test_basic_auth_accepts_rejects_and_challenges(
+    basic_tls: WebSecurity, ca: trustme.CA, serve: Any
+) -> None:
+    running = serve(basic_tls)
+    with httpx.Client(verify=client_context(ca), timeout=5) as client:
+        good = client.get(f"{running.url}/metrics", headers=auth("prometheus", PASSWORD))
+        wrong = client.get(f"{running.url}/metrics", headers=auth("prometheus", "guess"))
+        nobody = client.get(f"{running.url}/metrics", headers=auth("nobody", PASSWORD))
+        missing = client.get(f"{running.url}/metrics")
+        garbage = client.get(f"{running.url}/", headers={"Authorization": "Basic !!!"})
+    assert good.status_code == 200
+    assert good.headers["X-Frame-Options"] == "deny"
+    for response in (wrong, nobody, missing, garbage):
+        assert response.status_code == 401
+        assert response.headers["WWW-Authenticate"] == 'Basic realm="letta-exporter"'
+        # The configured headers go on refusals too, as in the toolkit.
+        assert response.headers["X-Frame-Options"] == "deny"
+        assert b"# HELP" not in response.content
+
+
+@pytest.mark.parametrize(("health_open", "expected"), [(True, 200), (False, 401)])
+def test_health_endpoints_follow_the_health_open_option(
+    basic_tls: WebSecurity, ca: trustme.CA, serve: Any, health_open: bool, expected: int
+) -> None:
+    running = serve(basic_tls, health_open=health_open)
+    with httpx.Client(verify=client_context(ca), timeout=5) as client:
+        for path in ("/healthz", "/readyz"):
+            assert client.get(f"{running.url}{path}").status_code == expected
+        # Only the two probes: the landing page and /metrics stay behind auth.
+        assert client.get(f"{running.url}/").status_code == 401
+        assert client.get(f"{running.url}/metrics").status_code == 401
+
+
+def test_health_open_defaults_to_true_and_reads_its_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert load_settings({}).web_health_open is True
+    monkeypatch.setenv("LETTA_EXPORTER_WEB_HEALTH_OPEN", "false")
+    assert load_settings({}).web_health_open is False
+
+
+def test_successful_checks_are_cached_without_keeping_the_password(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[bytes] = []
+    real = bcrypt.checkpw
+
+    def counting(password: bytes, hashed: bytes) -> bool:
+        calls.append(password)
+        return real(password, hashed)
+
+    monkeypatch.setattr(webconfig.bcrypt, "checkpw", counting)
+    authenticator = webconfig.BasicAuthenticator({"prometheus": HASH})
+    header = auth("prometheus", PASSWORD)["Authorization"]
+    assert authenticator.check(header) and authenticator.check(header)
+    assert len(calls) == 1
+    # Failures are not cached: each wrong guess costs a bcrypt.
+    wrong = auth("prometheus", "nope")["Authorization"]
+    assert not authenticator.check(wrong) and not authenticator.check(wrong)
+    assert len(calls) == 3
+    assert all(PASSWORD.encode() not in key for key in authenticator._cache)
+
+
+@pytest.fixture
+def mtls(pki: Path) -> WebSecurity:
+    return load_web_config(
+        write_config(
+            pki,
+            "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n"
+            "  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.crt\n",
+        )
+    )
+
+
+def test_mutual_tls_refuses_clients_without_a_certificate(
+    mtls: WebSecurity, ca: trustme.CA, serve: Any
+) -> None:
+    running = serve(mtls)
+    with (
+        pytest.raises(httpx.TransportError),
+        httpx.Client(verify=client_context(ca), timeout=5) as client,
+    ):
+        client.get(f"{running.url}/metrics")
+
+
+def test_mutual_tls_refuses_certificates_of_another_ca(
+    mtls: WebSecurity, ca: trustme.CA, serve: Any
+) -> None:
+    running = serve(mtls)
+    stranger = trustme.CA().issue_cert("client.example")
+    with (
+        pytest.raises(httpx.TransportError),
+        httpx.Client(verify=client_context(ca, stranger), timeout=5) as client,
+    ):
+        client.get(f"{running.url}/metrics")
+
+
+def test_mutual_tls_accepts_a_certificate_signed_by_the_client_ca(
+    mtls: WebSecurity, ca: trustme.CA, serve: Any
+) -> None:
+    running = serve(mtls)
+    cert = ca.issue_cert("client.example")
+    with httpx.Client(verify=client_context(ca, cert), timeout=5) as client:
+        assert client.get(f"{running.url}/metrics").status_code == 200
+
+
+@pytest.mark.parametrize(("allowed", "ok"), [("client.example", True), ("other.example", False)])
+def test_client_allowed_sans(pki: Path, ca: trustme.CA, serve: Any, allowed: str, ok: bool) -> None:
+    web = load_web_config(
+        write_config(
+            pki,
+            "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n"
+            "  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.crt\n"
+            f"  client_allowed_sans: [{allowed}]\n",
+        )
+    )
+    running = serve(web)
+    cert = ca.issue_cert("client.example")
+    with httpx.Client(verify=client_context(ca, cert), timeout=5) as client:
+        if ok:
+            assert client.get(f"{running.url}/metrics").status_code == 200
+        else:
+            with pytest.raises(httpx.TransportError):
+                client.get(f"{running.url}/metrics")
+
+
+def test_a_client_that_never_handshakes_does_not_block_others(
+    pki: Path, ca: trustme.CA, serve: Any
+) -> None:
+    web = load_web_config(
+        write_config(pki, "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n")
+    )
+    running = serve(web)
+    silent = [socket.create_connection(("127.0.0.1", running.server.port)) for _ in range(3)]
+    try:
+        time.sleep(0.2)  # let the server accept them before the real client comes
+        started = time.monotonic()
+        with httpx.Client(verify=client_context(ca), timeout=5) as client:
+            assert client.get(f"{running.url}/metrics").status_code == 200
+        assert time.monotonic() - started < 3
+    finally:
+        for sock in silent:
+            sock.close()
+
+
+def test_inline_certificate_and_rate_limit(ca: trustme.CA, tmp_path: Path, serve: Any) -> None:
+    server = ca.issue_cert("127.0.0.1")
+    cert = server.cert_chain_pems[0].bytes().decode()
+    key = server.private_key_pem.bytes().decode()
+    indent = "\n".join("    " + line for line in cert.splitlines())
+    key_indent = "\n".join("    " + line for line in key.splitlines())
+    web = load_web_config(
+        write_config(
+            tmp_path,
+            f"tls_server_config:\n  cert: |\n{indent}\n  key: |\n{key_indent}\n"
+            "rate_limit:\n  interval: 1h\n  burst: 2\n",
+        )
+    )
+    running = serve(web)
+    with httpx.Client(verify=client_context(ca), timeout=5) as client:
+        codes = [client.get(f"{running.url}/metrics").status_code for _ in range(3)]
+    assert codes == [200, 200, 429]
+
+
+def test_basic_auth_without_tls_serves_plain_http(tmp_path: Path, serve: Any) -> None:
+    web = load_web_config(write_config(tmp_path, f"basic_auth_users:\n  u: '{HASH}'\n"))
+    running = serve(web)
+    assert running.url.startswith("http://")
+    assert httpx.get(f"{running.url}/metrics", timeout=5).status_code == 401
+    assert httpx.get(f"{running.url}/metrics", headers=auth("u", PASSWORD)).status_code == 200
+
+
+def test_an_empty_file_switches_nothing_on(tmp_path: Path) -> None:
+    web = load_web_config(write_config(tmp_path, ""))
+    assert web.ssl_context is None and web.authenticator is None
+
+
+BAD_FILES = [
+    (
+        "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  certfile: x\n",
+        "tls_server_config.certfile: unknown field",
+    ),
+    ("basic_auth_user:\n  u: x\n", "basic_auth_user: unknown field"),
+    (
+        "tls_server_config:\n  cert_file: missing.crt\n  key_file: server.key\n",
+        "tls_server_config.cert_file: no such file",
+    ),
+    ("tls_server_config:\n  cert_file: server.crt\n", "tls_server_config.key_file: missing"),
+    (
+        "tls_server_config:\n  cert_file: server.crt\n  key_file: server.crt\n",
+        "tls_server_config.key_file: no PEM private key",
+    ),
+    (
+        "tls_server_config:\n  cert_file: server.key\n  key_file: server.key\n",
+        "tls_server_config.cert_file: no PEM certificate",
+    ),
+    (
+        "tls_server_config:\n  cert_file: server.crt\n  key_file: other.key\n",
+        "tls_server_config.key_file: does not belong to the certificate",
+    ),
+    ("basic_auth_users:\n  alice: plaintext\n", "basic_auth_users.alice: not a bcrypt hash"),
+    ("basic_auth_users:\n\talice: x\n", "line 2: not valid YAML"),
+    ("- a list\n", "the file must be a YAML mapping"),
+    (
+        "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n"
+        "  client_auth_type: RequireAndVerifyClientCert\n",
+        "tls_server_config.client_ca_file: missing",
+    ),
+    (
+        "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n"
+        "  client_ca_file: ca.crt\n",
+        "tls_server_config.client_ca_file: set, but client_auth_type is NoClientCert",
+    ),
+    (
+        "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n"
+        "  client_auth_type: Sometimes\n",
+        "tls_server_config.client_auth_type: ",
+    ),
+    (
+        "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n"
+        "  min_version: TLS13\n  max_version: TLS12\n",
+        "tls_server_config.min_version: TLS13 is above max_version TLS12",
+    ),
+    (
+        "http_server_config:\n  headers:\n    Server: letta\n",
+        "http_server_config.headers.Server: this header cannot be configured",
+    ),
+    (
+        "http_server_config:\n  headers:\n    X-Frame-Options: allow\n",
+        "http_server_config.headers.X-Frame-Options: must be one of deny, sameorigin",
+    ),
+    ("http_server_config:\n  http2: maybe\n", "http_server_config.http2: "),
+]
+
+
+@pytest.mark.parametrize(("text", "named"), BAD_FILES)
+def test_a_bad_file_is_one_sentence_naming_the_field(
+    pki: Path, ca: trustme.CA, text: str, named: str
+) -> None:
+    ca.issue_cert("other.example").private_key_pem.write_to_path(str(pki / "other.key"))
+    path = write_config(pki, text)
+    with pytest.raises(WebConfigError) as info:
+        load_web_config(path)
+    message = str(info.value)
+    assert message.startswith(f"invalid --web.config.file ({path}): {named}"), message
+    assert "\n" not in message
+
+
+def test_a_missing_config_file_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "absent.yml"
+    with pytest.raises(WebConfigError, match=r"absent\.yml\): no such file$"):
+        load_web_config(path)
+
+
+def test_go_only_options_are_accepted_and_ignored(
+    pki: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    web = load_web_config(
+        write_config(
+            pki,
+            "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n"
+            "  cipher_suites: [TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256]\n"
+            "  curve_preferences: [X25519]\n  prefer_server_cipher_suites: false\n",
+        )
+    )
+    assert web.ssl_context is not None
+    assert "cipher_suites ignored" in caplog.text and "curve_preferences ignored" in caplog.text
+
+
+def test_the_command_exits_2_on_a_bad_web_config_file(tmp_path: Path) -> None:
+    path = write_config(tmp_path, "tls_server_config:\n  cert_file: gone.crt\n  key_file: k\n")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "exporter",
+            f"--web.config.file={path}",
+            f"--state.path={tmp_path / 'state.sqlite'}",
+            "--web.listen-address=127.0.0.1:0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last == (
+        f"letta-exporter: invalid --web.config.file ({path}): "
+        f"tls_server_config.cert_file: no such file ({tmp_path / 'gone.crt'})"
+    )
+    assert not (tmp_path / "state.sqlite").exists()
