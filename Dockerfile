@@ -46,8 +46,10 @@ USER 65532:65532
 # The state file (counters, positions, unsent spans) must outlive the container.
 VOLUME ["/var/lib/letta-exporter"]
 EXPOSE 9834
-# No curl/wget in the image: Python asks /healthz itself. The port follows
-# LETTA_EXPORTER_WEB_LISTEN_ADDRESS; a non-200 answer or no answer raises, so exit code 1.
+# No curl/wget in the image: Python asks /healthz itself, on the port of
+# LETTA_EXPORTER_WEB_LISTEN_ADDRESS, over HTTP, else over HTTPS when --web.config.file
+# turned TLS on (the certificate is not checked: it is our own process on loopback). Any
+# failure of both raises, so exit code 1. With mutual TLS it cannot pass: turn it off.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
-  CMD ["python", "-c", "import os, urllib.request; port = os.environ.get('LETTA_EXPORTER_WEB_LISTEN_ADDRESS', ':9834').rpartition(':')[2]; urllib.request.urlopen(f'http://127.0.0.1:{port}/healthz', timeout=4)"]
+  CMD ["python", "-c", "import os, ssl, urllib.request\nport = os.environ.get('LETTA_EXPORTER_WEB_LISTEN_ADDRESS', ':9834').rpartition(':')[2]\ntry:\n    urllib.request.urlopen(f'http://127.0.0.1:{port}/healthz', timeout=2)\nexcept Exception:\n    urllib.request.urlopen(f'https://127.0.0.1:{port}/healthz', timeout=2, context=ssl._create_unverified_context())\n"]
 ENTRYPOINT ["/venv/bin/letta-exporter"]

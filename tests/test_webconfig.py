@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import base64
+import json
+import os
+import re
 import socket
 import ssl
 import subprocess
@@ -23,6 +26,8 @@ from exporter.config import load_settings
 from exporter.server import App, HttpServer
 from exporter.snapshot import Health
 from exporter.webconfig import WebConfigError, WebSecurity, load_web_config
+
+DOCKERFILE = Path(__file__).parents[1] / "Dockerfile"
 
 # Cost 4: the lowest bcrypt allows, so the tests do not wait on hashing.
 PASSWORD = "s3cret"
@@ -419,3 +424,22 @@ def test_the_command_exits_2_on_a_bad_web_config_file(tmp_path: Path) -> None:
         f"tls_server_config.cert_file: no such file ({tmp_path / 'gone.crt'})"
     )
     assert not (tmp_path / "state.sqlite").exists()
+
+
+def test_the_dockerfile_healthcheck_passes_over_http_and_https(
+    pki: Path, basic_tls: WebSecurity, serve: Any
+) -> None:
+    """The image's HEALTHCHECK command, run for real against both kinds of server."""
+    match = re.search(r"HEALTHCHECK .*?CMD (\[.*?\])\n", DOCKERFILE.read_text(), re.S)
+    assert match is not None
+    script = json.loads(match.group(1))[2]
+    for web in (None, basic_tls):
+        port = serve(web).server.port
+        env = {**os.environ, "LETTA_EXPORTER_WEB_LISTEN_ADDRESS": f"127.0.0.1:{port}"}
+        result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True)
+        assert result.returncode == 0, result.stderr
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        free = sock.getsockname()[1]
+    env = {**os.environ, "LETTA_EXPORTER_WEB_LISTEN_ADDRESS": f"127.0.0.1:{free}"}
+    assert subprocess.run([sys.executable, "-c", script], env=env, capture_output=True).returncode
