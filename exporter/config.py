@@ -223,7 +223,11 @@ FLAGS: Final = (
     Flag("--agents.label-limit", "agents_label_limit", "distinct agent label values"),
     Flag("--models.label-limit", "models_label_limit", "distinct model label values"),
     Flag("--tools.label-limit", "tools_label_limit", "distinct tool label values"),
-    Flag("--enrich.usage", "enrich_usage", "fetch /usage of each finished run (true/false)"),
+    Flag(
+        "--enrich.usage",
+        "enrich_usage",
+        "fetch /usage of each finished run when /steps did not answer (true/false)",
+    ),
     Flag("--enrich.steps", "enrich_steps", "fetch /steps: tokens by model, step counts"),
     Flag("--enrich.metrics", "enrich_metrics", "fetch /metrics: tools used"),
     Flag("--enrich.step-timings", "enrich_step_timings", "fetch each step's timings"),

@@ -48,9 +48,11 @@ class Phase(StrEnum):
     BASELINE = "baseline"
 
 
-ENDPOINTS: Final = ("usage", "steps", "metrics", "step_timings", "trace")
-"""Enrichment endpoints in fetch order (step timings need the step ids from /steps; the
-trace comes last because it must wait for the server's spans to settle)."""
+ENDPOINTS: Final = ("steps", "usage", "metrics", "step_timings", "trace")
+"""Enrichment endpoints in fetch order. /usage only matters when /steps is off or given
+up (the steps hold every token, /usage the newest 50 steps' totals), so it comes after
+/steps and is skipped when they answered; step timings need the step ids from /steps;
+the trace comes last because it must wait for the server's spans to settle."""
 
 
 @dataclass(slots=True)
@@ -517,6 +519,8 @@ class Tracker:
             record.enrich.span_steps = [asdict(StepInfo.from_step(s)) for s in steps]
         if "step_timings" in record.enrich.pending:
             record.enrich.step_ids = [(s.id, free_value(s.model or s.model_handle)) for s in steps]
+        if "usage" in record.enrich.pending:
+            record.enrich.pending.remove("usage")  # nothing it could add: not asked for
         self._endpoint_done(record, "steps")
 
     def enriched_metrics(self, record: RunRecord, metrics: RunMetrics, now: int) -> None:
