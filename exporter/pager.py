@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
+from typing import Final
 
 from exporter.letta.client import MAX_LIST_LIMIT, CursorParam, LettaClient
 from exporter.letta.errors import LettaNotFound
 from exporter.walk import StepResult, Walk
 
 log = logging.getLogger(__name__)
+
+_PROBE_RETRY_S: Final = 5.0
 
 
 class RunPager:
@@ -19,14 +23,27 @@ class RunPager:
         self._client = client
         self._on_lost_cursor = on_lost_cursor
         self._cursor_param: CursorParam | None = None
+        self._probe_after = 0.0
+
+    async def _probe(self) -> None:
+        # Asked only when a second page is needed, so an idle cycle costs 1 request. An
+        # inconclusive probe (too few runs, a burst inside two seconds) is not trusted
+        # forever: "before" serves meanwhile (right on 0.16.8) and the probe is retried.
+        now = time.monotonic()
+        if now < self._probe_after:
+            return
+        self._cursor_param = await self._client.probe_cursor_param()
+        if self._cursor_param is None:
+            self._probe_after = now + _PROBE_RETRY_S
+            log.info("list cursors: cannot tell the direction yet; assuming 'before'")
+        else:
+            log.info("list cursors: %r lists older runs on this server", self._cursor_param)
 
     async def next_page(self, walk: Walk, limit: int, *, active: bool) -> StepResult:
         """Fetch and feed one page of `walk`; raises LettaError when Letta fails."""
         cursor = walk.cursor()
         if cursor is not None and self._cursor_param is None:
-            # Asked only when a second page is needed, so an idle cycle costs 1 request.
-            self._cursor_param = await self._client.probe_cursor_param() or "before"
-            log.info("list cursors: %r lists older runs on this server", self._cursor_param)
+            await self._probe()
         try:
             page = await self._client.list_runs(
                 limit=limit,

@@ -345,6 +345,7 @@ class Poller:
             return
         semaphore = asyncio.Semaphore(_GET_CONCURRENCY)
         tracker = self._tracker
+        failures: list[LettaError] = []
 
         async def refresh(record: RunRecord) -> None:
             async with semaphore:
@@ -354,11 +355,18 @@ class Poller:
                     log.info("run %s disappeared (404) while followed", record.id)
                     tracker.vanished(record.id, now)
                     return
+                except LettaError as exc:
+                    # Kept out of the TaskGroup, which would wrap it in an ExceptionGroup
+                    # that the cycle's `except LettaError` cannot catch.
+                    failures.append(exc)
+                    return
             tracker.observe(run, now, follow_old=True)
 
         async with asyncio.TaskGroup() as group:
             for record in records:
                 group.create_task(refresh(record))
+        if failures:
+            raise failures[0]  # the other runs were refreshed; these wait for next cycle
 
     # ---- bookkeeping ----------------------------------------------------------------
 

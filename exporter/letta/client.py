@@ -51,6 +51,8 @@ _RUN_LIST: Final = TypeAdapter(list[Run])
 _STEP_LIST: Final = TypeAdapter(list[Step])
 STEPS_PAGE: Final = 100
 MAX_STEP_PAGES: Final = 100  # 10,000 steps: far beyond any max_steps a client would set
+PROBE_PAGE: Final = 100  # enough to span three seconds of creation times on a busy server
+_NS: Final = 1_000_000_000
 TRACE_LIMIT: Final = 5000  # the route's maximum; a long run has a few spans per step
 
 CursorParam = Literal["before", "after"]
@@ -188,23 +190,33 @@ class LettaClient:
         return self._parse_page(endpoint, body)
 
     async def probe_cursor_param(self) -> CursorParam | None:
-        """Which cursor parameter lists runs older than a given one, newest first.
+        """Which cursor parameter lists runs older than a given one, newest first (§4.3).
 
-        Asks for the two newest runs A > B, then whether `before=A` (then `after=A`)
-        starts below A (§4.3). None when there are fewer than two runs to tell by.
+        The probe cursor C is the oldest run of the second-newest second on the head
+        page (a run from an older second must follow it there). The parameter that,
+        given C, answers with a run from a second older than C's walks towards older
+        runs: on servers whose cursors are absolute or swapped (0.16.8), relative to the
+        order (the other one then walks newer), and on SQLite servers that compare the
+        cursor at whole seconds (then the newer direction can still answer with runs of
+        C's own second, which is why a mere "older than C" would mislead). None when the
+        head page shows fewer than three seconds or no answer settles it: ask again later.
         """
-        head = (await self.list_runs(limit=2)).runs
-        if len(head) < 2:
+        head = (await self.list_runs(limit=PROBE_PAGE)).runs
+        seconds = [to_epoch_ns(run.created_at) // _NS for run in head]
+        cursor_index = next(
+            (i for i in range(1, len(head) - 1) if seconds[0] > seconds[i] > seconds[i + 1]),
+            None,
+        )
+        if cursor_index is None:
             return None
-        newest = head[0]
-        key = (to_epoch_ns(newest.created_at), newest.id)
+        cursor = head[cursor_index]
         candidates: tuple[CursorParam, ...] = ("before", "after")
         for param in candidates:
             try:
-                page = await self.list_runs(limit=1, cursor=newest.id, cursor_param=param)
+                page = await self.list_runs(limit=1, cursor=cursor.id, cursor_param=param)
             except LettaNotFound:
-                continue
-            if page.runs and (to_epoch_ns(page.runs[0].created_at), page.runs[0].id) < key:
+                continue  # the cursor run was deleted meanwhile, or a cursor-checking 404
+            if page.runs and to_epoch_ns(page.runs[0].created_at) // _NS < seconds[cursor_index]:
                 return param
         return None
 
