@@ -264,6 +264,8 @@ class Poller:
         client = self._client
         assert record.enrich is not None
         for endpoint in list(record.enrich.pending):
+            if endpoint not in record.enrich.pending:
+                continue  # made unnecessary by an earlier answer (/usage after /steps)
             try:
                 if endpoint == "usage":
                     tracker.enriched_usage(record, await client.get_usage(record.id), now)
