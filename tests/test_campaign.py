@@ -99,8 +99,9 @@ def test_schedule_loses_nothing_doubles_nothing_and_traces_each_run_once(
         ("letta-0.16.8", "sqlite"),
     ],
 )
+@pytest.mark.parametrize("invalid_next_to_cursor", [False, True])
 def test_regression_seed_1008_reduced_three_busy_seconds_and_a_small_page(
-    semantics: Semantics, backend: Backend, tmp_path: Path
+    semantics: Semantics, backend: Backend, invalid_next_to_cursor: bool, tmp_path: Path
 ) -> None:
     """Seed 1008 reduced: 18 finished runs in three consecutive seconds, page size 5.
 
@@ -116,6 +117,10 @@ def test_regression_seed_1008_reduced_three_busy_seconds_and_a_small_page(
             for tenth in range(1, 7):
                 run_id = fake.create_run("agent-a", created_at=second + offset + tenth / 10)
                 fake.update_run(run_id, status="completed", stop_reason="end_turn")
+        if invalid_next_to_cursor:
+            # The campaign's second failure of this seed: an invalid item right below
+            # the probe's cursor made a one-row probe answer look empty.
+            fake.add_raw_item({"id": "run-bad", "status": 42}, created_at=second + 0.95)
         truth = expected(fake.truth())
         exporter = Exporter(
             fake.base_url, tmp_path / "s.sqlite", "--letta.page-size=5", "--backfill=1h"

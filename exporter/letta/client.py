@@ -213,7 +213,8 @@ class LettaClient:
         candidates: tuple[CursorParam, ...] = ("before", "after")
         for param in candidates:
             try:
-                page = await self.list_runs(limit=1, cursor=cursor.id, cursor_param=param)
+                # A few rows, not one: an invalid item next to the cursor is skipped.
+                page = await self.list_runs(limit=5, cursor=cursor.id, cursor_param=param)
             except LettaNotFound:
                 continue  # the cursor run was deleted meanwhile, or a cursor-checking 404
             if page.runs and to_epoch_ns(page.runs[0].created_at) // _NS < seconds[cursor_index]:
