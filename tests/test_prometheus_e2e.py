@@ -90,7 +90,7 @@ EXPORTER_FLAGS = (
     "--runs.forget-after=60s",
     "--agents.label-limit=5",
     "--enrich.step-timings=true",
-    # Give up an enrichment endpoint at its first bad answer (the /usage faults below).
+    # Give up an enrichment endpoint at its first bad answer (the /metrics faults below).
     "--enrich.max-attempts=1",
 )
 MODELS = {"openai/gpt-4o-mini": (0.15, 0.6), "anthropic/claude-sonnet-4": (3.0, 15.0)}
@@ -350,8 +350,9 @@ class Traffic:
         # A run counted as completed/requires_approval that is cancelled afterwards.
         for when in (1.0, 4.0):
             self.at(when, self._flipped_run)
-        # Three /usage answers that are not JSON: given up at once (max-attempts 1).
-        self.at(3.0, lambda: fake.inject("garbage", times=3, path_regex=r"/usage$"))
+        # Three /metrics answers that are not JSON: given up at once (max-attempts 1).
+        # (Not /usage: it is asked for only when /steps did not answer.)
+        self.at(3.0, lambda: fake.inject("garbage", times=3, path_regex=r"/metrics$"))
         # Agents past --agents.label-limit: recorded as __other__.
         extras = itertools.cycle(["agent-extra-1", "agent-extra-2", "agent-extra-3"])
         self.at(4.0, lambda: self.every(0.5, lambda: self._run(next(extras), 0.3)))
