@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from exporter.config import FLAGS, ConfigError, Settings, load_settings, parse_duration
-from exporter.letta.client import ClientOptions, LettaClient, build_http_client
+from exporter.letta.client import client_from_settings
 from exporter.letta.errors import LettaError
 from exporter.letta.models import FAILED_STOP_REASONS, Run, to_epoch_ns
 from exporter.pager import RunPager, next_limit
@@ -111,22 +111,7 @@ def main(argv: Sequence[str]) -> int:
 
 async def fetch_runs(settings: Settings, since_s: float) -> list[Run]:
     """Every run created in the last `since_s` seconds, newest first (one walk)."""
-    http = build_http_client(
-        settings.base_url,
-        api_key=settings.api_key.get_secret_value() if settings.api_key else None,
-        user_id=settings.user_id,
-        timeout=settings.letta_timeout,
-    )
-    client = LettaClient(
-        http,
-        ClientOptions(
-            timeout=settings.letta_timeout,
-            total_deadline=settings.letta_timeout * 3,
-            retries=settings.letta_retries,
-            max_response_bytes=settings.letta_max_response_bytes,
-        ),
-        rate_limit=settings.letta_rate_limit,
-    )
+    client = client_from_settings(settings)
     floor = int((time.time() - since_s) * _NS)
     walk = Walk(floor_ns=floor, count=True, first=True)
     pager = RunPager(client, on_lost_cursor=lambda: None)

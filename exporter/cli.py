@@ -24,7 +24,7 @@ from exporter.checkpoint import Checkpoint, CheckpointError
 from exporter.collector import RunsCollector
 from exporter.config import FLAGS, ConfigError, Settings, load_settings
 from exporter.labels import AgentFilter, CappedLabel
-from exporter.letta.client import ClientOptions, LettaClient, build_http_client
+from exporter.letta.client import client_from_settings
 from exporter.logs import configure
 from exporter.poller import Poller, PollOptions
 from exporter.pricing import PriceFileError, load_prices
@@ -150,23 +150,10 @@ async def serve(settings: Settings) -> int:
         aggregates.inc(m.API_REQUESTS, (endpoint, code))
         aggregates.observe(m.API_REQUEST_DURATION, (endpoint,), seconds)
 
-    http = build_http_client(
-        settings.base_url,
-        api_key=settings.api_key.get_secret_value() if settings.api_key else None,
-        user_id=settings.user_id,
-        timeout=settings.letta_timeout,
-    )
-    client = LettaClient(
-        http,
-        ClientOptions(
-            timeout=settings.letta_timeout,
-            total_deadline=settings.letta_timeout * 3,
-            retries=settings.letta_retries,
-            max_response_bytes=settings.letta_max_response_bytes,
-        ),
+    client = client_from_settings(
+        settings,
         on_request=count_request,
         on_invalid_item=lambda endpoint, reason: aggregates.inc(m.INVALID_ITEMS, (endpoint,)),
-        rate_limit=settings.letta_rate_limit,
     )
     shipper = (
         SpanShipper(

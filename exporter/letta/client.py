@@ -23,6 +23,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from exporter.config import Settings
 from exporter.letta.errors import (
     LettaAuthError,
     LettaBadResponse,
@@ -433,4 +434,38 @@ def _first_error(exc: ValidationError) -> str:
     return f"{location}: {first.get('msg', 'invalid')}"
 
 
-__all__ = ["ClientOptions", "LettaClient", "LettaError", "Page", "build_http_client"]
+def client_from_settings(
+    settings: Settings,
+    *,
+    on_request: RequestObserver | None = None,
+    on_invalid_item: InvalidItemObserver | None = None,
+) -> LettaClient:
+    """The client the `--letta.*` settings describe (the serve loop and `check` alike)."""
+    http = build_http_client(
+        settings.base_url,
+        api_key=settings.api_key.get_secret_value() if settings.api_key else None,
+        user_id=settings.user_id,
+        timeout=settings.letta_timeout,
+    )
+    return LettaClient(
+        http,
+        ClientOptions(
+            timeout=settings.letta_timeout,
+            total_deadline=settings.letta_timeout * 3,
+            retries=settings.letta_retries,
+            max_response_bytes=settings.letta_max_response_bytes,
+        ),
+        on_request=on_request,
+        on_invalid_item=on_invalid_item,
+        rate_limit=settings.letta_rate_limit,
+    )
+
+
+__all__ = [
+    "ClientOptions",
+    "LettaClient",
+    "LettaError",
+    "Page",
+    "build_http_client",
+    "client_from_settings",
+]

@@ -45,7 +45,7 @@ from exporter.cli import tracker_options
 from exporter.collector import RunsCollector
 from exporter.config import load_settings
 from exporter.labels import CappedLabel
-from exporter.letta.client import ClientOptions, LettaClient, build_http_client
+from exporter.letta.client import client_from_settings
 from exporter.poller import Poller, PollOptions
 from exporter.tracker import Tracker
 from tests.fake_letta import FakeLetta
@@ -110,14 +110,15 @@ async def _exporter_loop(conn: Connection, clock: Synchronized[float], base_url:
             # instead of being fetched one by one.
             "poll_lookback": cycle_s + 60.0,
             "letta_rate_limit": 0,
+            "letta_timeout": 30.0,
+            "base_url": base_url,
         }
     )
     state = Path(tempfile.mkdtemp(prefix="letta-soak-")) / "state.sqlite"
     aggregates = Aggregates()
     tracker = Tracker(tracker_options(settings), aggregates, CappedLabel("agent", 500))
     checkpoint = Checkpoint(state)
-    http = build_http_client(base_url, api_key=None, user_id=None, timeout=30.0)
-    client = LettaClient(http, ClientOptions(timeout=30.0, total_deadline=90.0))
+    client = client_from_settings(settings)
     collector = RunsCollector()
     registry = CollectorRegistry(auto_describe=False)
     registry.register(collector)
