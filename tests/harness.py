@@ -26,7 +26,20 @@ FAST_FLAGS: tuple[str, ...] = (
     "--log.level=debug",
     "--letta.rate-limit=0",
 )
-_LISTENING = re.compile(r"listening on http://[^:]+:(\d+)")
+_LISTENING = re.compile(r"listening on https?://[^:]+:(\d+)")
+
+
+def poll_until(predicate: Callable[[], bool], timeout: float, *, interval: float) -> bool:
+    """True once `predicate` holds (HTTP errors count as not yet), False after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(interval)
+    return False
 
 
 class Exporter:
@@ -119,17 +132,10 @@ class Exporter:
     def wait_for(
         self, predicate: Callable[[], bool], timeout: float = 30.0, what: str = "condition"
     ) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                if predicate():
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError(
-            f"timed out waiting for {what}; last logs:\n" + "\n".join(self.logs[-40:])
-        )
+        if not poll_until(predicate, timeout, interval=0.1):
+            raise AssertionError(
+                f"timed out waiting for {what}; last logs:\n" + "\n".join(self.logs[-40:])
+            )
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         self.wait_for(lambda: self.get("/readyz").status_code == 200, timeout, "/readyz")

@@ -34,7 +34,7 @@ import pytest
 import yaml
 
 from tests.fake_letta import FakeLetta
-from tests.harness import Exporter, running
+from tests.harness import Exporter, poll_until, running
 from tests.test_dashboards import DASHBOARD_FILES, RULES, dashboard_targets, load_dashboard
 
 pytestmark = pytest.mark.e2e
@@ -115,15 +115,8 @@ def _free_port() -> int:
 
 def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
     """Poll `predicate` every 0.25s; fail naming `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if predicate():
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+    if not poll_until(predicate, timeout, interval=0.25):
+        raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
 
 
 def rules_for_test(tmp_path: Path) -> Path:

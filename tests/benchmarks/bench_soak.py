@@ -56,11 +56,10 @@ ZOMBIES_PER_CYCLE = 2  # runs that never end (expire after --runs.forget-after)
 
 
 @dataclass
-class Sample:
-    cycle: int
-    runs_fed: int
+class ExporterStats:
+    """What the exporter process reports after each cycle."""
+
     runs_counted: int
-    virtual_days: float
     rss_mb: float
     followed: int
     records: int
@@ -70,16 +69,12 @@ class Sample:
 
 
 @dataclass
-class ExporterStats:
-    """What the exporter process reports after each cycle."""
+class Sample(ExporterStats):
+    """One row of the table and the CSV: the exporter's report and where the soak is."""
 
-    counted: int
-    rss_mb: float
-    followed: int
-    records: int
-    state_kb: float
-    render_ms: float
-    cycle_ms: float
+    cycle: int
+    runs_fed: int
+    virtual_days: float
 
 
 def counted(agg: Aggregates) -> int:
@@ -141,7 +136,7 @@ async def _exporter_loop(conn: Connection, clock: Synchronized[float], base_url:
         render_ms = (time.perf_counter() - started) * 1000
         conn.send(
             ExporterStats(
-                counted=counted(aggregates),
+                runs_counted=counted(aggregates),
                 rss_mb=process.memory_info().rss / 2**20,
                 followed=tracker.followed_count(),
                 records=len(tracker.records),
@@ -203,20 +198,8 @@ def soak(runs: int, per_cycle: int, cycle_s: float, samples: int) -> list[Sample
             fake.forget_before(clock.value - 2 * cycle_s)
             stats = cycle()
             if n % every == 0 or fed >= runs:
-                out.append(
-                    Sample(
-                        cycle=n,
-                        runs_fed=fed,
-                        runs_counted=stats.counted,
-                        virtual_days=(clock.value - start) / 86400,
-                        rss_mb=stats.rss_mb,
-                        followed=stats.followed,
-                        records=stats.records,
-                        state_kb=stats.state_kb,
-                        render_ms=stats.render_ms,
-                        cycle_ms=stats.cycle_ms,
-                    )
-                )
+                days = (clock.value - start) / 86400
+                out.append(Sample(**asdict(stats), cycle=n, runs_fed=fed, virtual_days=days))
                 print_row(out[-1])
         ours.send("stop")
         child.join(30)
