@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import socket
 import time
 from typing import Any
 
@@ -19,7 +21,11 @@ from exporter.letta.errors import (
     LettaUnavailable,
 )
 from tests.conftest import load_fixture
+from tests.fake_letta import FakeLetta
 
+# The client sends through httpx-aiohttp's transport, which respx's default (httpcore)
+# mocker never sees; the "httpx" mocker swaps the transport httpx picks for a URL.
+letta_api = respx.MockRouter(using="httpx", assert_all_called=False)
 BASE = "http://letta.test"
 LIST = f"{BASE}/v1/runs/"
 
@@ -40,9 +46,9 @@ def make_client(
     )
 
 
-@respx.mock
+@letta_api
 async def test_list_asks_newest_first_with_before_and_sends_the_bearer_key() -> None:
-    route = respx.get(LIST).mock(return_value=httpx.Response(200, json=[]))
+    route = letta_api.get(LIST).mock(return_value=httpx.Response(200, json=[]))
     client = make_client()
     await client.list_runs(limit=50, cursor="run-x")
     request = route.calls.last.request
@@ -50,25 +56,25 @@ async def test_list_asks_newest_first_with_before_and_sends_the_bearer_key() -> 
     assert request.headers["authorization"] == "Bearer sekret-key"
 
 
-@respx.mock
+@letta_api
 async def test_active_listing_uses_the_active_flag() -> None:
-    route = respx.get(LIST).mock(return_value=httpx.Response(200, json=[]))
+    route = letta_api.get(LIST).mock(return_value=httpx.Response(200, json=[]))
     await make_client().list_runs(limit=10, active=True)
     assert route.calls.last.request.url.params["active"] == "true"
 
 
-@respx.mock
+@letta_api
 async def test_a_real_page_parses() -> None:
-    respx.get(LIST).mock(
+    letta_api.get(LIST).mock(
         return_value=httpx.Response(200, json=load_fixture("list/runs_order_desc.json"))
     )
     page = await make_client().list_runs(limit=100)
     assert page.raw_count == len(page.runs) == 29
 
 
-@respx.mock
+@letta_api
 async def test_5xx_then_success_is_retried_and_every_attempt_is_counted() -> None:
-    respx.get(LIST).mock(
+    letta_api.get(LIST).mock(
         side_effect=[httpx.Response(503), httpx.Response(500), httpx.Response(200, json=[])]
     )
     calls: list[tuple[str, str]] = []
@@ -77,9 +83,9 @@ async def test_5xx_then_success_is_retried_and_every_attempt_is_counted() -> Non
     assert calls == [("runs_list", "503"), ("runs_list", "500"), ("runs_list", "200")]
 
 
-@respx.mock
+@letta_api
 async def test_429_honours_retry_after() -> None:
-    respx.get(LIST).mock(
+    letta_api.get(LIST).mock(
         side_effect=[
             httpx.Response(429, headers={"Retry-After": "0.2"}),
             httpx.Response(200, json=[]),
@@ -91,18 +97,18 @@ async def test_429_honours_retry_after() -> None:
     assert time.monotonic() - started >= 0.2
 
 
-@respx.mock
+@letta_api
 async def test_persistent_5xx_raises_unavailable_after_the_retries() -> None:
-    route = respx.get(LIST).mock(return_value=httpx.Response(502))
+    route = letta_api.get(LIST).mock(return_value=httpx.Response(502))
     with pytest.raises(LettaUnavailable) as info:
         await make_client().list_runs(limit=1)
     assert info.value.reason == "http_5xx"
     assert route.call_count == 3
 
 
-@respx.mock
+@letta_api
 async def test_other_4xx_is_not_retried() -> None:
-    route = respx.get(LIST).mock(
+    route = letta_api.get(LIST).mock(
         return_value=httpx.Response(422, json=load_fixture("errors/list_limit_0.json"))
     )
     with pytest.raises(LettaRequestError):
@@ -110,9 +116,9 @@ async def test_other_4xx_is_not_retried() -> None:
     assert route.call_count == 1
 
 
-@respx.mock
+@letta_api
 async def test_401_says_to_check_the_api_key_and_never_shows_it() -> None:
-    respx.get(LIST).mock(return_value=httpx.Response(401, json={"detail": "Unauthorized"}))
+    letta_api.get(LIST).mock(return_value=httpx.Response(401, json={"detail": "Unauthorized"}))
     with pytest.raises(LettaAuthError) as info:
         await make_client().list_runs(limit=1)
     assert "LETTA_API_KEY" in str(info.value)
@@ -120,18 +126,18 @@ async def test_401_says_to_check_the_api_key_and_never_shows_it() -> None:
     assert info.value.reason == "auth"
 
 
-@respx.mock
+@letta_api
 async def test_404_on_one_run_is_not_found() -> None:
-    respx.get(f"{LIST}run-gone").mock(
+    letta_api.get(f"{LIST}run-gone").mock(
         return_value=httpx.Response(404, json=load_fixture("errors/run_unknown_404.json"))
     )
     with pytest.raises(LettaNotFound):
         await make_client().get_run("run-gone")
 
 
-@respx.mock
+@letta_api
 async def test_timeouts_are_retried_then_reported() -> None:
-    route = respx.get(LIST).mock(side_effect=httpx.ReadTimeout("slow"))
+    route = letta_api.get(LIST).mock(side_effect=httpx.ReadTimeout("slow"))
     calls: list[tuple[str, str]] = []
     with pytest.raises(LettaUnavailable) as info:
         await make_client(calls).list_runs(limit=1)
@@ -139,36 +145,36 @@ async def test_timeouts_are_retried_then_reported() -> None:
     assert route.call_count == 3 and calls[0] == ("runs_list", "timeout")
 
 
-@respx.mock
+@letta_api
 async def test_connection_errors_are_reported_as_connect() -> None:
-    respx.get(LIST).mock(side_effect=httpx.ConnectError("refused"))
+    letta_api.get(LIST).mock(side_effect=httpx.ConnectError("refused"))
     with pytest.raises(LettaUnavailable) as info:
         await make_client().list_runs(limit=1)
     assert info.value.reason == "connect"
 
 
-@respx.mock
+@letta_api
 async def test_truncated_json_is_a_bad_response() -> None:
-    respx.get(LIST).mock(return_value=httpx.Response(200, content=b'[{"id": "run-'))
+    letta_api.get(LIST).mock(return_value=httpx.Response(200, content=b'[{"id": "run-'))
     with pytest.raises(LettaBadResponse):
         await make_client().list_runs(limit=1)
 
 
-@respx.mock
+@letta_api
 async def test_a_body_over_the_cap_is_refused() -> None:
     body = json.dumps(load_fixture("list/runs_order_desc.json")).encode()
-    respx.get(LIST).mock(return_value=httpx.Response(200, content=body))
+    letta_api.get(LIST).mock(return_value=httpx.Response(200, content=body))
     with pytest.raises(LettaBadResponse) as info:
         await make_client(max_response_bytes=1024).list_runs(limit=100)
     assert info.value.reason == "too_large"
 
 
-@respx.mock
+@letta_api
 async def test_one_invalid_item_is_skipped_and_counted_not_the_page() -> None:
     runs = load_fixture("list/runs_order_desc.json")[:3]
     broken = dict(runs[1])
     del broken["id"]
-    respx.get(LIST).mock(return_value=httpx.Response(200, json=[runs[0], broken, runs[2]]))
+    letta_api.get(LIST).mock(return_value=httpx.Response(200, json=[runs[0], broken, runs[2]]))
     invalid: list[str] = []
     page = await make_client(invalid=invalid).list_runs(limit=3)
     assert [r.id for r in page.runs] == [runs[0]["id"], runs[2]["id"]]
@@ -176,17 +182,17 @@ async def test_one_invalid_item_is_skipped_and_counted_not_the_page() -> None:
     assert invalid == ["runs_list"]
 
 
-@respx.mock
+@letta_api
 async def test_a_non_list_body_is_a_bad_response() -> None:
-    respx.get(LIST).mock(return_value=httpx.Response(200, json={"detail": "?"}))
+    letta_api.get(LIST).mock(return_value=httpx.Response(200, json={"detail": "?"}))
     with pytest.raises(LettaBadResponse):
         await make_client().list_runs(limit=1)
 
 
-@respx.mock
+@letta_api
 async def test_get_run_has_no_duration_as_the_real_server() -> None:
     run = load_fixture("runs/sync_end_turn/run.json")
-    respx.get(f"{LIST}{run['id']}").mock(return_value=httpx.Response(200, json=run))
+    letta_api.get(f"{LIST}{run['id']}").mock(return_value=httpx.Response(200, json=run))
     parsed = await make_client().get_run(run["id"])
     assert parsed.id == run["id"] and parsed.total_duration_ns is None
 
@@ -197,7 +203,7 @@ def step_body(n: int, run_id: str = "run-1") -> dict[str, Any]:
     return base
 
 
-@respx.mock
+@letta_api
 async def test_steps_are_paged_with_after_until_a_short_page() -> None:
     steps = [step_body(n) for n in range(250)]
 
@@ -209,32 +215,32 @@ async def test_steps_are_paged_with_after_until_a_short_page() -> None:
             start = next(i for i, s in enumerate(steps) if s["id"] == params["after"]) + 1
         return httpx.Response(200, json=steps[start : start + int(params["limit"])])
 
-    route = respx.get(f"{LIST}run-1/steps").mock(side_effect=page)
+    route = letta_api.get(f"{LIST}run-1/steps").mock(side_effect=page)
     got = await make_client().list_steps("run-1")
     assert [s.id for s in got] == [s["id"] for s in steps]
     assert route.call_count == 3
     assert sum(s.prompt_tokens or 0 for s in got) == sum(range(250))
 
 
-@respx.mock
+@letta_api
 async def test_a_steps_page_repeating_itself_ends_the_paging() -> None:
     same = [step_body(n) for n in range(100)]
-    route = respx.get(f"{LIST}run-1/steps").mock(return_value=httpx.Response(200, json=same))
+    route = letta_api.get(f"{LIST}run-1/steps").mock(return_value=httpx.Response(200, json=same))
     got = await make_client().list_steps("run-1")
     assert len(got) == 100 and route.call_count == 2
 
 
-@respx.mock
+@letta_api
 async def test_usage_metrics_tool_and_step_metrics_parse_real_shapes() -> None:
-    respx.get(f"{LIST}run-1/usage").mock(
+    letta_api.get(f"{LIST}run-1/usage").mock(
         return_value=httpx.Response(200, json=load_fixture("runs/sync_multi_step/usage.json"))
     )
-    respx.get(f"{LIST}run-1/metrics").mock(
+    letta_api.get(f"{LIST}run-1/metrics").mock(
         return_value=httpx.Response(200, json=load_fixture("runs/sync_multi_step/metrics.json"))
     )
     tool = load_fixture("agents/alpha.json")["tools"][0]
-    respx.get(f"{BASE}/v1/tools/{tool['id']}").mock(return_value=httpx.Response(200, json=tool))
-    respx.get(f"{BASE}/v1/steps/step-1/metrics").mock(
+    letta_api.get(f"{BASE}/v1/tools/{tool['id']}").mock(return_value=httpx.Response(200, json=tool))
+    letta_api.get(f"{BASE}/v1/steps/step-1/metrics").mock(
         return_value=httpx.Response(200, json={"id": "step-1", "step_ns": 1_500_000_000})
     )
     client = make_client()
@@ -246,16 +252,27 @@ async def test_usage_metrics_tool_and_step_metrics_parse_real_shapes() -> None:
     assert (await client.get_step_metrics("step-1")).step_ns == 1_500_000_000
 
 
-@respx.mock
+@letta_api
 async def test_garbage_from_an_enrichment_endpoint_is_a_bad_response() -> None:
-    respx.get(f"{LIST}run-1/usage").mock(return_value=httpx.Response(200, content=b"<html>"))
+    letta_api.get(f"{LIST}run-1/usage").mock(return_value=httpx.Response(200, content=b"<html>"))
     with pytest.raises(LettaBadResponse):
         await make_client().get_usage("run-1")
 
 
-@respx.mock
+@letta_api
+async def test_a_body_that_does_not_decode_is_a_bad_response() -> None:
+    letta_api.get(LIST).mock(
+        return_value=httpx.Response(
+            200, headers={"content-encoding": "gzip"}, stream=httpx.ByteStream(b"[]")
+        )
+    )
+    with pytest.raises(LettaBadResponse):
+        await make_client().list_runs(limit=1)
+
+
+@letta_api
 async def test_the_rate_limit_spaces_requests() -> None:
-    respx.get(LIST).mock(return_value=httpx.Response(200, json=[]))
+    letta_api.get(LIST).mock(return_value=httpx.Response(200, json=[]))
     client = LettaClient(
         build_http_client(BASE, api_key=None, user_id=None, timeout=1.0), rate_limit=10.0
     )
@@ -264,3 +281,72 @@ async def test_the_rate_limit_spaces_requests() -> None:
         await client.list_runs(limit=1)
     # A bucket of 10 drains at once; 5 more need about half a second at 10/s.
     assert time.monotonic() - started >= 0.4
+
+
+# ---- over real sockets: what the aiohttp transport turns each failure into -------------
+
+
+def socket_client(base_url: str, calls: list[tuple[str, str]]) -> LettaClient:
+    return LettaClient(
+        build_http_client(base_url, api_key="sekret-key", user_id=None, timeout=0.3),
+        ClientOptions(retries=0, timeout=0.3),
+        on_request=lambda endpoint, code, seconds: calls.append((endpoint, code)),
+    )
+
+
+@pytest.mark.parametrize(
+    ("kind", "reason", "code"),
+    [
+        ("reset", "connect", "connect_error"),
+        ("truncated", "connect", "connect_error"),
+        ("timeout", "timeout", "timeout"),
+    ],
+)
+async def test_socket_failures_keep_their_reason(kind: str, reason: str, code: str) -> None:
+    calls: list[tuple[str, str]] = []
+    with FakeLetta() as fake:
+        # aiohttp resends an idempotent request once on a broken connection (RFC 9112
+        # §9.3.1.1), so a reset has to happen twice to reach the client.
+        fake.inject(kind, times=2 if kind == "reset" else 1, delay=2.0)
+        client = socket_client(fake.base_url, calls)
+        try:
+            with pytest.raises(LettaUnavailable) as info:
+                await client.list_runs(limit=1)
+            assert info.value.reason == reason and calls == [("runs_list", code)]
+            assert (await client.list_runs(limit=1)).runs == []  # the pool recovers
+        finally:
+            await client.aclose()
+
+
+async def test_a_refused_connection_is_connect() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # bound, never listening: connections are refused
+        client = socket_client(f"http://127.0.0.1:{port}", [])
+        try:
+            with pytest.raises(LettaUnavailable) as info:
+                await client.list_runs(limit=1)
+            assert info.value.reason == "connect"
+        finally:
+            await client.aclose()
+
+
+async def test_an_answer_that_is_not_http_is_connect_not_a_crash() -> None:
+    async def answer_nonsense(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"SSH-2.0-OpenSSH_9.2\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer_nonsense, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    calls: list[tuple[str, str]] = []
+    client = socket_client(f"http://127.0.0.1:{port}", calls)
+    try:
+        with pytest.raises(LettaUnavailable) as info:
+            await client.list_runs(limit=1)
+        assert info.value.reason == "connect" and calls == [("runs_list", "connect_error")]
+    finally:
+        await client.aclose()
+        server.close()
+        await server.wait_closed()
