@@ -184,6 +184,17 @@ def as_json(groups: Sequence[Group], since_s: float) -> dict[str, Any]:
     }
 
 
+def _window(seconds: float) -> str:
+    """1h, 1h30m, 30d, 90s: the form `--since` takes (`2.592e+06s` read badly)."""
+    parts: list[str] = []
+    rest = round(seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        count, rest = divmod(rest, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts) or f"{seconds:g}s"
+
+
 def as_table(groups: Sequence[Group], since_s: float) -> str:
     """The human-readable summary: one row per group, then a total line."""
     header = ["AGENT", "STATUS", "STOP_REASON", "RUNS", "P50", "P95", "P99", "TTFT_P50", "TTFT_P95"]
@@ -207,7 +218,7 @@ def as_table(groups: Sequence[Group], since_s: float) -> str:
     ]
     total = sum(g.runs for g in groups)
     failed = sum(g.runs for g in groups if g.failed)
-    lines.append(f"{total} runs in the last {since_s:g}s, {failed} failed")
+    lines.append(f"{total} runs in the last {_window(since_s)}, {failed} failed")
     return "\n".join(lines)
 
 

@@ -43,7 +43,7 @@ def test_a_clean_window_exits_0_with_a_table() -> None:
     ]  # fmt: skip
     assert lines[1].split()[:4] == ["agent-a", "completed", "end_turn", "3"]
     assert lines[2].split()[:4] == ["agent-b", "created", "-", "1"]
-    assert lines[-1] == "4 runs in the last 3600s, 0 failed"
+    assert lines[-1] == "4 runs in the last 1h, 0 failed"
 
 
 def test_a_failed_run_exits_1_and_json_says_which() -> None:
