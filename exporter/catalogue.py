@@ -244,6 +244,12 @@ BACKFILL_REMAINING: Final = MetricSpec(
     Kind.GAUGE,
     "Span of run creation times still to be walked by backfill or catch-up (0 when idle).",
 )
+WEB_CONFIG_RELOAD_OK: Final = MetricSpec(
+    "letta_exporter_web_config_last_reload_successful",
+    Kind.GAUGE,
+    "0 when a changed --web.config.file (or a certificate, key or CA file it names) "
+    "failed to load and the previous configuration still serves; else 1.",
+)
 
 ALL: Final[tuple[MetricSpec, ...]] = (
     RUNS_FINISHED,
@@ -280,5 +286,6 @@ ALL: Final[tuple[MetricSpec, ...]] = (
     BACKFILL_REMAINING,
     SPANS_EXPORTED,
     SPANS_PENDING,
+    WEB_CONFIG_RELOAD_OK,
 )
 BY_NAME: Final = {spec.name: spec for spec in ALL}

@@ -33,7 +33,7 @@ from exporter.server import App, HttpServer
 from exporter.shipper import ShipperOptions, SpanShipper
 from exporter.tracing import SpanSink, resource_from_environment, sink_from_environment
 from exporter.tracker import Tracker, TrackerOptions
-from exporter.webconfig import WebConfigError, load_web_config
+from exporter.webconfig import WebConfigError, WebConfigWatcher, load_web_config
 
 log = logging.getLogger("exporter")
 _NS = 1_000_000_000
@@ -95,7 +95,11 @@ def tracker_options(settings: Settings) -> TrackerOptions:
 async def serve(settings: Settings) -> int:
     """Run the exporter until SIGTERM or SIGINT."""
     prices = load_prices(settings.cost_price_file) if settings.cost_price_file else None
-    web = load_web_config(settings.web_config_file) if settings.web_config_file else None
+    web = (
+        WebConfigWatcher(load_web_config(settings.web_config_file))
+        if settings.web_config_file
+        else None
+    )
     checkpoint = Checkpoint(settings.state_path)
     loaded = checkpoint.load()
     aggregates = Aggregates()
@@ -165,7 +169,7 @@ async def serve(settings: Settings) -> int:
         if sink is not None
         else None
     )
-    collector = RunsCollector()
+    collector = RunsCollector(web_config_ok=lambda: web is None or web.last_reload_ok)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(collector)
     poller = Poller(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client.core import (
@@ -47,9 +47,10 @@ _ZERO_INIT_COUNTERS: dict[MetricSpec, tuple[tuple[str, ...], ...]] = {
 class RunsCollector(Collector):
     """A prometheus_client collector over the latest Snapshot (swapped atomically)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, web_config_ok: Callable[[], bool] = lambda: True) -> None:
         self._snapshot = Snapshot()
         self._lock = threading.Lock()
+        self._web_config_ok = web_config_ok
 
     def publish(self, snapshot: Snapshot) -> None:
         """Make `snapshot` what the next scrape shows."""
@@ -118,6 +119,7 @@ class RunsCollector(Collector):
         yield _gauge(m.ENRICHMENT_BACKLOG, {(): float(snap.enrichment_backlog)})
         yield _gauge(m.BACKFILL_REMAINING, {(): snap.backfill_remaining_s})
         yield _gauge(m.SPANS_PENDING, {(): float(snap.spans_pending)})
+        yield _gauge(m.WEB_CONFIG_RELOAD_OK, {(): 1.0 if self._web_config_ok() else 0.0})
 
 
 def _gauge(spec: MetricSpec, values: dict[tuple[str, ...], float]) -> GaugeMetricFamily:

@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry, make_wsgi_app
 
 from exporter import __version__
 from exporter.snapshot import Health
-from exporter.webconfig import REALM, WebSecurity
+from exporter.webconfig import REALM, WebConfigWatcher
 
 log = logging.getLogger("exporter.web")
 
@@ -49,40 +49,44 @@ class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
 
 
 class _TLSWSGIServer(_ThreadingWSGIServer):
-    """Accepts on a TLS-wrapped socket; each connection's handshake runs in its thread."""
+    """Accepts plain sockets; each connection's TLS handshake runs in its own thread.
 
-    web: WebSecurity
+    Each connection is wrapped with the context in force when it arrives, so a rotated
+    certificate serves the next connection (the listening socket is never wrapped).
+    """
+
+    web: WebConfigWatcher
     handshake_timeout_s = HANDSHAKE_TIMEOUT_S
 
-    def server_activate(self) -> None:
-        super().server_activate()
-        assert self.web.ssl_context is not None
-        # do_handshake_on_connect=False: accept() returns at once and the handshake, which
-        # waits on the client, happens in finish_request on the per-connection thread.
-        self.socket = self.web.ssl_context.wrap_socket(
-            self.socket, server_side=True, do_handshake_on_connect=False
-        )
-
     def finish_request(self, request: Any, client_address: Any) -> None:
-        assert isinstance(request, ssl.SSLSocket)
-        request.settimeout(self.handshake_timeout_s)
+        web = self.web.current()
+        assert web.ssl_context is not None
+        # The handshake, which waits on the client, happens here on the connection's
+        # thread, never in accept(): a silent client holds up no one else.
+        tls = web.ssl_context.wrap_socket(request, server_side=True, do_handshake_on_connect=False)
         try:
-            request.do_handshake()
-        except ssl.SSLError as exc:
-            log.debug("TLS handshake with %s failed: %s", client_address[0], exc)
-            if exc.reason == "HTTP_REQUEST":
-                # As Go's server does: tell whoever scrapes http:// what is wrong.
-                _send_raw(request, _PLAIN_HTTP_ANSWER)
-            return
-        except OSError as exc:  # timeouts and resets of clients that went away
-            log.debug("TLS handshake with %s failed: %s", client_address[0], exc)
-            return
-        if not self.web.peer_allowed(request):
-            log.debug("client certificate of %s has no allowed SAN", client_address[0])
-            return
-        # As without TLS: no read timeout once the connection is established.
-        request.settimeout(None)
-        super().finish_request(request, client_address)
+            tls.settimeout(self.handshake_timeout_s)
+            try:
+                tls.do_handshake()
+            except ssl.SSLError as exc:
+                log.debug("TLS handshake with %s failed: %s", client_address[0], exc)
+                if exc.reason == "HTTP_REQUEST":
+                    # As Go's server does: tell whoever scrapes http:// what is wrong.
+                    _send_raw(tls, _PLAIN_HTTP_ANSWER)
+                return
+            except OSError as exc:  # timeouts and resets of clients that went away
+                log.debug("TLS handshake with %s failed: %s", client_address[0], exc)
+                return
+            if not web.peer_allowed(tls):
+                log.debug("client certificate of %s has no allowed SAN", client_address[0])
+                return
+            # As without TLS: no read timeout once the connection is established.
+            tls.settimeout(None)
+            super().finish_request(tls, client_address)
+        finally:
+            # wrap_socket took over the accepted socket; the caller's shutdown of it is a
+            # no-op, so the TLS socket is shut down and closed here.
+            self.shutdown_request(tls)
 
 
 def _send_raw(sock: ssl.SSLSocket, data: bytes) -> None:
@@ -100,8 +104,9 @@ class App:
     """The WSGI application; health comes from a callable so it is always current.
 
     With `web` (from `--web.config.file`), every response carries its headers, the rate
-    limit applies, and basic auth is checked before routing; `health_open` leaves
-    /healthz and /readyz outside basic auth (kubelet probes cannot send credentials).
+    limit applies, and basic auth is checked before routing, all as the configuration in
+    force at that request says; `health_open` leaves /healthz and /readyz outside basic
+    auth (kubelet probes cannot send credentials).
     """
 
     def __init__(
@@ -110,22 +115,19 @@ class App:
         health: Callable[[], Health],
         *,
         stale_after_s: float,
-        web: WebSecurity | None = None,
+        web: WebConfigWatcher | None = None,
         health_open: bool = True,
     ) -> None:
         self._metrics = make_wsgi_app(registry)
         self._health = health
         self._stale_after_s = stale_after_s
         self._web = web
-        open_paths = set(web.auth_excluded_paths) if web is not None else set()
-        if health_open:
-            open_paths |= _HEALTH_PATHS
-        self._open_paths = frozenset(open_paths)
+        self._health_open = health_open
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
-        web = self._web
-        if web is None:
+        if self._web is None:
             return self._route(environ, start_response)
+        web = self._web.current()
         if web.headers:
             start_response = _with_headers(start_response, web.headers)
         if web.rate_limiter is not None and not web.rate_limiter.allow():
@@ -133,7 +135,8 @@ class App:
         path = environ.get("PATH_INFO", "/")
         if (
             web.authenticator is not None
-            and path not in self._open_paths
+            and path not in web.auth_excluded_paths
+            and not (self._health_open and path in _HEALTH_PATHS)
             and not web.authenticator.check(environ.get("HTTP_AUTHORIZATION"))
         ):
             return _text(
@@ -207,15 +210,17 @@ def _with_headers(
 class HttpServer:
     """Serves `App` on a daemon thread until `stop()`; over TLS when `web` has a context."""
 
-    def __init__(self, app: App, host: str, port: int, *, web: WebSecurity | None = None) -> None:
+    def __init__(
+        self, app: App, host: str, port: int, *, web: WebConfigWatcher | None = None
+    ) -> None:
         server_class: type[WSGIServer] = _ThreadingWSGIServer
-        if web is not None and web.ssl_context is not None:
+        self.tls = web is not None and web.current().ssl_context is not None
+        if web is not None and self.tls:
             # A subclass per server carries the settings: make_server takes only a class.
             server_class = type("_Server", (_TLSWSGIServer,), {"web": web})
         self._server = make_server(
             host, port, app, server_class=server_class, handler_class=_QuietHandler
         )
-        self.tls = web is not None and web.ssl_context is not None
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="metrics-http", daemon=True
         )

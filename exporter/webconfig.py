@@ -6,8 +6,11 @@ https://github.com/prometheus/exporter-toolkit/blob/master/docs/web-configuratio
 
 Differences from the Go implementation, all forced by Python's `ssl` module or wsgiref:
 
-- The file is read once at start-up; the toolkit re-reads it on every request. A new
-  certificate or user needs a restart.
+- The toolkit re-reads the file on every request; here `WebConfigWatcher` re-reads it
+  when it, or a certificate, key or CA file it names, changes (looked at no more than once
+  a second, when requests come). A file that fails to load, as one caught half-way
+  through a rotation may, leaves the previous configuration serving. Switching TLS on or
+  off needs a restart.
 - `cipher_suites` and `curve_preferences` name Go constants; they are accepted and ignored
   with a warning (OpenSSL's defaults apply). `prefer_server_cipher_suites` is honoured.
 - `RequestClientCert` does not ask for a certificate: Python cannot request one without
@@ -272,6 +275,8 @@ class WebSecurity:
     auth_excluded_paths: frozenset[str] = frozenset()
     rate_limiter: RateLimiter | None = None
     client_allowed_sans: frozenset[str] = frozenset()
+    # The config file and the files it names: a change to any of them means a reload.
+    watched: tuple[Path, ...] = ()
 
     def peer_allowed(self, sock: ssl.SSLSocket) -> bool:
         """After the handshake: whether the client certificate has an allowed SAN."""
@@ -362,7 +367,82 @@ def _apply(path: Path, parsed: WebConfigFile) -> WebSecurity:
         client_allowed_sans=frozenset(tls.client_allowed_sans or ())
         if context and tls
         else frozenset(),
+        watched=(path, *_named_files(base, tls)),
     )
+
+
+def _named_files(base: Path, tls: TLSServerConfig | None) -> tuple[Path, ...]:
+    if tls is None:
+        return ()
+    names = (tls.cert_file, tls.key_file, tls.client_ca_file)
+    return tuple(base / name for name in names if name)
+
+
+_Fingerprint = tuple[tuple[int, int, int] | None, ...]
+
+
+def _fingerprint(paths: tuple[Path, ...]) -> _Fingerprint:
+    def stat(path: Path) -> tuple[int, int, int] | None:
+        try:
+            # Follows symlinks: a Kubernetes secret swaps its ..data link, not the files.
+            st = path.stat()
+        except OSError:
+            return None
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+    return tuple(stat(path) for path in paths)
+
+
+class WebConfigWatcher:
+    """The web configuration in force, re-read when its files change.
+
+    A rotated certificate (cert-manager, a renewed Let's Encrypt cert) or an edited user
+    list takes effect for the next connection without a restart. A change that does not
+    load keeps the previous configuration serving and sets `last_reload_ok` to False
+    until a later change loads.
+    """
+
+    def __init__(self, initial: WebSecurity, *, check_every_s: float = 1.0) -> None:
+        self._current = initial
+        self._fingerprint = _fingerprint(initial.watched)
+        self._failed: _Fingerprint | None = None
+        self._check_every_s = check_every_s
+        self._next_check = time.monotonic() + check_every_s
+        self._lock = threading.Lock()
+        self.last_reload_ok = True
+
+    def current(self) -> WebSecurity:
+        """The configuration to apply to a connection or request starting now."""
+        now = time.monotonic()
+        if now >= self._next_check:
+            with self._lock:
+                if now >= self._next_check:
+                    self._reload_if_changed()
+                    self._next_check = time.monotonic() + self._check_every_s
+        return self._current
+
+    def _reload_if_changed(self) -> None:
+        old = self._current
+        before = _fingerprint(old.watched)
+        if before == self._fingerprint or before == self._failed:
+            return
+        try:
+            new = load_web_config(old.path)
+            if (new.ssl_context is None) != (old.ssl_context is None):
+                raise WebConfigError(
+                    old.path, "tls_server_config", "turning TLS on or off needs a restart"
+                )
+        except WebConfigError as exc:
+            log.warning("%s; still serving with the previous web configuration", exc)
+            self._failed = before
+            self.last_reload_ok = False
+            return
+        # The fingerprint taken before reading: a change made while reading loads again.
+        self._fingerprint = before if new.watched == old.watched else _fingerprint(new.watched)
+        self._failed = None
+        self._current = new
+        self.last_reload_ok = True
+        log.info("web config %s reloaded", old.path)
 
 
 def _headers(path: Path, headers: Mapping[str, str]) -> tuple[tuple[str, str], ...]:

@@ -1,4 +1,4 @@
-"""--web.config.file: TLS, mutual TLS and basic auth on a real server, bad files at start-up."""
+"""--web.config.file: TLS, mutual TLS, basic auth and reloads on a real server; bad files."""
 
 from __future__ import annotations
 
@@ -25,7 +25,9 @@ from exporter import webconfig
 from exporter.config import load_settings
 from exporter.server import App, HttpServer
 from exporter.snapshot import Health
-from exporter.webconfig import WebConfigError, WebSecurity, load_web_config
+from exporter.webconfig import WebConfigError, WebConfigWatcher, WebSecurity, load_web_config
+from tests import harness
+from tests.fake_letta import FakeLetta
 
 DOCKERFILE = Path(__file__).parents[1] / "Dockerfile"
 
@@ -71,13 +73,20 @@ def auth(user: str, password: str) -> dict[str, str]:
 class Running:
     """A real HttpServer on 127.0.0.1 with an ephemeral port."""
 
-    def __init__(self, web: WebSecurity | None, *, health_open: bool = True) -> None:
+    def __init__(
+        self, web: WebSecurity | WebConfigWatcher | None, *, health_open: bool = True
+    ) -> None:
         health = Health()
         health.mark_success(time.time())
+        watcher = WebConfigWatcher(web) if isinstance(web, WebSecurity) else web
         app = App(
-            CollectorRegistry(), lambda: health, stale_after_s=300, web=web, health_open=health_open
+            CollectorRegistry(),
+            lambda: health,
+            stale_after_s=300,
+            web=watcher,
+            health_open=health_open,
         )
-        self.server = HttpServer(app, "127.0.0.1", 0, web=web)
+        self.server = HttpServer(app, "127.0.0.1", 0, web=watcher)
         self.server.start()
         scheme = "https" if self.server.tls else "http"
         self.url = f"{scheme}://127.0.0.1:{self.server.port}"
@@ -87,7 +96,7 @@ class Running:
 def serve() -> Iterator[Any]:
     running: list[Running] = []
 
-    def start(web: WebSecurity | None, **kwargs: Any) -> Running:
+    def start(web: WebSecurity | WebConfigWatcher | None, **kwargs: Any) -> Running:
         server = Running(web, **kwargs)
         running.append(server)
         return server
@@ -443,3 +452,107 @@ def test_the_dockerfile_healthcheck_passes_over_http_and_https(
         free = sock.getsockname()[1]
     env = {**os.environ, "LETTA_EXPORTER_WEB_LISTEN_ADDRESS": f"127.0.0.1:{free}"}
     assert subprocess.run([sys.executable, "-c", script], env=env, capture_output=True).returncode
+
+
+# ---- reloading: rotated certificates and edited users without a restart ----------------
+
+TLS_CONFIG = "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n"
+
+
+def issue_server_cert(issuer: trustme.CA, directory: Path, *, key_only: bool = False) -> None:
+    """Write a new server.crt/server.key pair from `issuer` (only the key with key_only)."""
+    leaf = issuer.issue_cert("127.0.0.1", "localhost")
+    if not key_only:
+        leaf.cert_chain_pems[0].write_to_path(str(directory / "server.crt"))
+    leaf.private_key_pem.write_to_path(str(directory / "server.key"))
+
+
+def answers(url: str, ca: trustme.CA, **kwargs: Any) -> int | None:
+    """The status of GET url trusting only `ca`, or None when TLS refuses the server."""
+    try:
+        with httpx.Client(verify=client_context(ca), timeout=5) as client:
+            return client.get(url, **kwargs).status_code
+    except httpx.ConnectError:
+        return None
+
+
+def test_a_rotated_certificate_serves_the_next_connection(
+    pki: Path, ca: trustme.CA, serve: Any
+) -> None:
+    watcher = WebConfigWatcher(load_web_config(write_config(pki, TLS_CONFIG)), check_every_s=0)
+    running = serve(watcher)
+    assert answers(f"{running.url}/metrics", ca) == 200
+    renewed_by = trustme.CA()  # a new issuer shows which certificate is served
+    issue_server_cert(renewed_by, pki)
+    assert answers(f"{running.url}/metrics", renewed_by) == 200
+    assert answers(f"{running.url}/metrics", ca) is None
+    assert watcher.last_reload_ok
+
+
+def test_a_change_that_does_not_load_keeps_the_previous_configuration(
+    pki: Path, ca: trustme.CA, serve: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    watcher = WebConfigWatcher(load_web_config(write_config(pki, TLS_CONFIG)), check_every_s=0)
+    running = serve(watcher)
+    renewed_by = trustme.CA()
+    # A rotation caught half-way: the new key is there, its certificate not yet.
+    issue_server_cert(renewed_by, pki, key_only=True)
+    for _ in range(3):
+        assert answers(f"{running.url}/metrics", ca) == 200  # the old pair still serves
+    assert not watcher.last_reload_ok
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [
+        f"invalid --web.config.file ({pki / 'web.yml'}): tls_server_config.key_file: does not "
+        "belong to the certificate in cert_file; still serving with the previous web "
+        "configuration"
+    ], "one warning per failed change, not per connection"
+    issue_server_cert(renewed_by, pki)  # the rotation completes
+    assert answers(f"{running.url}/metrics", renewed_by) == 200
+    assert watcher.last_reload_ok
+
+
+def test_edited_users_apply_to_the_next_request(tmp_path: Path, serve: Any) -> None:
+    path = write_config(tmp_path, f"basic_auth_users:\n  prometheus: '{HASH}'\n")
+    running = serve(WebConfigWatcher(load_web_config(path), check_every_s=0))
+    url = f"{running.url}/metrics"
+    assert httpx.get(url, headers=auth("prometheus", PASSWORD), timeout=5).status_code == 200
+    path.write_text(f"basic_auth_users:\n  grafana: '{HASH}'\n")
+    assert httpx.get(url, headers=auth("prometheus", PASSWORD), timeout=5).status_code == 401
+    assert httpx.get(url, headers=auth("grafana", PASSWORD), timeout=5).status_code == 200
+
+
+def test_turning_tls_off_needs_a_restart(pki: Path, ca: trustme.CA, serve: Any) -> None:
+    path = write_config(pki, TLS_CONFIG)
+    watcher = WebConfigWatcher(load_web_config(path), check_every_s=0)
+    running = serve(watcher)
+    path.write_text(f"basic_auth_users:\n  prometheus: '{HASH}'\n")
+    assert answers(f"{running.url}/metrics", ca) == 200  # still TLS, still without users
+    assert not watcher.last_reload_ok
+
+
+def test_the_exporter_reports_a_failed_reload_and_recovers(tmp_path: Path) -> None:
+    path = write_config(tmp_path, f"basic_auth_users:\n  prometheus: '{HASH}'\n")
+    with FakeLetta() as fake:
+        exporter = harness.Exporter(
+            fake.base_url, tmp_path / "state.sqlite", f"--web.config.file={path}"
+        )
+        with harness.running(exporter):
+            creds = auth("prometheus", PASSWORD)
+            metric = "letta_exporter_web_config_last_reload_successful"
+
+            def reload_ok(headers: dict[str, str]) -> float | None:
+                response = exporter.get("/metrics", headers=headers)
+                if response.status_code != 200:
+                    return None
+                match = re.search(rf"^{metric} (\S+)$", response.text, re.M)
+                assert match is not None
+                return float(match.group(1))
+
+            assert reload_ok(creds) == 1.0
+            path.write_text("basic_auth_users: [\n")  # not YAML
+            exporter.wait_for(lambda: reload_ok(creds) == 0.0, timeout=10, what="reload failure")
+            assert any("not valid YAML" in line for line in exporter.logs)
+            path.write_text(f"basic_auth_users:\n  grafana: '{HASH}'\n")
+            grafana = auth("grafana", PASSWORD)
+            exporter.wait_for(lambda: reload_ok(grafana) == 1.0, timeout=10, what="reload")
+            assert reload_ok(creds) is None  # the old user is gone
