@@ -378,10 +378,7 @@ def _named_files(base: Path, tls: TLSServerConfig | None) -> tuple[Path, ...]:
     return tuple(base / name for name in names if name)
 
 
-_Fingerprint = tuple[tuple[int, int, int] | None, ...]
-
-
-def _fingerprint(paths: tuple[Path, ...]) -> _Fingerprint:
+def _fingerprint(paths: tuple[Path, ...]) -> tuple[tuple[int, int, int] | None, ...]:
     def stat(path: Path) -> tuple[int, int, int] | None:
         try:
             # Follows symlinks: a Kubernetes secret swaps its ..data link, not the files.
@@ -405,7 +402,7 @@ class WebConfigWatcher:
     def __init__(self, initial: WebSecurity, *, check_every_s: float = 1.0) -> None:
         self._current = initial
         self._fingerprint = _fingerprint(initial.watched)
-        self._failed: _Fingerprint | None = None
+        self._failure: str | None = None
         self._check_every_s = check_every_s
         self._next_check = time.monotonic() + check_every_s
         self._lock = threading.Lock()
@@ -424,8 +421,10 @@ class WebConfigWatcher:
     def _reload_if_changed(self) -> None:
         old = self._current
         before = _fingerprint(old.watched)
-        if before == self._fingerprint or before == self._failed:
+        if before == self._fingerprint and self._failure is None:
             return
+        # After a failure every check reads again: the fix may be in a file the old
+        # configuration does not name (a new cert_file copied after the edit).
         try:
             new = load_web_config(old.path)
             if (new.ssl_context is None) != (old.ssl_context is None):
@@ -433,13 +432,14 @@ class WebConfigWatcher:
                     old.path, "tls_server_config", "turning TLS on or off needs a restart"
                 )
         except WebConfigError as exc:
-            log.warning("%s; still serving with the previous web configuration", exc)
-            self._failed = before
+            if str(exc) != self._failure:  # once per problem, not once a second
+                log.warning("%s; still serving with the previous web configuration", exc)
+            self._failure = str(exc)
             self.last_reload_ok = False
             return
         # The fingerprint taken before reading: a change made while reading loads again.
         self._fingerprint = before if new.watched == old.watched else _fingerprint(new.watched)
-        self._failed = None
+        self._failure = None
         self._current = new
         self.last_reload_ok = True
         log.info("web config %s reloaded", old.path)

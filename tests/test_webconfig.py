@@ -521,6 +521,24 @@ def test_edited_users_apply_to_the_next_request(tmp_path: Path, serve: Any) -> N
     assert httpx.get(url, headers=auth("grafana", PASSWORD), timeout=5).status_code == 200
 
 
+def test_a_fix_in_a_file_the_old_configuration_does_not_name_is_picked_up(
+    pki: Path, ca: trustme.CA, serve: Any
+) -> None:
+    path = write_config(pki, TLS_CONFIG)
+    watcher = WebConfigWatcher(load_web_config(path), check_every_s=0)
+    running = serve(watcher)
+    # The config is edited to name new files before they are copied in.
+    path.write_text("tls_server_config:\n  cert_file: new.crt\n  key_file: new.key\n")
+    assert answers(f"{running.url}/metrics", ca) == 200
+    assert not watcher.last_reload_ok
+    renewed_by = trustme.CA()
+    leaf = renewed_by.issue_cert("127.0.0.1")
+    leaf.private_key_pem.write_to_path(str(pki / "new.key"))
+    leaf.cert_chain_pems[0].write_to_path(str(pki / "new.crt"))
+    assert answers(f"{running.url}/metrics", renewed_by) == 200
+    assert watcher.last_reload_ok
+
+
 def test_turning_tls_off_needs_a_restart(pki: Path, ca: trustme.CA, serve: Any) -> None:
     path = write_config(pki, TLS_CONFIG)
     watcher = WebConfigWatcher(load_web_config(path), check_every_s=0)
