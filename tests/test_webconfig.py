@@ -569,7 +569,12 @@ def test_the_exporter_reports_a_failed_reload_and_recovers(tmp_path: Path) -> No
             assert reload_ok(creds) == 1.0
             path.write_text("basic_auth_users: [\n")  # not YAML
             exporter.wait_for(lambda: reload_ok(creds) == 0.0, timeout=10, what="reload failure")
-            assert any("not valid YAML" in line for line in exporter.logs)
+            # stderr reaches the harness on its own thread, maybe after the scrape.
+            exporter.wait_for(
+                lambda: any("not valid YAML" in line for line in exporter.logs),
+                timeout=10,
+                what="the warning",
+            )
             path.write_text(f"basic_auth_users:\n  grafana: '{HASH}'\n")
             grafana = auth("grafana", PASSWORD)
             exporter.wait_for(lambda: reload_ok(grafana) == 1.0, timeout=10, what="reload")
