@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import ssl
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import respx
+import trustme
 
 from exporter.letta.client import ClientOptions, LettaClient, build_http_client
 from exporter.letta.errors import (
@@ -346,6 +349,86 @@ async def test_an_answer_that_is_not_http_is_connect_not_a_crash() -> None:
         with pytest.raises(LettaUnavailable) as info:
             await client.list_runs(limit=1)
         assert info.value.reason == "connect" and calls == [("runs_list", "connect_error")]
+    finally:
+        await client.aclose()
+        server.close()
+        await server.wait_closed()
+
+
+async def relay_over_tls(target: str, cert: trustme.LeafCert) -> asyncio.Server:
+    """A TLS front for a plain HTTP server, as a reverse proxy before Letta would be."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    cert.configure_cert(context)
+    host, port = target.removeprefix("http://").split(":")
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        finally:
+            writer.close()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        upstream_reader, upstream_writer = await asyncio.open_connection(host, int(port))
+        await asyncio.gather(
+            pipe(reader, upstream_writer), pipe(upstream_reader, writer), return_exceptions=True
+        )
+
+    return await asyncio.start_server(handle, "127.0.0.1", 0, ssl=context)
+
+
+@pytest.mark.parametrize("trusted", [True, False])
+async def test_letta_behind_https_with_a_private_ca(
+    trusted: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ca = trustme.CA()
+    if trusted:
+        ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+        monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "ca.pem"))
+    with FakeLetta() as fake:
+        fake.create_run("agent-00000000-0000-4000-8000-000000000001")
+        relay = await relay_over_tls(fake.base_url, ca.issue_cert("127.0.0.1"))
+        port = relay.sockets[0].getsockname()[1]
+        client = socket_client(f"https://127.0.0.1:{port}", [])
+        try:
+            if trusted:
+                assert len((await client.list_runs(limit=5)).runs) == 1
+            else:
+                with pytest.raises(LettaUnavailable) as info:
+                    await client.list_runs(limit=5)
+                assert info.value.reason == "connect"
+                assert str(info.value) == (
+                    "runs_list: Letta's TLS certificate is not trusted (unable to get local "
+                    "issuer certificate); for a private CA, point SSL_CERT_FILE at a bundle "
+                    "that holds it"
+                )
+        finally:
+            await client.aclose()
+            relay.close()
+            await relay.wait_closed()
+
+
+async def test_proxy_variables_are_honoured(monkeypatch: pytest.MonkeyPatch) -> None:
+    request_lines: list[bytes] = []
+
+    async def proxy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        request_lines.append(head.split(b"\r\n", 1)[0])
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n")
+        writer.write(b"content-length: 2\r\nconnection: close\r\n\r\n[]")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(proxy, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{port}")
+    client = socket_client("http://letta.invalid:8283", [])  # resolvable only by the proxy
+    try:
+        assert (await client.list_runs(limit=1)).runs == []
+        assert request_lines == [
+            b"GET http://letta.invalid:8283/v1/runs/?order=desc&limit=1 HTTP/1.1"
+        ]
     finally:
         await client.aclose()
         server.close()

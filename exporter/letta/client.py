@@ -6,6 +6,7 @@ import asyncio
 import email.utils
 import json
 import logging
+import ssl
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from urllib.parse import urlencode
 import aiohttp
 import httpx
 from aiolimiter import AsyncLimiter
-from httpx_aiohttp import AiohttpTransport
+from httpx_aiohttp import HttpxAiohttpClient
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from tenacity import (
     AsyncRetrying,
@@ -108,17 +109,17 @@ def build_http_client(
         headers["user_id"] = user_id
     if extra_headers:
         headers.update(extra_headers)
-    # Keep every connection the pool may open: with fewer keep-alive slots than
-    # connections, enrichment above 8 in flight closed and reopened a TCP connection for
-    # most requests (measured).
-    limits = httpx.Limits(max_connections=16, max_keepalive_connections=16)
-    return httpx.AsyncClient(
+    # HttpxAiohttpClient rather than transport=AiohttpTransport(): httpx ignores the
+    # HTTP(S)_PROXY variables when it is handed a transport.
+    return HttpxAiohttpClient(
         base_url=base_url.rstrip("/"),
         headers=headers,
         timeout=httpx.Timeout(timeout),
         follow_redirects=False,
-        limits=limits,
-        transport=AiohttpTransport(limits=limits),
+        # Keep every connection the pool may open: with fewer keep-alive slots than
+        # connections, enrichment above 8 in flight closed and reopened a TCP connection
+        # for most requests (measured).
+        limits=httpx.Limits(max_connections=16, max_keepalive_connections=16),
     )
 
 
@@ -373,7 +374,7 @@ class LettaClient:
                 raise LettaUnavailable(f"{endpoint}: request timed out", reason="timeout") from None
             code = "connect_error"
             raise LettaUnavailable(
-                f"{endpoint}: cannot reach Letta ({_cause_name(exc)})", reason="connect"
+                f"{endpoint}: {_connect_problem(exc)}", reason="connect"
             ) from None
         except httpx.DecodingError:
             raise LettaBadResponse(
@@ -418,9 +419,20 @@ def _timed_out(exc: httpx.TransportError) -> bool:
     return isinstance(exc, httpx.TimeoutException)
 
 
-def _cause_name(exc: httpx.TransportError) -> str:
-    cause = exc.__cause__
-    return type(cause if isinstance(cause, aiohttp.ClientError) else exc).__name__
+def _connect_problem(exc: httpx.TransportError) -> str:
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            # aiohttp wraps OpenSSL's error; the wrapped one has the verify message.
+            original = getattr(cause, "certificate_error", cause)
+            detail = getattr(original, "verify_message", None) or str(original)
+            return (
+                f"Letta's TLS certificate is not trusted ({detail}); for a private CA, "
+                "point SSL_CERT_FILE at a bundle that holds it"
+            )
+        cause = cause.__cause__ or cause.__context__
+    name = type(exc.__cause__ if isinstance(exc.__cause__, aiohttp.ClientError) else exc).__name__
+    return f"cannot reach Letta ({name})"
 
 
 def _raise_for_status(endpoint: str, response: httpx.Response) -> None:
