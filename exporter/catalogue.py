@@ -46,6 +46,22 @@ RUNS_FINISHED: Final = MetricSpec(
     "Runs that reached a terminal state, counted once each after a short grace period.",
     ("agent", "status", "stop_reason"),
 )
+RUNS_FAILED: Final = MetricSpec(
+    "letta_runs_failed",
+    Kind.COUNTER,
+    "Finished runs that failed (status failed, or a failing stop reason on a completed "
+    "run) by error type: the failed step's error class, else the type or code in the "
+    "run's metadata.error, normalised to snake_case; none when Letta recorded neither.",
+    ("agent", "error_type"),
+)
+RUNS_FINISHED_BY_PATH: Final = MetricSpec(
+    "letta_runs_finished_by_path",
+    Kind.COUNTER,
+    "Runs that reached a terminal state by the API path that created them: run_type from "
+    "metadata.run_type (send_message, send_message_async, ...) and background (true, "
+    "false, unknown). No agent label: a few series for any number of agents.",
+    ("run_type", "background"),
+)
 RUN_DURATION: Final = MetricSpec(
     "letta_run_duration_seconds",
     Kind.HISTOGRAM,
@@ -127,6 +143,13 @@ RUN_COST: Final = MetricSpec(
     Kind.COUNTER,
     "Estimated cost of finished runs in US dollars, from the price file (absent without).",
     ("agent", "model"),
+)
+AGENT_INFO: Final = MetricSpec(
+    "letta_agent_info",
+    Kind.GAUGE,
+    "Always 1 per agent with a known name, for joins in queries: "
+    "`* on (agent) group_left (agent_name) letta_agent_info` (off with --agents.names=false).",
+    ("agent", "agent_name"),
 )
 UP: Final = MetricSpec(
     "letta_up", Kind.GAUGE, "1 if the last poll of the Letta API succeeded, else 0."
@@ -253,6 +276,8 @@ WEB_CONFIG_RELOAD_OK: Final = MetricSpec(
 
 ALL: Final[tuple[MetricSpec, ...]] = (
     RUNS_FINISHED,
+    RUNS_FAILED,
+    RUNS_FINISHED_BY_PATH,
     RUN_DURATION,
     RUN_TTFT,
     RUN_CALLBACKS,
@@ -265,6 +290,7 @@ ALL: Final[tuple[MetricSpec, ...]] = (
     RUNS_IN_PROGRESS,
     RUNS_STALE,
     OLDEST_IN_PROGRESS,
+    AGENT_INFO,
     UP,
     BUILD_INFO,
     LAST_POLL_SUCCESS,

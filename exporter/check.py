@@ -22,7 +22,7 @@ from typing import Any, Final
 from exporter.config import FLAGS, ConfigError, Settings, load_settings, parse_duration
 from exporter.letta.client import client_from_settings
 from exporter.letta.errors import LettaError
-from exporter.letta.models import FAILED_STOP_REASONS, Run, to_epoch_ns
+from exporter.letta.models import Run, is_failure, to_epoch_ns
 from exporter.pager import RunPager, next_limit
 from exporter.walk import Walk
 
@@ -58,7 +58,7 @@ class Group:
 
     @property
     def failed(self) -> bool:
-        return self.status == "failed" or self.stop_reason in FAILED_STOP_REASONS
+        return is_failure(self.status, self.stop_reason)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry
 
 from exporter import __version__, check
 from exporter import catalogue as m
+from exporter.agent_names import AgentNames
 from exporter.aggregates import Aggregates
 from exporter.checkpoint import Checkpoint, CheckpointError
 from exporter.collector import RunsCollector
@@ -32,7 +33,7 @@ from exporter.run_traces import RunTracer
 from exporter.server import App, HttpServer
 from exporter.shipper import ShipperOptions, SpanShipper
 from exporter.tracing import SpanSink, resource_from_environment, sink_from_environment
-from exporter.tracker import Tracker, TrackerOptions
+from exporter.tracker import ERROR_TYPE_LIMIT, RUN_TYPE_LIMIT, Tracker, TrackerOptions
 from exporter.webconfig import WebConfigError, WebConfigWatcher, load_web_config
 
 log = logging.getLogger("exporter")
@@ -133,6 +134,8 @@ async def serve(settings: Settings) -> int:
         agent_allowed=AgentFilter(settings.agents_allow, settings.agents_deny),
         model_label=capped("model", settings.models_label_limit),
         tool_label=capped("tool", settings.tools_label_limit),
+        error_type_label=capped("error_type", ERROR_TYPE_LIMIT),
+        run_type_label=capped("run_type", RUN_TYPE_LIMIT),
         prices=prices,
         tool_names=loaded.tool_names,
         tracer=RunTracer(resource_from_environment(os.environ)) if sink is not None else None,
@@ -186,6 +189,7 @@ async def serve(settings: Settings) -> int:
         publish=collector.publish,
         first_start=loaded.fresh,
         spans_pending=lambda: shipper.pending if shipper is not None else 0,
+        agent_names=AgentNames(client) if settings.agents_names else None,
     )
     collector.publish(poller.snapshot())
     host, port = settings.listen_host_port

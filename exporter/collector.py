@@ -107,6 +107,7 @@ class RunsCollector(Collector):
         yield _gauge(m.RUNS_IN_PROGRESS, {k: float(v) for k, v in in_progress.items()})
         yield _gauge(m.RUNS_STALE, {k: float(v) for k, v in stale.items()})
         yield _gauge(m.OLDEST_IN_PROGRESS, {(a,): ns / 1e9 for a, ns in oldest.items()})
+        yield _gauge(m.AGENT_INFO, {info: 1.0 for info in snap.agent_info})
         health = snap.health
         yield _gauge(m.UP, {(): 1.0 if health.up else 0.0})
         yield _gauge(m.BUILD_INFO, {(__version__,): 1.0})

@@ -88,6 +88,7 @@ class Settings(BaseSettings):
     agents_allow: str | None = None
     agents_deny: str | None = None
     agents_label_limit: int = Field(500, ge=1)
+    agents_names: bool = True
     models_label_limit: int = Field(100, ge=1)
     tools_label_limit: int = Field(200, ge=1)
     enrich_usage: bool = True
@@ -221,6 +222,11 @@ FLAGS: Final = (
     Flag("--agents.allow", "agents_allow", "regex of agent ids to include"),
     Flag("--agents.deny", "agents_deny", "regex of agent ids to exclude"),
     Flag("--agents.label-limit", "agents_label_limit", "distinct agent label values"),
+    Flag(
+        "--agents.names",
+        "agents_names",
+        "read agent names from the agents list for letta_agent_info (true/false)",
+    ),
     Flag("--models.label-limit", "models_label_limit", "distinct model label values"),
     Flag("--tools.label-limit", "tools_label_limit", "distinct tool label values"),
     Flag(

@@ -75,6 +75,10 @@ class CappedLabel:
             self._on_overflow(self.name)
         return OTHER
 
+    def values(self) -> list[str]:
+        """Every admitted value, first admitted first."""
+        return list(self._admitted)
+
     def take_new(self) -> list[str]:
         """Values admitted since the last call (for the checkpoint)."""
         new, self._new = self._new, []

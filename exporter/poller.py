@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from exporter import catalogue as m
+from exporter.agent_names import AgentNames
 from exporter.checkpoint import Checkpoint
 from exporter.letta.client import LettaClient
 from exporter.letta.errors import (
@@ -69,6 +70,7 @@ class Poller:
         first_start: bool,
         clock: Callable[[], float] = time.time,
         spans_pending: Callable[[], int] = lambda: 0,
+        agent_names: AgentNames | None = None,
     ) -> None:
         self._client = client
         self._tracker = tracker
@@ -86,6 +88,7 @@ class Poller:
         self._tool_lookups: dict[str, asyncio.Future[Tool]] = {}
         self._spans_pending = spans_pending
         self._trace_unavailable_until = 0
+        self._agent_names = agent_names
 
     def _now(self) -> int:
         return int(self._clock() * _NS)
@@ -111,6 +114,7 @@ class Poller:
         # Enrichment failures are per run (retried with backoff), never a failed poll.
         self._more_enrichment = await self._enrich(self._now())
         tracker.housekeeping(self._now())
+        await self._read_agent_names()
         self._commit()
         if ok:
             self._first_start = False
@@ -158,7 +162,17 @@ class Poller:
             health=self.health.copy(),
             backfill_remaining_s=(tracker.scan.remaining_ns() / _NS) if tracker.scan else 0.0,
             spans_pending=self._spans_pending(),
+            agent_info=self._agent_names.info(tracker.agent_label.values())
+            if self._agent_names is not None
+            else (),
         )
+
+    async def _read_agent_names(self) -> None:
+        # Names only label what was counted: a failed read never fails the poll.
+        names = self._agent_names
+        agents = self._tracker.agent_label.values()
+        if names is not None and names.due(agents):
+            await names.refresh(agents)
 
     # ---- discovery ------------------------------------------------------------------
 
@@ -384,7 +398,13 @@ class Poller:
             meta=meta,
             new_label_values={
                 label.name: label.take_new()
-                for label in (tracker.agent_label, tracker.model_label, tracker.tool_label)
+                for label in (
+                    tracker.agent_label,
+                    tracker.model_label,
+                    tracker.tool_label,
+                    tracker.error_type_label,
+                    tracker.run_type_label,
+                )
             },
             new_tool_names=tracker.take_new_tool_names(),
             new_traces=tracker.take_new_traces(),

@@ -50,6 +50,26 @@ LABELS: Final[Mapping[str, str]] = {
         ". `input` includes `cached_input` and `cache_write`, `output` includes `reasoning`: "
         "do not add the types up."
     ),
+    "agent_name": (
+        "The agent's name from Letta's agents list, as Letta stores it (printable, at most "
+        "128 characters). Only on `letta_agent_info`; join it onto per-agent series with "
+        "`* on (agent) group_left (agent_name) letta_agent_info`."
+    ),
+    "error_type": (
+        "Why a run failed: the failed step's error class (e.g. `llm_server_error` from "
+        "`LLMServerError`), else the `error_type` or leading code of the run's "
+        "`metadata.error` (e.g. `llm_error`, `internal_server_error`, `conflict`), in "
+        "snake_case; `none` when Letta recorded neither. Never message text. At most 50 "
+        "values."
+    ),
+    "run_type": (
+        "The API path that created the run, from `metadata.run_type`: `send_message` "
+        "(agents messages, sync or `streaming=true`), `send_message_streaming` (the "
+        "deprecated `/messages/stream`), `send_message_async`, `send_conversation_message`, "
+        "`openai_chat_completions`, `sleeptime_agent_send_message_async`; `none` when "
+        "absent. At most 20 values."
+    ),
+    "background": "Whether the run ran in the background: `true`, `false`, `unknown`.",
     "tool": (
         "Tool name (the tool id when Letta cannot name it). At most `--tools.label-limit` values."
     ),

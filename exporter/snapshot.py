@@ -44,3 +44,5 @@ class Snapshot:
     health: Health = field(default_factory=Health)
     backfill_remaining_s: float = 0.0
     spans_pending: int = 0
+    agent_info: tuple[tuple[str, str], ...] = ()
+    """(agent label, agent name) of the agents with a known name."""

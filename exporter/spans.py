@@ -70,6 +70,11 @@ from opentelemetry.util.types import AttributeValue
 
 from exporter import __version__
 from exporter.letta.models import FAILED_STOP_REASONS, Run, Step
+from exporter.run_errors import (
+    error_type_from_metadata,
+    failure_error_type,
+    normalise_error_type,
+)
 
 log = logging.getLogger(__name__)
 
@@ -237,22 +242,6 @@ class RunInfo:
         )
 
 
-def error_type_from_metadata(metadata: Any) -> str | None:
-    """`metadata.error.error_type` when the error is an object (streaming paths), else None.
-
-    A plain-string `metadata.error` is free text (it can quote the provider's reply), so it
-    never becomes an attribute (letta-runs-api.md §2.1).
-    """
-    if not isinstance(metadata, Mapping):
-        return None
-    error = metadata.get("error")
-    if isinstance(error, Mapping):
-        value = error.get("error_type")
-        if isinstance(value, str) and value:
-            return value
-    return None
-
-
 # --------------------------------------------------------------------------- ids
 
 
@@ -332,18 +321,18 @@ def _run_error_type(run: RunInfo) -> str | None:
     )
     if not failed:
         return None
-    # Most specific first: metadata's error class, the stop reason, then what the failed
-    # step recorded (failed runs can have a null stop reason, §5); all low-cardinality.
+    # The same error type the failure counter uses, then the stop reason (failed runs
+    # can have neither, §5); all low-cardinality.
     step_error = next(
         (s.error_type for s in run.steps if s.status == "failed" and s.error_type), None
     )
-    return run.error_type or run.stop_reason or step_error or _OTHER_ERROR
+    return failure_error_type(step_error, run.error_type) or run.stop_reason or _OTHER_ERROR
 
 
 def _step_error_type(step: StepInfo) -> str | None:
     if step.status != "failed":
         return None
-    return step.error_type or step.stop_reason or _OTHER_ERROR
+    return normalise_error_type(step.error_type) or step.stop_reason or _OTHER_ERROR
 
 
 def _status(error_type: str | None) -> Status:

@@ -28,14 +28,19 @@ from typing import Any, Final
 
 from exporter import catalogue as m
 from exporter.aggregates import Aggregates
-from exporter.labels import CappedLabel, enum_value, free_value
-from exporter.letta.models import Run, RunMetrics, Step, Usage, to_epoch_ns
+from exporter.labels import NONE, CappedLabel, enum_value, free_value
+from exporter.letta.models import Run, RunMetrics, Step, Usage, is_failure, to_epoch_ns
 from exporter.pricing import PriceTable
+from exporter.run_errors import error_type_from_metadata, failure_error_type
 from exporter.run_traces import FetchedTrace, RunTracer
-from exporter.spans import RunInfo, StepInfo, error_type_from_metadata
+from exporter.spans import RunInfo, StepInfo
 from exporter.walk import Walk
 
 _NS: Final = 1_000_000_000
+# Letta has a few dozen error classes and three run types; the caps only guard against a
+# server that puts something unbounded there.
+ERROR_TYPE_LIMIT: Final = 50
+RUN_TYPE_LIMIT: Final = 20
 # A run that completed this long ago has had every late write (duration, callback) land.
 SETTLED_AGE_NS: Final = 600 * _NS
 
@@ -72,6 +77,8 @@ class Enrichment:
     step_seconds: list[tuple[str, float]] | None = None
     span_steps: list[dict[str, Any]] | None = None
     trace: FetchedTrace | None = None
+    step_error: str | None = None
+    """error_type of the run's first failed step, the most specific cause of a failure."""
 
     def to_json(self) -> dict[str, Any]:
         """Persistable form."""
@@ -88,6 +95,7 @@ class Enrichment:
             "tool_ids": self.tool_ids,
             "step_seconds": self.step_seconds,
             "span_steps": self.span_steps,
+            "step_error": self.step_error,
             "trace": [self.trace.spans, self.trace.trace_id, self.trace.ttft_ns]
             if self.trace is not None
             else None,
@@ -114,6 +122,7 @@ class Enrichment:
             if data.get("step_seconds") is not None
             else None,
             span_steps=data.get("span_steps"),
+            step_error=data.get("step_error"),
             trace=FetchedTrace(trace[0], trace[1], trace[2], 0)
             if (trace := data.get("trace")) is not None
             else None,
@@ -212,8 +221,7 @@ class RunRecord:
         self.conversation_id = run.conversation_id
         metadata = run.metadata
         if isinstance(metadata, dict):
-            run_type = metadata.get("run_type")
-            self.run_type = run_type if isinstance(run_type, str) else None
+            self.run_type = _run_type(metadata)
             self.error_type = error_type_from_metadata(metadata)
 
     def fingerprint(self) -> tuple[Any, ...]:
@@ -274,6 +282,8 @@ class Tracker:
         agent_allowed: Callable[[str], bool] = lambda agent_id: True,
         model_label: CappedLabel | None = None,
         tool_label: CappedLabel | None = None,
+        error_type_label: CappedLabel | None = None,
+        run_type_label: CappedLabel | None = None,
         prices: PriceTable | None = None,
         tool_names: dict[str, str] | None = None,
         tracer: RunTracer | None = None,
@@ -283,6 +293,8 @@ class Tracker:
         self.agent_label = agent_label
         self.model_label = model_label or CappedLabel("model", 100)
         self.tool_label = tool_label or CappedLabel("tool", 200)
+        self.error_type_label = error_type_label or CappedLabel("error_type", ERROR_TYPE_LIMIT)
+        self.run_type_label = run_type_label or CappedLabel("run_type", RUN_TYPE_LIMIT)
         self.prices = prices
         self.tool_names: dict[str, str] = dict(tool_names or {})
         self._new_tool_names: dict[str, str] = {}
@@ -406,6 +418,8 @@ class Tracker:
                         run.callback_status_code,
                         bool(run.callback_error),
                     ),
+                    path_labels(_run_type(run.metadata), run.background),
+                    error_type=error_type_from_metadata(run.metadata),
                 )
                 return
         if not terminal and now - created > self.options.forget_after_ns:
@@ -519,6 +533,9 @@ class Tracker:
             record.enrich.span_steps = [asdict(StepInfo.from_step(s)) for s in steps]
         if "step_timings" in record.enrich.pending:
             record.enrich.step_ids = [(s.id, free_value(s.model or s.model_handle)) for s in steps]
+        record.enrich.step_error = next(
+            (s.error_type for s in steps if s.status == "failed" and s.error_type), None
+        )
         if "usage" in record.enrich.pending:
             record.enrich.pending.remove("usage")  # nothing it could add: not asked for
         self._endpoint_done(record, "steps")
@@ -724,6 +741,11 @@ class Tracker:
             run_duration_seconds(record),
             ttft_ns,
             _callback_result(record.callback, record.callback_code, record.callback_error),
+            path_labels(record.run_type, record.background),
+            error_type=failure_error_type(
+                record.enrich.step_error if record.enrich is not None else None,
+                record.error_type,
+            ),
             exemplar=trace_id,
         )
         if record.enrich is not None:
@@ -744,17 +766,24 @@ class Tracker:
         duration_s: float | None,
         ttft_ns: int | None,
         callback: str | None,
+        path: tuple[str, str],
         *,
+        error_type: str | None,
         exemplar: str | None = None,
     ) -> None:
         """The one place a finished run turns into counter and histogram samples.
 
-        `exemplar` is the run's trace id, attached to its duration and TTFT samples.
+        `error_type` names the cause when the run failed; `exemplar` is the run's trace
+        id, attached to its duration and TTFT samples.
         """
         agg = self.aggregates
         agent = self.agent_label(agent_id)
         status_label = enum_value(status)
         agg.inc(m.RUNS_FINISHED, (agent, status_label, enum_value(stop_reason)))
+        if is_failure(status, stop_reason):
+            agg.inc(m.RUNS_FAILED, (agent, self.error_type_label(error_type or NONE)))
+        run_type, background = path
+        agg.inc(m.RUNS_FINISHED_BY_PATH, (self.run_type_label(run_type), background))
         if duration_s is not None and duration_s >= 0:
             agg.observe(m.RUN_DURATION, (agent, status_label), duration_s, exemplar)
         if ttft_ns is not None and ttft_ns >= 0:
@@ -860,6 +889,16 @@ def _step_info(data: dict[str, Any]) -> StepInfo:
     known.update({"id": "", "prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0})
     known.update((k, v) for k, v in data.items() if k in _STEP_FIELDS)
     return StepInfo(**known)
+
+
+def path_labels(run_type: str | None, background: bool | None) -> tuple[str, str]:
+    """The API path that created a run as (run_type, background) label values."""
+    return enum_value(run_type), "unknown" if background is None else str(background).lower()
+
+
+def _run_type(metadata: Any) -> str | None:
+    run_type = metadata.get("run_type") if isinstance(metadata, dict) else None
+    return run_type if isinstance(run_type, str) else None
 
 
 def _callback_result(has_callback: bool, code: int | None, error: bool) -> str | None:

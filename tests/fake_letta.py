@@ -63,6 +63,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import EllipsisType
 from typing import Any, Final, Literal
 from urllib.parse import parse_qs, urlsplit
@@ -641,6 +642,7 @@ class FakeLetta:
         self._raw_by_id: dict[str, _Raw] = {}  # raw items with a string "id" (cursorable)
         self._steps_by_id: dict[str, tuple[_Run, _Step]] = {}
         self._tools: dict[str, dict[str, Any]] = {}  # tool id -> Tool JSON (org-wide)
+        self._agents: dict[str, tuple[int, dict[str, Any]]] = {}  # id -> (created us, JSON)
         self._faults: list[_Fault] = []
         self._requests: list[tuple[str, str, dict[str, list[str]], int]] = []
         # Bulk-loaded runs share one metadata dict (copied before any write) and its JSON.
@@ -912,11 +914,23 @@ class FakeLetta:
             self._delete_locked(run)
             return True
 
+    def add_agent(self, name: str, *, agent_id: str | None = None) -> str:
+        """Create an agent for ``GET /v1/agents/`` (shaped on ``agents/alpha.json``) and
+        return its id. Runs need no agent: this only gives an id a name in the list."""
+        agent_id = agent_id or f"agent-{uuid.uuid4()}"
+        with self._lock:
+            created_us = int(self._clock() * 1_000_000)
+            body = dict(_AGENT_TEMPLATE, id=agent_id, name=name)
+            body["created_at"] = _fmt_us(created_us, zulu=self._zulu)
+            self._agents[agent_id] = (created_us, body)
+        return agent_id
+
     def delete_agent(self, agent_id: str) -> int:
         """Delete an agent: its runs (visible or not), steps and metrics vanish by
         cascade (§3.9), and so do raw items carrying that ``agent_id``. Returns the
         number of runs removed."""
         with self._lock:
+            self._agents.pop(agent_id, None)
             victims = [run for run in self._runs.values() if run.agent_id == agent_id]
             for run in victims:
                 self._delete_locked(run)
@@ -1756,6 +1770,8 @@ class FakeLetta:
             return self._route_list(q)
         if route == "active":
             return self._route_active(q)
+        if route == "agents":
+            return self._route_agents(q)
         assert run_id is not None
         if route == "tool":
             return self._route_tool(run_id)
@@ -1825,6 +1841,29 @@ class FakeLetta:
                     self._promote(maybe_run, now)
                 return _json_resp(200, self._metrics_dict(maybe_run))
         raise AssertionError(f"unrouted {route}")
+
+    def _route_agents(self, q: _Query) -> _Resp:
+        # list_agents: order-relative cursors on (created_at, id), default limit 50,
+        # newest first. A client that is not letta-client 1.x and sends no
+        # include_relationships gets every relationship (memory blocks, tools, ...).
+        before, after = q.get_str("before"), q.get_str("after")
+        limit = q.get_int("limit", 50)
+        order = q.get_choice("order", ("asc", "desc"), "desc")
+        bare = q.get_list("include_relationships") is not None
+        q.raise_if_invalid()
+        with self._lock:
+            rows = sorted(
+                ((created, agent_id, body) for agent_id, (created, body) in self._agents.items()),
+                reverse=order == "desc",
+            )
+            keys = {agent_id: index for index, (_, agent_id, _) in enumerate(rows)}
+            # An unknown cursor is ignored, as the real lookup finds no row to compare.
+            if after is not None and after in keys:
+                rows = rows[keys[after] + 1 :]
+            if before is not None and before in keys:
+                rows = rows[: keys[before]]
+            page = [body if not bare else _bare_agent(body) for _, _, body in rows[:limit]]
+        return _json_resp(200, page)
 
     def _route_tool(self, tool_id: str) -> _Resp:
         # ToolId path validator first (422), then ToolManager.get_tool_by_id_async, whose
@@ -2206,8 +2245,37 @@ _ROUTE_METHODS: Final[dict[str, frozenset[str]]] = {
     # on /{tool_id} (and list/count routes that the fake does not model).
     "tool": frozenset({"GET"}),
     "step_metrics": frozenset({"GET"}),
+    # Only the list an exporter reads; the real agents router has many more routes.
+    "agents": frozenset({"GET"}),
 }
 _SUBROUTES: Final = frozenset({"messages", "usage", "metrics", "steps", "trace"})
+
+
+def _load_agent_template() -> dict[str, Any]:
+    path = Path(__file__).parent / "fixtures" / "letta-0.16.8" / "agents" / "alpha.json"
+    return dict(json.loads(path.read_text()))
+
+
+_AGENT_TEMPLATE: Final = _load_agent_template()
+_RELATIONSHIPS: Final = {
+    "tags": [],
+    "tools": [],
+    "sources": [],
+    "blocks": [],
+    "identity_ids": [],
+    "identities": [],
+    "multi_agent_group": None,
+    "managed_group": None,
+    "tool_exec_environment_variables": [],
+    "secrets": [],
+}
+
+
+def _bare_agent(body: dict[str, Any]) -> dict[str, Any]:
+    """An agent without relationships, as with ``include_relationships`` given."""
+    bare = dict(body, **_RELATIONSHIPS)
+    bare["memory"] = dict(body["memory"], blocks=[], file_blocks=[])
+    return bare
 
 
 def _match_route(path: str) -> tuple[str, str | None] | None:
@@ -2218,6 +2286,8 @@ def _match_route(path: str) -> tuple[str, str | None] | None:
         return "list", None
     if path == "/v1/runs/active":
         return "active", None
+    if path == "/v1/agents/":
+        return "agents", None
     if path.startswith("/v1/tools/"):  # tools router: GET /{tool_id}
         rest = path[len("/v1/tools/") :]
         return ("tool", rest) if rest and "/" not in rest else None

@@ -74,11 +74,17 @@ def scenario_registry() -> CollectorRegistry:
         poll_duration_s=0.125,
     )
     opened = [to_epoch_ns(r.created_at) for r in runs]
+    # Two of the three labelled agents have a name (the third was deleted, say).
+    names = {
+        a["id"]: a["name"]
+        for a in (load_fixture(f"agents/{n}.json") for n in ("alpha", "gamma_approval"))
+    }
     snapshot = Snapshot(
         aggregates=aggregates.copy(),
         open_runs=tuple(tracker.open_runs(max(opened) + 30 * S)),
         followed=tracker.followed_count(),
         health=health,
+        agent_info=tuple((a, names[a]) for a in label.values() if a in names),
     )
     collector = RunsCollector()
     collector.publish(snapshot)

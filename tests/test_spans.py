@@ -214,7 +214,8 @@ def test_built_attributes_and_error_of_a_completed_run_with_an_error_stop_reason
     assert root_attrs["letta.run.step_count"] == 3
     # Letta maps llm_api_error to failed: the span says ERROR whatever the status says.
     assert root.status.status_code is StatusCode.ERROR
-    assert root_attrs["error.type"] == "llm_api_error"
+    # The failed step's class, as letta_runs_failed_total names it.
+    assert root_attrs["error.type"] == "llm_server_error"
     assert not any(k.startswith("gen_ai.usage.") for k in root_attrs)  # on steps only
 
     first_attrs = attrs(first)
@@ -224,7 +225,7 @@ def test_built_attributes_and_error_of_a_completed_run_with_an_error_stop_reason
     assert first_attrs["gen_ai.usage.input_tokens"] == 0  # it failed before any usage
     assert first_attrs["letta.step.model_handle"] == "openai-proxy/fake-llm"
     assert first.status.status_code is StatusCode.ERROR
-    assert first_attrs["error.type"] == "LLMServerError"
+    assert first_attrs["error.type"] == "llm_server_error"
     second_attrs = attrs(second)
     assert second_attrs["gen_ai.usage.input_tokens"] == 2386
     assert second.status.status_code is StatusCode.UNSET
@@ -233,17 +234,20 @@ def test_built_attributes_and_error_of_a_completed_run_with_an_error_stop_reason
 
 
 def test_failed_run_is_an_error_with_the_most_specific_type() -> None:
-    # metadata.error is a plain string here: free text never becomes error.type.
-    (root, _) = build_run_spans(run_info("async_llm_500"), RESOURCE)
-    assert root.status.status_code is StatusCode.ERROR
-    assert attrs(root)["error.type"] == "error"
-    # Streaming failures carry an error object with a bounded error_type: preferred.
+    # The failed step's class first: the same LLM failure has one name on every API path.
+    for scenario in ("async_llm_500", "sync_llm_500", "stream_llm_500"):
+        (root, *_) = build_run_spans(run_info(scenario), RESOURCE)
+        assert root.status.status_code is StatusCode.ERROR
+        assert attrs(root)["error.type"] == "llm_server_error", scenario
     (root, *_) = build_run_spans(run_info("stream_llm_429"), RESOURCE)
+    assert attrs(root)["error.type"] == "llm_rate_limit_error"
+    assert root.status.description == "llm_rate_limit_error"
+    # Without steps: metadata.error's object type, or the code leading a string error
+    # (never its free text).
+    (root,) = build_run_spans(run_info("stream_llm_429", steps=()), RESOURCE)
     assert attrs(root)["error.type"] == "llm_rate_limit"
-    assert root.status.description == "llm_rate_limit"
-    # Failed with a null stop reason and no error object: the failed step's class.
-    (root, *_) = build_run_spans(run_info("sync_llm_500"), RESOURCE)
-    assert attrs(root)["error.type"] == "LLMServerError"
+    (root,) = build_run_spans(run_info("async_llm_500", steps=()), RESOURCE)
+    assert attrs(root)["error.type"] == "internal_server_error"
     (root,) = build_run_spans(
         rich_run(status="failed", stop_reason=None, steps=(), tool_names=()), RESOURCE
     )

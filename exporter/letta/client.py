@@ -37,6 +37,7 @@ from exporter.letta.errors import (
     LettaUnavailable,
 )
 from exporter.letta.models import (
+    Agent,
     Run,
     RunMetrics,
     Step,
@@ -53,6 +54,8 @@ MAX_LIST_LIMIT: Final = 1000
 
 _RUN_LIST: Final = TypeAdapter(list[Run])
 _STEP_LIST: Final = TypeAdapter(list[Step])
+_AGENT_LIST: Final = TypeAdapter(list[Agent])
+AGENTS_PATH: Final = "/v1/agents/"
 STEPS_PAGE: Final = 100
 MAX_STEP_PAGES: Final = 100  # 10,000 steps: far beyond any max_steps a client would set
 PROBE_PAGE: Final = 100  # enough to span three seconds of creation times on a busy server
@@ -275,6 +278,23 @@ class LettaClient:
                 break
             after = page[-1].id
         return steps
+
+    async def list_agents(self, *, limit: int, after: str | None) -> list[Agent]:
+        """One page of the agents list, oldest first, after the agent id `after`.
+
+        The agents list has order-relative cursors (`after` in ascending order is the next
+        page, on 0.16.8 too). `include_relationships=` (empty) asks for no relationships:
+        without it, a client that is not letta-client 1.x gets every agent's memory
+        blocks, tools and sources, tens of kB per agent.
+        """
+        params: dict[str, str | int] = {"order": "asc", "limit": limit, "include_relationships": ""}
+        if after is not None:
+            params["after"] = after
+        body = await self._get("agents", AGENTS_PATH, params)
+        try:
+            return _AGENT_LIST.validate_json(body)
+        except ValidationError as exc:
+            raise LettaBadResponse(f"agents: not a list of agents: {_first_error(exc)}") from None
 
     async def get_tool(self, tool_id: str) -> Tool:
         """`GET /v1/tools/{id}`."""

@@ -29,6 +29,14 @@ FAILED_STOP_REASONS: Final = frozenset(
     }
 )
 """Stop reasons whose canonical run status is `failed` (§2.3; not enforced by Letta)."""
+
+
+def is_failure(status: str, stop_reason: str | None) -> bool:
+    """Whether a finished run failed: status `failed`, or a failing stop reason on a run
+    Letta marked `completed` (a stream that hit an LLM error ends that way, §5.2)."""
+    return status == "failed" or stop_reason in FAILED_STOP_REASONS
+
+
 STOP_REASONS: Final = FAILED_STOP_REASONS | {
     "end_turn",
     "max_steps",
@@ -127,6 +135,15 @@ class RunMetrics(BaseModel):
     run_ns: int | None = None
     num_steps: int | None = None
     tools_used: list[str] | None = None
+
+
+class Agent(BaseModel):
+    """One element of `GET /v1/agents/`: only what labels the runs' agents."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    id: str
+    name: str | None = None
 
 
 class Tool(BaseModel):
