@@ -29,8 +29,15 @@ _MAX_NAME: Final = 128
 class AgentNames:
     """The name of each agent the agents list holds, refreshed on a schedule."""
 
-    def __init__(self, client: LettaClient, *, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        client: LettaClient,
+        *,
+        unknown_refresh_s: float = UNKNOWN_REFRESH_S,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self._client = client
+        self._unknown_refresh_s = unknown_refresh_s
         self._clock = clock
         self._names: dict[str, str] = {}
         self._read_at: float | None = None
@@ -44,7 +51,7 @@ class AgentNames:
         age = self._clock() - self._read_at
         if age >= REFRESH_S:
             return True
-        if age < UNKNOWN_REFRESH_S:
+        if age < self._unknown_refresh_s:
             return False
         return any(a not in self._known_at_read for a in agent_ids)
 

@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry
 
 from exporter import __version__, check
 from exporter import catalogue as m
-from exporter.agent_names import AgentNames
+from exporter.agent_names import UNKNOWN_REFRESH_S, AgentNames
 from exporter.aggregates import Aggregates
 from exporter.checkpoint import Checkpoint, CheckpointError
 from exporter.collector import RunsCollector
@@ -189,7 +189,13 @@ async def serve(settings: Settings) -> int:
         publish=collector.publish,
         first_start=loaded.fresh,
         spans_pending=lambda: shipper.pending if shipper is not None else 0,
-        agent_names=AgentNames(client) if settings.agents_names else None,
+        agent_names=AgentNames(
+            client,
+            # A new agent is named within two cycles, at most every 30 s.
+            unknown_refresh_s=min(UNKNOWN_REFRESH_S, 2 * settings.poll_interval),
+        )
+        if settings.agents_names
+        else None,
     )
     collector.publish(poller.snapshot())
     host, port = settings.listen_host_port

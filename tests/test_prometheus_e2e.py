@@ -213,10 +213,12 @@ class Prometheus:
         values: list[str] = response.json()["data"]
         return values
 
-    def firing(self) -> set[str]:
-        """Names of the alerts firing now."""
+    def firing(self) -> dict[str, dict[str, str]]:
+        """The alerts firing now: name -> annotations."""
         alerts = httpx.get(f"{self.url}/api/v1/alerts", timeout=10).json()["data"]["alerts"]
-        return {a["labels"]["alertname"] for a in alerts if a["state"] == "firing"}
+        return {
+            a["labels"]["alertname"]: a["annotations"] for a in alerts if a["state"] == "firing"
+        }
 
 
 @contextmanager
@@ -300,7 +302,14 @@ class Traffic:
                 tool_ids=[self.rng.choice(self.tools)],
                 step_ns=self.rng.randrange(200, 3000) * 1_000_000,
             )
-        self.fake.update_run(run_id, status=status, stop_reason=stop_reason)
+        # As the streaming path records an LLM failure (runs/stream_llm_500/run.json).
+        error = {"message_type": "error_message", "error_type": "llm_error", "message": "…"}
+        self.fake.update_run(
+            run_id,
+            status=status,
+            stop_reason=stop_reason,
+            error=error if stop_reason == "llm_api_error" else None,
+        )
 
     def _run(self, agent: str, lifetime: float, *, callback: bool = False) -> None:
         status, reason = next(self._outcomes)
@@ -386,7 +395,15 @@ def substitute(expr: str) -> str:
         assert name in VARIABLES, f"unknown Grafana variable ${name} in {expr!r}"
         return VARIABLES[name]
 
-    return re.sub(r"\$\{(\w+)\}|\$(\w+)", value, expr)
+    # `$1` in label_replace is a regex group, not a variable: Grafana leaves names
+    # it has no variable for as they are.
+    return re.sub(r"\$\{(\w+)\}|\$([A-Za-z_]\w*)", value, expr)
+
+
+def by_title(queries: list[tuple[str, str, str, str]], title: str) -> str:
+    """The one query of the panel with this title."""
+    (expr,) = [q for _, t, _, q in queries if t == title]
+    return expr
 
 
 def has_data(result: list[dict[str, Any]]) -> bool:
@@ -419,6 +436,8 @@ def test_every_panel_returns_data_and_the_alerts_fire(tmp_path: Path) -> None:
         FakeLetta() as fake,
         running(Exporter(fake.base_url, tmp_path / "state.sqlite", *flags)) as exporter,
     ):
+        fake.add_agent("Alpha support", agent_id="agent-alpha")
+        fake.add_agent("Beta triage", agent_id="agent-beta")
         exporter.wait_ready()
         with (
             prometheus(tmp_path, f"127.0.0.1:{exporter.port}", rules) as prom,
@@ -471,23 +490,35 @@ def test_every_panel_returns_data_and_the_alerts_fire(tmp_path: Path) -> None:
                     if var["name"] == "agent":
                         assert {"agent-alpha", "agent-beta", "__other__"} <= set(values)
 
+            # Per-agent panels show names where Letta has them, ids where it has none.
+            top = by_title(queries, "Top agents by runs finished")
+            names = {s["metric"]["agent"]: s["metric"]["agent_name"] for s in prom.query(top)}
+            assert names["agent-alpha"] == "Alpha support"
+            assert names["agent-beta"] == "Beta triage"
+            assert names["agent-slow"] == "agent-slow"  # not in the agents list
+            assert names["__other__"] == "__other__"
+            stale = by_title(queries, "Stale runs by agent")
+            assert {s["metric"]["agent_name"] for s in prom.query(stale)} >= {"agent-zombie"}
+
             for file, title, _, expr in queries:
                 if (file, title) in EMPTY_IN_THIS_SCENARIO:
                     assert prom.query(expr) == [], (
                         f"{file} / {title} has data now: drop it from EMPTY_IN_THIS_SCENARIO"
                     )
 
-            firing: set[str] = set()
+            firing: dict[str, dict[str, str]] = {}
 
             def expected_alerts_fired() -> bool:
                 firing.update(prom.firing())
-                return firing >= MUST_FIRE
+                return firing.keys() >= MUST_FIRE
 
             try:
                 wait_until(expected_alerts_fired, 30, "the alerts to fire")
             except AssertionError:
                 raise AssertionError(
-                    f"never fired: {sorted(MUST_FIRE - firing)}; fired: {sorted(firing)}\n"
+                    f"never fired: {sorted(MUST_FIRE - firing.keys())}; fired: {sorted(firing)}\n"
                     + json.dumps(httpx.get(f"{prom.url}/api/v1/rules", timeout=10).json())[:3000]
                 ) from None
+            description = firing["LettaRunFailureRatioHigh"]["description"]
+            assert 'The most frequent error type is "llm_error"' in description
             assert driver.errors == [], f"the traffic thread failed: {driver.errors!r}"
