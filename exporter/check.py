@@ -287,6 +287,9 @@ def _main_wait(args: dict[str, Any]) -> int:
     except LettaError as exc:
         _error(f"cannot read runs from {settings.base_url}: {exc}")
         return EXIT_ERROR
+    except KeyboardInterrupt:
+        _error("interrupted before the runs ended")
+        return EXIT_ERROR
     groups = summarise(result.runs)
     if output == "json":
         print(json.dumps(wait_json(result, groups), indent=2))
