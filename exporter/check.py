@@ -4,6 +4,9 @@ Lists the runs created in the last `--since`, prints them grouped by agent, stat
 stop reason with duration and TTFT percentiles, and exits 1 if any of them failed (status
 `failed`, or a failing stop reason such as `llm_api_error` on a run Letta marked
 `completed`), 2 on bad usage or when Letta cannot be read, else 0. No state file is used.
+
+With `--wait` it judges given runs (`--run`) or an agent's open runs instead, once they
+have ended (`exporter.check_wait`); a timeout, an unknown or a deleted run exit 2.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from exporter.check_wait import UnknownRun, WaitResult, open_run_ids, wait_for_runs
 from exporter.config import FLAGS, ConfigError, Settings, load_settings, parse_duration
 from exporter.letta.client import client_from_settings
 from exporter.letta.errors import LettaError
@@ -68,10 +72,20 @@ def build_parser() -> argparse.ArgumentParser:
         description="Summarise recent Letta runs; exit 1 if any failed, 2 on errors.",
         argument_default=argparse.SUPPRESS,
     )
-    parser.add_argument("--since", default="1h", help="window to look back (default 1h)")
+    parser.add_argument("--since", help="window to look back (default 1h)")
     parser.add_argument(
-        "--agent", action="append", dest="agents", help="only this agent id (repeatable)"
+        "--agent",
+        action="append",
+        dest="agents",
+        help="only this agent id (repeatable); with --wait, wait for its open runs",
     )
+    parser.add_argument(
+        "--run", action="append", dest="run_ids", help="with --wait: this run id (repeatable)"
+    )
+    parser.add_argument(
+        "--wait", action="store_true", help="wait until the runs have ended, then judge them"
+    )
+    parser.add_argument("--timeout", help="with --wait: give up (exit 2) after this (default 10m)")
     parser.add_argument("--output", choices=("table", "json"), default="table")
     for flag in FLAGS:
         if flag.field in _CONNECTION_FIELDS:
@@ -82,7 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str]) -> int:
     """Entry point of `letta-exporter check`."""
     args = vars(build_parser().parse_args(argv))
-    since_raw = args.pop("since")
+    if args.get("wait") or "run_ids" in args or "timeout" in args:
+        return _main_wait(args)
+    since_raw = args.pop("since", "1h")
     agents = frozenset(args.pop("agents", None) or ())
     output = args.pop("output")
     try:
@@ -165,8 +181,11 @@ _QUANTILES: Final = (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))
 
 def as_json(groups: Sequence[Group], since_s: float) -> dict[str, Any]:
     """The machine-readable summary (`--output json`)."""
+    return {"since_seconds": since_s, **_groups_json(groups)}
+
+
+def _groups_json(groups: Sequence[Group]) -> dict[str, Any]:
     return {
-        "since_seconds": since_s,
         "runs": sum(g.runs for g in groups),
         "failed_runs": sum(g.runs for g in groups if g.failed),
         "groups": [
@@ -197,6 +216,13 @@ def _window(seconds: float) -> str:
 
 def as_table(groups: Sequence[Group], since_s: float) -> str:
     """The human-readable summary: one row per group, then a total line."""
+    total = sum(g.runs for g in groups)
+    failed = sum(g.runs for g in groups if g.failed)
+    footer = f"{total} runs in the last {_window(since_s)}, {failed} failed"
+    return "\n".join([*_group_lines(groups), footer])
+
+
+def _group_lines(groups: Sequence[Group]) -> list[str]:
     header = ["AGENT", "STATUS", "STOP_REASON", "RUNS", "P50", "P95", "P99", "TTFT_P50", "TTFT_P95"]
     rows = [header]
     for g in groups:
@@ -212,15 +238,119 @@ def as_table(groups: Sequence[Group], since_s: float) -> str:
             ]
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = [
+    return [
         "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
         for row in rows
     ]
-    total = sum(g.runs for g in groups)
-    failed = sum(g.runs for g in groups if g.failed)
-    lines.append(f"{total} runs in the last {_window(since_s)}, {failed} failed")
-    return "\n".join(lines)
 
 
 def _seconds(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}s"
+
+
+DEFAULT_WAIT_TIMEOUT: Final = "10m"
+
+
+def _main_wait(args: dict[str, Any]) -> int:
+    """`check --wait`: wait until the runs have ended, then summarise them."""
+    run_ids = list(args.pop("run_ids", None) or ())
+    agents = list(dict.fromkeys(args.pop("agents", None) or ()))
+    output = args.pop("output")
+    timeout_raw = args.pop("timeout", DEFAULT_WAIT_TIMEOUT)
+    try:
+        if not args.pop("wait", False):
+            raise ValueError("--run and --timeout go with --wait")
+        if "since" in args:
+            raise ValueError("--since judges a window; it does not go with --wait")
+        if not run_ids and not agents:
+            raise ValueError("--wait needs --run ID or --agent ID")
+        try:
+            timeout_s = float(parse_duration(timeout_raw))
+        except ValueError as exc:
+            raise ValueError(f"invalid --timeout: {exc}") from None
+        if not timeout_s > 0:
+            raise ValueError(f"invalid --timeout: {timeout_raw!r} is not a positive duration")
+        settings = load_settings(args)
+    except (ValueError, ConfigError) as exc:
+        _error(str(exc))
+        return EXIT_ERROR
+    try:
+        result = asyncio.run(_wait(settings, run_ids, agents, timeout_s))
+    except UnknownRun as exc:
+        _error(f"run {exc.run_id} does not exist on {settings.base_url}")
+        return EXIT_ERROR
+    except LettaError as exc:
+        _error(f"cannot read runs from {settings.base_url}: {exc}")
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        _error("interrupted before the runs ended")
+        return EXIT_ERROR
+    groups = summarise(result.runs)
+    if output == "json":
+        print(json.dumps(wait_json(result, groups), indent=2))
+    else:
+        print(wait_table(result, groups))
+    if result.timed_out:
+        still = ", ".join(run.id for run in result.still_open)
+        _error(f"gave up after {_window(timeout_s)} (--timeout); still open: {still}")
+    if result.timed_out or result.deleted:
+        return EXIT_ERROR
+    return EXIT_FAILED_RUNS if any(g.failed for g in groups) else EXIT_OK
+
+
+async def _wait(
+    settings: Settings, run_ids: Sequence[str], agents: Sequence[str], timeout_s: float
+) -> WaitResult:
+    client = client_from_settings(settings)
+    try:
+        wanted = list(run_ids)
+        if agents:
+            opened = await open_run_ids(client, frozenset(agents), settings.letta_page_size)
+            if not opened:
+                _progress(f"no open runs of {', '.join(agents)}")
+            wanted.extend(opened)
+        return await wait_for_runs(client, wanted, timeout_s=timeout_s, report=_progress)
+    finally:
+        await client.aclose()
+
+
+def _progress(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _error(sentence: str) -> None:
+    print(f"letta-exporter check: {sentence}", file=sys.stderr, flush=True)
+
+
+def wait_json(result: WaitResult, groups: Sequence[Group]) -> dict[str, Any]:
+    """The machine-readable summary of `--wait`: groups as usual, plus each run's end."""
+    return {
+        "timed_out": result.timed_out,
+        "still_open": [run.id for run in result.still_open],
+        "deleted": list(result.deleted),
+        **_groups_json(groups),
+        "waited_runs": [
+            {
+                "id": run.id,
+                "agent": run.agent_id,
+                "status": run.status,
+                "stop_reason": run.stop_reason,
+                "ended": run.is_terminal,
+                "failed": is_failure(run.status, run.stop_reason),
+                "duration_seconds": _duration_s(run),
+            }
+            for run in result.runs
+        ],
+    }
+
+
+def wait_table(result: WaitResult, groups: Sequence[Group]) -> str:
+    """The usual table of the runs waited for, then what became of them."""
+    total = sum(g.runs for g in groups) + len(result.deleted)
+    failed = sum(g.runs for g in groups if g.failed)
+    footer = f"{total} runs waited for, {failed} failed"
+    if result.still_open:
+        footer += f", {len(result.still_open)} still open"
+    if result.deleted:
+        footer += f", {len(result.deleted)} deleted"
+    return "\n".join([*_group_lines(groups), footer])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +57,11 @@ class CheckpointError(Exception):
     """The state file cannot be used; the message says why and what to do."""
 
 
+class StateLocationError(CheckpointError):
+    """The state file's place is the problem, not its content: a missing or unwritable
+    directory, or a file another exporter holds. Fixed by `--state.path` or the volume."""
+
+
 @dataclass(slots=True)
 class Loaded:
     """Everything read back at start-up."""
@@ -77,18 +83,42 @@ class Checkpoint:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
-        if self.path.parent and not self.path.parent.exists():
-            raise CheckpointError(f"state directory {self.path.parent} does not exist")
+        self._check_writable()
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None, timeout=0.5)
             self._check_and_init()
         except sqlite3.DatabaseError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise StateLocationError(
+                    f"state file {self.path} is in use by another letta-exporter process"
+                ) from None
             raise CheckpointError(self._describe(exc)) from None
+
+    def _check_writable(self) -> None:
+        # SQLite would open an unwritable file read-only and fail only at the first
+        # commit, and its "unable to open database file" names no cause: ask the OS here.
+        directory = self.path.parent
+        if not directory.exists():
+            raise StateLocationError(f"state directory {directory} does not exist")
+        try:
+            # The WAL and shared-memory files are created next to the state file.
+            with tempfile.TemporaryFile(dir=directory):
+                pass
+        except OSError as exc:
+            raise StateLocationError(
+                f"state directory {directory} is not writable ({exc.strerror})"
+            ) from None
+        if self.path.exists():
+            try:
+                with self.path.open("r+b"):
+                    pass
+            except OSError as exc:
+                raise StateLocationError(
+                    f"state file {self.path} is not writable ({exc.strerror})"
+                ) from None
 
     def _describe(self, exc: sqlite3.DatabaseError) -> str:
         text = str(exc)
-        if "locked" in text or "busy" in text:
-            return f"state file {self.path} is in use by another letta-exporter process"
         return (
             f"state file {self.path} cannot be read ({text}); it is kept as it is: "
             "move it away to start fresh, or point --state.path elsewhere"

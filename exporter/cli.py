@@ -1,13 +1,15 @@
 """Command line: flags, wiring of the parts, signals and exit codes.
 
-Exit codes: 0 after SIGTERM/SIGINT, 1 when the state file cannot be used, 2 for an
-invalid setting.
+Exit codes: 0 after SIGTERM/SIGINT, 1 when the state file's content cannot be used, 2 for
+an invalid setting or one that fails at start-up (port in use, state directory not
+writable, state file held by another exporter), always as one sentence naming it.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import logging
 import os
 import signal
@@ -21,9 +23,9 @@ from exporter import __version__, check
 from exporter import catalogue as m
 from exporter.agent_names import UNKNOWN_REFRESH_S, AgentNames
 from exporter.aggregates import Aggregates
-from exporter.checkpoint import Checkpoint, CheckpointError
+from exporter.checkpoint import Checkpoint, CheckpointError, StateLocationError
 from exporter.collector import RunsCollector
-from exporter.config import FLAGS, ConfigError, Settings, load_settings
+from exporter.config import FLAGS, ConfigError, Settings, load_settings, setting_error
 from exporter.labels import AgentFilter, CappedLabel
 from exporter.letta.client import client_from_settings
 from exporter.logs import configure
@@ -101,7 +103,10 @@ async def serve(settings: Settings) -> int:
         if settings.web_config_file
         else None
     )
-    checkpoint = Checkpoint(settings.state_path)
+    try:
+        checkpoint = Checkpoint(settings.state_path)
+    except StateLocationError as exc:
+        raise setting_error("state_path", str(exc)) from None
     loaded = checkpoint.load()
     aggregates = Aggregates()
     aggregates.load(loaded.series)
@@ -199,18 +204,22 @@ async def serve(settings: Settings) -> int:
     )
     collector.publish(poller.snapshot())
     host, port = settings.listen_host_port
-    server = HttpServer(
-        App(
-            registry,
-            lambda: poller.health,
-            stale_after_s=max(300.0, 10 * settings.poll_interval),
+    try:
+        server = HttpServer(
+            App(
+                registry,
+                lambda: poller.health,
+                stale_after_s=max(300.0, 10 * settings.poll_interval),
+                web=web,
+                health_open=settings.web_health_open,
+            ),
+            host,
+            port,
             web=web,
-            health_open=settings.web_health_open,
-        ),
-        host,
-        port,
-        web=web,
-    )
+        )
+    except OSError as exc:
+        await client.aclose()
+        raise setting_error("web_listen_address", _cannot_listen(host, port, exc)) from None
     server.start()
     log.info(
         "letta-exporter %s listening on %s://%s:%d, polling %s every %gs",
@@ -238,6 +247,12 @@ async def serve(settings: Settings) -> int:
         checkpoint.close()
     log.info("stopped cleanly")
     return 0
+
+
+def _cannot_listen(host: str, port: int, exc: OSError) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        return f"cannot listen on {host}:{port}: another process is listening there"
+    return f"cannot listen on {host}:{port} ({exc.strerror or exc})"
 
 
 def _close_sink(sink: SpanSink | None) -> None:

@@ -119,6 +119,18 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r} is not a Letta user id like user-<uuid4>")
         return value
 
+    @field_validator("api_key_file")
+    @classmethod
+    def _readable(cls, value: Path | None) -> Path | None:
+        # Checked here, not only where the key is read, so the error names this setting.
+        if value is not None:
+            try:
+                with value.open("rb"):
+                    pass
+            except OSError as exc:
+                raise ValueError(f"cannot read {value}: {exc.strerror}") from None
+        return value
+
     @field_validator("agents_allow", "agents_deny")
     @classmethod
     def _regex(cls, value: str | None) -> str | None:
@@ -259,6 +271,13 @@ _BY_FIELD: Final = {flag.field: flag for flag in FLAGS}
 
 class ConfigError(Exception):
     """A setting is invalid; the message is one sentence naming it."""
+
+
+def setting_error(field: str, problem: str) -> ConfigError:
+    """A start-up problem caused by one setting, as one sentence naming its flag and
+    variable (a port in use, an unwritable state directory)."""
+    flag = _BY_FIELD[field]
+    return ConfigError(f"{flag.flag} ({flag.env}): {problem}")
 
 
 def load_settings(overrides: dict[str, Any]) -> Settings:
