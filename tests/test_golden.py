@@ -80,7 +80,7 @@ def scenario_registry() -> CollectorRegistry:
         followed=tracker.followed_count(),
         health=health,
     )
-    collector = RunsCollector()
+    collector = RunsCollector(scope_verified=lambda: True)  # as scoped to a project
     collector.publish(snapshot)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(collector)
