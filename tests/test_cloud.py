@@ -90,7 +90,9 @@ def test_one_project_is_counted_exactly_while_another_creates_runs(tmp_path: Pat
 
             def other_project() -> None:
                 other_rng = random.Random(16)
-                while not stop.wait(0.01):
+                for _ in range(300):  # bounded, however slow the machine
+                    if stop.wait(0.01):
+                        return
                     finish_run(fake, "proj-b", f"agent-b{other_rng.randrange(3)}", other_rng)
 
             neighbour = threading.Thread(target=other_project, daemon=True)
