@@ -12,7 +12,12 @@ import respx
 from exporter import __version__
 from exporter.config import load_settings
 from exporter.letta.auth import BearerAuth
-from exporter.letta.client import ClientOptions, LettaClient, client_from_settings
+from exporter.letta.client import (
+    ClientOptions,
+    LettaClient,
+    build_http_client,
+    client_from_settings,
+)
 from exporter.letta.errors import LettaAuthError
 
 letta_api = respx.MockRouter(using="httpx", assert_all_called=False)
@@ -149,3 +154,25 @@ def test_an_unreadable_or_empty_key_file_keeps_the_previous_key_and_warns_once(
     assert any("changed: using the new key" in m for m in messages)
     assert not any("key\n" in m or "next-key" in m or "good-key" in m for m in messages)
     assert "good-key" not in repr(auth)
+
+
+@letta_api
+async def test_extra_headers_cannot_replace_the_key_or_the_project_in_any_case() -> None:
+    route = letta_api.get(f"{SELF_HOSTED}/v1/runs/").mock(return_value=httpx.Response(200, json=[]))
+    http = build_http_client(
+        SELF_HOSTED,
+        api_key="sk-let-key",
+        user_id=None,
+        timeout=1.0,
+        project_id="proj-1",
+        extra_headers={"authorization": "Bearer other", "x-project-id": "proj-2", "X-A": "1"},
+    )
+    client = LettaClient(http)
+    try:
+        await client.list_runs(limit=1)
+    finally:
+        await client.aclose()
+    sent = route.calls.last.request.headers
+    assert sent.get_list("authorization") == ["Bearer sk-let-key"]
+    assert sent.get_list("x-project-id") == ["proj-1"]
+    assert sent["x-a"] == "1"

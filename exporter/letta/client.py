@@ -63,11 +63,9 @@ PROBE_PAGE: Final = 100  # enough to span three seconds of creation times on a b
 _NS: Final = 1_000_000_000
 TRACE_LIMIT: Final = 5000  # the route's maximum; a long run has a few spans per step
 USER_AGENT: Final = f"letta-exporter/{__version__}"
-SELF_HOSTED_CREDENTIAL: Final = (
-    "check the server password (LETTA_API_KEY or LETTA_API_KEY_FILE; Letta runs with --secure)"
-)
+SELF_HOSTED_CREDENTIAL: Final = "check the server password (LETTA_API_KEY or LETTA_API_KEY_FILE)"
 CLOUD_CREDENTIAL: Final = (
-    "check the API key (LETTA_API_KEY or LETTA_API_KEY_FILE) and that it may read the project"
+    "check the API key (LETTA_API_KEY or LETTA_API_KEY_FILE) and its access to the project"
 )
 
 CursorParam = Literal["before", "after"]
@@ -121,7 +119,9 @@ def build_http_client(
     layer (httpcore, h11, anyio) and 0.6-1.0 ms on aiohttp's, which doubled enrichment
     throughput (tests/benchmarks/bench_enrichment.py).
     """
-    headers = {"Accept": "application/json", "User-Agent": USER_AGENT, **(extra_headers or {})}
+    # httpx.Headers: setting a name replaces it whatever its case in `extra_headers`.
+    headers = httpx.Headers({"Accept": "application/json", "User-Agent": USER_AGENT})
+    headers.update(extra_headers or {})
     if project_id:
         headers["X-Project-Id"] = project_id
     if project:
