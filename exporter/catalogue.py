@@ -273,6 +273,14 @@ WEB_CONFIG_RELOAD_OK: Final = MetricSpec(
     "0 when a changed --web.config.file (or a certificate, key or CA file it names) "
     "failed to load and the previous configuration still serves; else 1.",
 )
+SCOPE_VERIFIED: Final = MetricSpec(
+    "letta_exporter_scope_verified",
+    Kind.GAUGE,
+    "1 once the steps Letta returned showed that it applies --letta.project-id (or "
+    "--letta.project); 0 until then, or for good once a step of another project was seen "
+    "(the server ignores the header and other projects' runs are counted). Absent without "
+    "a project.",
+)
 
 ALL: Final[tuple[MetricSpec, ...]] = (
     RUNS_FINISHED,
@@ -313,5 +321,6 @@ ALL: Final[tuple[MetricSpec, ...]] = (
     SPANS_EXPORTED,
     SPANS_PENDING,
     WEB_CONFIG_RELOAD_OK,
+    SCOPE_VERIFIED,
 )
 BY_NAME: Final = {spec.name: spec for spec in ALL}

@@ -32,6 +32,7 @@ from exporter.logs import configure
 from exporter.poller import Poller, PollOptions
 from exporter.pricing import PriceFileError, load_prices
 from exporter.run_traces import RunTracer
+from exporter.scope import ScopeCheck
 from exporter.server import App, HttpServer
 from exporter.shipper import ShipperOptions, SpanShipper
 from exporter.tracing import SpanSink, resource_from_environment, sink_from_environment
@@ -177,7 +178,13 @@ async def serve(settings: Settings) -> int:
         if sink is not None
         else None
     )
-    collector = RunsCollector(web_config_ok=lambda: web is None or web.last_reload_ok)
+    scope = ScopeCheck(settings.project_id, settings.project)
+    if scope.verified is not None and not settings.enrich_steps:
+        log.warning("--enrich.steps=false: the project scope cannot be verified")
+    collector = RunsCollector(
+        web_config_ok=lambda: web is None or web.last_reload_ok,
+        scope_verified=lambda: scope.verified,
+    )
     registry = CollectorRegistry(auto_describe=False)
     registry.register(collector)
     poller = Poller(
@@ -201,6 +208,7 @@ async def serve(settings: Settings) -> int:
         )
         if settings.agents_names
         else None,
+        scope=scope,
     )
     collector.publish(poller.snapshot())
     host, port = settings.listen_host_port

@@ -47,10 +47,16 @@ _ZERO_INIT_COUNTERS: dict[MetricSpec, tuple[tuple[str, ...], ...]] = {
 class RunsCollector(Collector):
     """A prometheus_client collector over the latest Snapshot (swapped atomically)."""
 
-    def __init__(self, *, web_config_ok: Callable[[], bool] = lambda: True) -> None:
+    def __init__(
+        self,
+        *,
+        web_config_ok: Callable[[], bool] = lambda: True,
+        scope_verified: Callable[[], bool | None] = lambda: None,
+    ) -> None:
         self._snapshot = Snapshot()
         self._lock = threading.Lock()
         self._web_config_ok = web_config_ok
+        self._scope_verified = scope_verified
 
     def publish(self, snapshot: Snapshot) -> None:
         """Make `snapshot` what the next scrape shows."""
@@ -121,6 +127,8 @@ class RunsCollector(Collector):
         yield _gauge(m.BACKFILL_REMAINING, {(): snap.backfill_remaining_s})
         yield _gauge(m.SPANS_PENDING, {(): float(snap.spans_pending)})
         yield _gauge(m.WEB_CONFIG_RELOAD_OK, {(): 1.0 if self._web_config_ok() else 0.0})
+        verified = self._scope_verified()
+        yield _gauge(m.SCOPE_VERIFIED, {} if verified is None else {(): float(verified)})
 
 
 def _gauge(spec: MetricSpec, values: dict[tuple[str, ...], float]) -> GaugeMetricFamily:

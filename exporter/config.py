@@ -2,7 +2,8 @@
 
 Every flag has one environment variable: `--poll.interval` is
 `LETTA_EXPORTER_POLL_INTERVAL`. The Letta connection uses the names Letta's own SDKs use
-(`LETTA_BASE_URL`, `LETTA_API_KEY`). The API key has no flag, so it never shows in `ps`.
+(`LETTA_BASE_URL`, `LETTA_API_KEY`, `LETTA_CUSTOM_HEADERS`). The API key and custom headers
+have no flag, so they never show in `ps`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pydantic import (
     AliasChoices,
     BeforeValidator,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     field_validator,
@@ -23,9 +25,12 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from exporter.letta.headers import HeaderError, merge, parse_headers, read_headers_file
+
 ENV_PREFIX: Final = "LETTA_EXPORTER_"
 _UNITS: Final = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _DURATION: Final = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+CLOUD_HOSTS: Final = ("api.letta.com",)
 
 
 def parse_duration(value: Any) -> Any:
@@ -66,6 +71,16 @@ class Settings(BaseSettings):
         None, validation_alias=AliasChoices("api_key_file", "LETTA_API_KEY_FILE")
     )
     user_id: str | None = Field(None, validation_alias=AliasChoices("user_id", "LETTA_USER_ID"))
+    # letta-client's `project_id` and deprecated `project` options, sent as X-Project-Id
+    # and X-Project; the SDKs have no variables for them, these names follow LETTA_*.
+    project_id: str | None = Field(
+        None, validation_alias=AliasChoices("project_id", "LETTA_PROJECT_ID")
+    )
+    project: str | None = Field(None, validation_alias=AliasChoices("project", "LETTA_PROJECT"))
+    custom_headers: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("custom_headers", "LETTA_CUSTOM_HEADERS")
+    )
+    letta_headers_file: Path | None = None
     letta_timeout: PositiveDuration = 10.0
     letta_retries: int = Field(3, ge=0, le=10)
     letta_max_response_bytes: int = Field(32 * 1024 * 1024, ge=64 * 1024)
@@ -103,6 +118,7 @@ class Settings(BaseSettings):
     traces_max_pending: int = Field(10_000, ge=1)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["text", "json"] = "text"
+    _extra_headers: dict[str, SecretStr] = PrivateAttr(default_factory=dict)
 
     @field_validator("base_url")
     @classmethod
@@ -130,6 +146,13 @@ class Settings(BaseSettings):
             except OSError as exc:
                 raise ValueError(f"cannot read {value}: {exc.strerror}") from None
         return value
+
+    @field_validator("project_id", "project")
+    @classmethod
+    def _header_value(cls, value: str | None) -> str | None:
+        if value is not None and (not value.strip() or re.search(r"[\x00-\x1f\x7f]", value)):
+            raise ValueError(f"{value!r} cannot be sent as a header value")
+        return value.strip() if value is not None else None
 
     @field_validator("agents_allow", "agents_deny")
     @classmethod
@@ -166,6 +189,36 @@ class Settings(BaseSettings):
                 raise ValueError(f"cannot read {self.api_key_file}: {exc.strerror}") from None
             object.__setattr__(self, "api_key", SecretStr(key) if key else None)
         return self
+
+    @model_validator(mode="after")
+    def _custom_headers(self) -> Settings:
+        # The file wins over the variable: it is the deployment's own, mounted secret.
+        try:
+            from_env = (
+                parse_headers(self.custom_headers.get_secret_value(), "LETTA_CUSTOM_HEADERS")
+                if self.custom_headers is not None
+                else {}
+            )
+            from_file = (
+                read_headers_file(self.letta_headers_file)
+                if self.letta_headers_file is not None
+                else {}
+            )
+        except HeaderError as exc:
+            raise ValueError(str(exc)) from None
+        self._extra_headers = merge(from_env, from_file)
+        return self
+
+    @property
+    def extra_headers(self) -> dict[str, SecretStr]:
+        """Headers from LETTA_CUSTOM_HEADERS and --letta.headers-file (the file wins)."""
+        return dict(self._extra_headers)
+
+    @property
+    def cloud(self) -> bool:
+        """True when the URL is Letta Cloud's API (the key is an API key, not a password)."""
+        host = self.base_url.split("://", 1)[1].split("/", 1)[0].split(":", 1)[0].lower()
+        return host in CLOUD_HOSTS
 
     @property
     def enrich_endpoints(self) -> tuple[str, ...]:
@@ -206,6 +259,13 @@ FLAGS: Final = (
     Flag("--letta.url", "base_url", "Letta server root URL"),
     Flag("--letta.api-key-file", "api_key_file", "file holding the Letta API key or password"),
     Flag("--letta.user-id", "user_id", "actor for self-hosted servers (sent as user_id header)"),
+    Flag("--letta.project-id", "project_id", "Letta Cloud project id (sent as X-Project-Id)"),
+    Flag("--letta.project", "project", "Letta Cloud project slug, deprecated (sent as X-Project)"),
+    Flag(
+        "--letta.headers-file",
+        "letta_headers_file",
+        "file of extra request headers, one 'Name: value' a line (like LETTA_CUSTOM_HEADERS)",
+    ),
     Flag("--letta.timeout", "letta_timeout", "timeout of one HTTP request"),
     Flag("--letta.retries", "letta_retries", "retries of a failed request (5xx, 429, timeouts)"),
     Flag("--letta.max-response-bytes", "letta_max_response_bytes", "largest response accepted"),

@@ -23,6 +23,7 @@ from exporter.letta.errors import (
 )
 from exporter.letta.models import Tool
 from exporter.pager import RunPager, next_limit
+from exporter.scope import ScopeCheck
 from exporter.snapshot import Health, Snapshot
 from exporter.tracker import RunRecord, Tracker
 from exporter.walk import Walk
@@ -71,6 +72,7 @@ class Poller:
         clock: Callable[[], float] = time.time,
         spans_pending: Callable[[], int] = lambda: 0,
         agent_names: AgentNames | None = None,
+        scope: ScopeCheck | None = None,
     ) -> None:
         self._client = client
         self._tracker = tracker
@@ -89,6 +91,7 @@ class Poller:
         self._spans_pending = spans_pending
         self._trace_unavailable_until = 0
         self._agent_names = agent_names
+        self._scope = scope or ScopeCheck(None, None)
 
     def _now(self) -> int:
         return int(self._clock() * _NS)
@@ -284,7 +287,9 @@ class Poller:
                 if endpoint == "usage":
                     tracker.enriched_usage(record, await client.get_usage(record.id), now)
                 elif endpoint == "steps":
-                    tracker.enriched_steps(record, await client.list_steps(record.id), now)
+                    steps = await client.list_steps(record.id)
+                    self._scope.observe(steps)
+                    tracker.enriched_steps(record, steps, now)
                 elif endpoint == "metrics":
                     metrics = await client.get_run_metrics(record.id)
                     for tool_id in list(dict.fromkeys(metrics.tools_used or ())):

@@ -600,6 +600,14 @@ class FakeLetta:
             <password>``, else 401 ``{"detail":"Unauthorized"}``.
         require_user_id: validate the ``user_id`` header when present (400 unless it
             matches ``user-<uuid4>``), as the real ``get_headers`` dependency does.
+        cloud: the Letta Cloud profile (assumed, not captured: the cloud's source is not
+            public). ``password`` is the API key and only ``Authorization: Bearer`` is
+            accepted; runs created with a ``project_id`` belong to that project, and a
+            request with ``X-Project-Id`` sees only its project's runs (lists, GET, every
+            sub-route, step metrics), while one without the header sees them all. Steps
+            carry their run's ``project_id`` (as letta-client's ``Step`` documents).
+            ``honour_project_header = False`` models a server that ignores the header.
+            Every request's ``X-Project-Id`` is logged in :attr:`project_headers`.
         clock: wall-clock source in epoch seconds (default ``time.time``); drives default
             ``created_at``/``completed_at`` values and the visibility of metrics.
         host, port: where to listen; port 0 picks a free ephemeral port.
@@ -615,6 +623,7 @@ class FakeLetta:
         clock: Callable[[], float] | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
+        cloud: bool = False,
     ) -> None:
         if semantics not in ("letta-0.16.8", "conventional", "relative"):
             raise ValueError(f"unknown semantics {semantics!r}")
@@ -626,6 +635,11 @@ class FakeLetta:
         self.backend: Backend = backend
         self.password = password
         self.require_user_id = require_user_id
+        self.cloud = cloud
+        self.honour_project_header = True
+        self._run_projects: dict[str, str] = {}  # run id -> project id (cloud profile)
+        self._project_headers: list[str | None] = []
+        self._scope = threading.local()  # the X-Project-Id of the request being served
         self._clock: Callable[[], float] = clock or time.time
         self._host = host
         self._port = port
@@ -720,6 +734,13 @@ class FakeLetta:
         """Forget the request log."""
         with self._lock:
             self._requests.clear()
+            self._project_headers.clear()
+
+    @property
+    def project_headers(self) -> list[str | None]:
+        """The ``X-Project-Id`` of every request (None when absent); cloud profile only."""
+        with self._lock:
+            return list(self._project_headers)
 
     def _record(self, method: str, path: str, query: dict[str, list[str]], status: int) -> None:
         with self._lock:
@@ -741,6 +762,7 @@ class FakeLetta:
         run_id: str | None = None,
         metadata: Mapping[str, Any] | None = None,
         has_metrics: bool = True,
+        project_id: str | None = None,
     ) -> str:
         """Insert a run, as ``RunManager.create_run`` does, and return its ``run-<uuid4>`` id.
 
@@ -757,6 +779,7 @@ class FakeLetta:
             metadata: extra keys merged over ``{"run_type": ...}``.
             has_metrics: ``False`` models a run older than the ``run_metrics`` table
                 (``/metrics`` is 404 and the list's ``total_duration_ns`` stays null).
+            project_id: the Cloud project the run's agent belongs to (cloud profile).
         """
         now = self._clock()
         with self._lock:
@@ -797,6 +820,8 @@ class FakeLetta:
             run.j_get = None
             run.j_list = None
             self._runs[rid] = run
+            if project_id is not None:
+                self._run_projects[rid] = project_id
             if visible:
                 self._insert_row(run)
             if status in TERMINAL_STATUSES:
@@ -943,6 +968,7 @@ class FakeLetta:
             self._remove_row(run)
         for step in run.steps:
             self._steps_by_id.pop(step.data["id"], None)
+        self._run_projects.pop(run.sid, None)
         del self._runs[run.sid]
 
     # ------------------------------------------------------------------ control API: steps
@@ -1003,6 +1029,7 @@ class FakeLetta:
             unknown = set(overrides) - set(data)
             if unknown:
                 raise TypeError(f"unknown Step fields: {sorted(unknown)}")
+            data["project_id"] = self._run_projects.get(run.sid)
             data.update(overrides)
             timings: _Timings | None = (llm_request_ns, tool_execution_ns, step_ns)
             if timings == (None, None, None):
@@ -1203,16 +1230,18 @@ class FakeLetta:
 
     # ------------------------------------------------------------------ inspection
 
-    def truth(self) -> Counter[tuple[str, str, str | None]]:
+    def truth(self, project_id: str | None = None) -> Counter[tuple[str, str, str | None]]:
         """Count ``(agent_id, status, stop_reason)`` over visible terminal runs (status
-        completed/failed/cancelled, or any status once ``completed_at`` is set). This is
-        what a perfect exporter would have counted."""
+        completed/failed/cancelled, or any status once ``completed_at`` is set), of one
+        project when ``project_id`` is given. This is what a perfect exporter would have
+        counted."""
         with self._lock:
             return Counter(
-                (run.agent_id, run.status, run.stop_reason) for run in self._finished_locked()
+                (run.agent_id, run.status, run.stop_reason)
+                for run in self._finished_locked(project_id)
             )
 
-    def token_truth(self) -> Counter[tuple[str, str, str]]:
+    def token_truth(self, project_id: str | None = None) -> Counter[tuple[str, str, str]]:
         """Token totals by ``(agent_id, model, type)`` over the runs :meth:`truth` counts,
         summed over *all* steps of each run (not the 50 that ``/usage`` sees).
 
@@ -1221,11 +1250,12 @@ class FakeLetta:
         (completion_tokens), ``cached_input`` (cached_input_tokens), ``cache_write``
         (cache_write_tokens) or ``reasoning`` (reasoning_tokens). Zero and null values
         make no entry. Bulk runs are read from their lazy description, not materialised.
+        ``project_id`` limits it to one project's runs.
         """
         out: Counter[tuple[str, str, str]] = Counter()
         bulk: dict[str, list[int]] = {}  # agent -> [input, output] of its lazy bulk runs
         with self._lock:
-            for run in self._finished_locked():
+            for run in self._finished_locked(project_id):
                 agent = run.agent_id
                 if run.lazy_steps is not None:
                     prompt, completion = _lazy_totals(run.lazy_steps)
@@ -1274,9 +1304,11 @@ class FakeLetta:
                     out[(run.agent_id, tool["name"] if tool is not None else tool_id)] += 1
         return out
 
-    def _finished_locked(self) -> Iterator[_Run]:
+    def _finished_locked(self, project_id: str | None = None) -> Iterator[_Run]:
         """Visible runs that are terminal, or were once (``completed_at`` is set)."""
         for run in self._runs.values():
+            if project_id is not None and self._run_projects.get(run.sid) != project_id:
+                continue
             if run.visible and (run.status in TERMINAL_STATUSES or run.completed_us is not None):
                 yield run
 
@@ -1551,7 +1583,7 @@ class FakeLetta:
             "id": run.sid,
             "organization_id": DEFAULT_ORG_ID,
             "agent_id": run.agent_id,
-            "project_id": None,
+            "project_id": self._run_projects.get(run.sid),
             "run_start_ns": run.run_start_ns,
             "run_ns": run.m_run_ns,
             "num_steps": run.m_num_steps,
@@ -1676,8 +1708,11 @@ class FakeLetta:
         )
         agent_set = set(agent_ids) if agent_ids else None
         status_set = set(statuses) if statuses is not None else None
+        scope = self._request_project()
         picked: list[_Row] = []
         for row in merged:
+            if scope is not None and self._run_projects.get(row.sid) != scope:
+                continue
             if agent_set is not None and _bucket(row.agent_id) not in agent_set:
                 continue
             if status_set is not None and _bucket(row.status) not in status_set:
@@ -1713,6 +1748,11 @@ class FakeLetta:
         if query is None:
             query = parse_qs(raw_query, keep_blank_values=True)
         exempt = raw_path in _AUTH_EXEMPT
+        if self.cloud:
+            project = headers.get("x-project-id")
+            with self._lock:
+                self._project_headers.append(project)
+            self._scope.project = project if self.honour_project_header else None
         if self.password is not None and not exempt and not self._authorised(headers):
             return _detail(401, "Unauthorized")
         path = raw_path
@@ -1747,8 +1787,18 @@ class FakeLetta:
         bearer = headers.get("authorization")
         if bearer is not None and bearer == f"Bearer {self.password}":
             return True
+        if self.cloud:
+            return False  # API keys go in Authorization only
         bare = headers.get("x-bare-password")
         return bare is not None and bare == f"password {self.password}"
+
+    def _request_project(self) -> str | None:
+        """The project the request being served is scoped to (cloud profile), else None."""
+        return getattr(self._scope, "project", None) if self.cloud else None
+
+    def _in_scope(self, run: _Run) -> bool:
+        scope = self._request_project()
+        return scope is None or self._run_projects.get(run.sid) == scope
 
     def _check_user_header(self, headers: Message) -> None:
         # The header is literally "user_id" (underscore). A well-formed unknown id
@@ -1883,11 +1933,13 @@ class FakeLetta:
             run, step = self._steps_by_id.get(step_id) or (None, None)
             if run is None or step is None or not run.visible or step.timings is None:
                 return _not_found("StepMetrics", step_id)
+            if not self._in_scope(run):
+                return _not_found("StepMetrics", step_id)
             return _json_resp(200, _step_metrics_dict(step_id, run, step.timings))
 
     def _visible_run(self, run_id: str) -> _Run | None:
         run = self._runs.get(run_id)
-        return run if run is not None and run.visible else None
+        return run if run is not None and run.visible and self._in_scope(run) else None
 
     def _run_for_route(self, run_id: str) -> _Run:
         run = self._visible_run(run_id)

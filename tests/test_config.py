@@ -86,6 +86,57 @@ def test_the_command_exits_2_on_a_bad_setting() -> None:
 def test_environment_variables_derive_from_the_flag_names() -> None:
     sdk_names = {"--letta.url": "LETTA_BASE_URL", "--letta.api-key-file": "LETTA_API_KEY_FILE"}
     sdk_names["--letta.user-id"] = "LETTA_USER_ID"
+    sdk_names["--letta.project-id"] = "LETTA_PROJECT_ID"
+    sdk_names["--letta.project"] = "LETTA_PROJECT"
     for flag in FLAGS:
         derived = "LETTA_EXPORTER_" + flag.flag[2:].replace(".", "_").replace("-", "_").upper()
         assert flag.env == sdk_names.get(flag.flag, derived)
+
+
+def test_custom_headers_read_the_sdk_format_and_the_file_wins(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # letta-client's LETTA_CUSTOM_HEADERS: "Name: value" lines, split at the first colon.
+    monkeypatch.setenv("LETTA_CUSTOM_HEADERS", "X-Gateway: a:b:c\n\n  X-Team :  blue  \n")
+    headers_file = tmp_path / "headers"
+    headers_file.write_text("# gateway token, rotated by the platform\nx-team: green\n")
+    settings = load_settings({"letta_headers_file": str(headers_file)})
+    assert {k: v.get_secret_value() for k, v in settings.extra_headers.items()} == {
+        "X-Gateway": "a:b:c",
+        "x-team": "green",
+    }
+    assert "a:b:c" not in repr(settings) and "green" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("X-Gateway s3cret-value", "line 1 of LETTA_CUSTOM_HEADERS is not a 'Name: value' header"),
+        ("X-Ok: 1\nBad Name: s3cret-value", "line 2 of LETTA_CUSTOM_HEADERS is not"),
+        ("Authorization: Bearer s3cret-value", "sets Authorization (set LETTA_API_KEY"),
+        ("x-project-id: s3cret-value", "sets X-Project-Id (set LETTA_PROJECT_ID)"),
+        ("X-Project: s3cret-value", "sets X-Project (set LETTA_PROJECT)"),
+    ],
+)
+def test_a_bad_custom_header_names_its_line_never_its_value(
+    monkeypatch: pytest.MonkeyPatch, text: str, says: str
+) -> None:
+    monkeypatch.setenv("LETTA_CUSTOM_HEADERS", text)
+    with pytest.raises(ConfigError) as info:
+        load_settings({})
+    assert says in str(info.value)
+    assert "s3cret" not in str(info.value)
+
+
+def test_a_missing_headers_file_is_one_sentence(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"cannot read .*nowhere: No such file"):
+        load_settings({"letta_headers_file": str(tmp_path / "nowhere")})
+
+
+def test_project_settings_and_cloud_detection(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LETTA_PROJECT_ID", "proj-123")
+    settings = load_settings({"base_url": "https://api.letta.com"})
+    assert (settings.project_id, settings.project, settings.cloud) == ("proj-123", None, True)
+    assert not load_settings({"base_url": "http://letta:8283"}).cloud
+    with pytest.raises(ConfigError, match=r"--letta.project \(LETTA_PROJECT\)"):
+        load_settings({"project": "a\nb"})

@@ -59,6 +59,10 @@ EMPTY_IN_THIS_SCENARIO = {
         "Letta 0.16.8 never fills ttft_ns (the fake mirrors it), so the TTFT histogram has "
         "no series"
     ),
+    ("letta-exporter.json", "Project scope"): (
+        "the exporter runs without --letta.project-id, so letta_exporter_scope_verified has "
+        "no sample (tests/test_cloud.py covers the scoped case)"
+    ),
 }
 
 # The alerts this scenario must set off, with the shipped rules (thresholds unchanged

@@ -315,5 +315,5 @@ def test_wrong_credentials_set_up_to_zero_and_say_why(tmp_path: Path) -> None:
         )
         assert exp.value("letta_up") == 0
         assert exp.get("/readyz").status_code == 503
-        assert any("check LETTA_API_KEY" in line for line in exp.logs)
+        assert any("check the server password (LETTA_API_KEY" in line for line in exp.logs)
         assert not any("wrong-key-123" in line for line in exp.logs)

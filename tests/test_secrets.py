@@ -1,5 +1,6 @@
-"""The Letta API key never leaks: not in logs, /metrics, the landing page, spans, the
-state file, `check` output, error texts or the repr of the settings."""
+"""The Letta API key and every custom header value (LETTA_CUSTOM_HEADERS, --letta.headers-file)
+never leak: not in logs, /metrics, the landing page, spans, the state file, `check` output,
+error texts or the repr of the settings."""
 
 from __future__ import annotations
 
@@ -39,11 +40,15 @@ def test_the_key_appears_nowhere_through_faults_traces_and_rejections(tmp_path: 
     key = canary()
     key_file = tmp_path / "letta-key"
     key_file.write_text(key + "\n")
+    env_header, file_header = canary(), canary()
+    headers_file = tmp_path / "letta-headers"
+    headers_file.write_text(f"X-Vault-Token: {file_header}\n")
     state = tmp_path / "s.sqlite"
     texts: list[str | bytes] = []
     with OtlpReceiver() as receiver, FakeLetta(password=key) as fake:
         env = {
             "LETTA_API_KEY_FILE": str(key_file),
+            "LETTA_CUSTOM_HEADERS": f"X-Gateway-Token: {env_header}",
             "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.base_url,
             "OTEL_EXPORTER_OTLP_TIMEOUT": "2",
         }
@@ -61,6 +66,7 @@ def test_the_key_appears_nowhere_through_faults_traces_and_rejections(tmp_path: 
             state,
             "--traces.settle-delay=0.2s",
             "--log.format=json",
+            f"--letta.headers-file={headers_file}",
             env=env,
         )
         with running(exporter) as exp:
@@ -89,13 +95,25 @@ def test_the_key_appears_nowhere_through_faults_traces_and_rejections(tmp_path: 
 
         # A server that rejects the key: the 401 path logs, but never the key.
         fake.password = canary()
-        rejected = Exporter(fake.base_url, tmp_path / "r.sqlite", env={"LETTA_API_KEY": key})
+        rejected = Exporter(
+            fake.base_url,
+            tmp_path / "r.sqlite",
+            f"--letta.headers-file={headers_file}",
+            env={"LETTA_API_KEY": key, "LETTA_CUSTOM_HEADERS": env["LETTA_CUSTOM_HEADERS"]},
+        )
         with running(rejected) as exp:
             exp.wait_for(lambda: any("credentials" in line for line in exp.logs), what="401 log")
             texts.append(exp.metrics_text())
         texts.append("\n".join(rejected.logs))
         result = subprocess.run(
-            [sys.executable, "-m", "exporter", "check", f"--letta.url={fake.base_url}"],
+            [
+                sys.executable,
+                "-m",
+                "exporter",
+                "check",
+                f"--letta.url={fake.base_url}",
+                f"--letta.headers-file={headers_file}",
+            ],
             env={**rejected.env, "LETTA_API_KEY": key},
             capture_output=True,
             text=True,
@@ -107,6 +125,8 @@ def test_the_key_appears_nowhere_through_faults_traces_and_rejections(tmp_path: 
     assert any("llm_api_error" in str(t) for t in texts)  # the scenario did run
     assert any("401" in str(t) or "credentials" in str(t) for t in texts)
     assert leaks(key, *texts) == []
+    assert leaks(env_header, *texts) == []
+    assert leaks(file_header, *texts) == []
 
 
 def test_the_settings_repr_and_errors_hide_the_key(tmp_path: Path) -> None:
@@ -117,3 +137,34 @@ def test_the_settings_repr_and_errors_hide_the_key(tmp_path: Path) -> None:
     with pytest.raises(Exception) as excinfo:
         load_settings({"api_key": key, "api_key_file": str(tmp_path / "missing")})
     assert leaks(key, str(excinfo.value), repr(excinfo.value)) == []
+
+
+def test_custom_header_values_stay_out_of_settings_and_start_up_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env_header, file_header = canary(), canary()
+    headers_file = tmp_path / "headers"
+    headers_file.write_text(f"X-Vault-Token: {file_header}\n")
+    monkeypatch.setenv("LETTA_CUSTOM_HEADERS", f"X-Gateway-Token: {env_header}")
+    settings = load_settings({"letta_headers_file": str(headers_file)})
+    shown = (
+        repr(settings),
+        str(settings),
+        settings.model_dump_json(),
+        repr(settings.extra_headers),
+    )
+    assert leaks(env_header, *shown) == [] and leaks(file_header, *shown) == []
+
+    # A bad line (no colon, a reserved name) is reported by number, at start, exit 2.
+    texts: list[str | bytes] = []
+    for bad in (f"X-Vault-Token {file_header}", f"Authorization: Bearer {file_header}"):
+        headers_file.write_text(f"X-Ok: 1\n{bad}\n")
+        result = subprocess.run(
+            [sys.executable, "-m", "exporter", f"--letta.headers-file={headers_file}"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 2 and f"line 2 of {headers_file}" in result.stderr
+        texts += [result.stdout, result.stderr]
+    assert leaks(file_header, *texts) == []

@@ -10,6 +10,7 @@ import ssl
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final, Literal, TypeVar
 from urllib.parse import urlencode
 
@@ -26,7 +27,9 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from exporter import __version__
 from exporter.config import Settings
+from exporter.letta.auth import BearerAuth
 from exporter.letta.errors import (
     LettaAuthError,
     LettaBadResponse,
@@ -36,6 +39,7 @@ from exporter.letta.errors import (
     LettaRequestError,
     LettaUnavailable,
 )
+from exporter.letta.headers import reveal
 from exporter.letta.models import (
     Agent,
     Run,
@@ -61,6 +65,11 @@ MAX_STEP_PAGES: Final = 100  # 10,000 steps: far beyond any max_steps a client w
 PROBE_PAGE: Final = 100  # enough to span three seconds of creation times on a busy server
 _NS: Final = 1_000_000_000
 TRACE_LIMIT: Final = 5000  # the route's maximum; a long run has a few spans per step
+USER_AGENT: Final = f"letta-exporter/{__version__}"
+SELF_HOSTED_CREDENTIAL: Final = "check the server password (LETTA_API_KEY or LETTA_API_KEY_FILE)"
+CLOUD_CREDENTIAL: Final = (
+    "check the API key (LETTA_API_KEY or LETTA_API_KEY_FILE) and its access to the project"
+)
 
 CursorParam = Literal["before", "after"]
 _M = TypeVar("_M", bound=BaseModel)
@@ -79,6 +88,8 @@ class ClientOptions:
     retries: int = 3
     retry_max_wait: float = 30.0
     max_response_bytes: int = 32 * 1024 * 1024
+    # What a 401/403 asks the user to check: the key on Cloud, the password self-hosted.
+    credential_hint: str = SELF_HOSTED_CREDENTIAL
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,28 +106,38 @@ def build_http_client(
     api_key: str | None,
     user_id: str | None,
     timeout: float,
+    api_key_file: Path | None = None,
+    project_id: str | None = None,
+    project: str | None = None,
     extra_headers: Mapping[str, str] | None = None,
 ) -> httpx.AsyncClient:
-    """An httpx client with Letta's auth headers; the key lives only in its headers.
+    """An httpx client with Letta's auth and scope headers, as letta-client sends them.
+
+    The key lives only in the client's auth (re-read from `api_key_file` when that
+    changes). `extra_headers` go on every request; they come first, so they cannot
+    replace the key, the project headers or `user_id`.
 
     Requests go through aiohttp (httpx-aiohttp), behind the same httpx API: against a
     canned local server a request cost 1.2-2.0 ms of CPU with httpx's own connection
     layer (httpcore, h11, anyio) and 0.6-1.0 ms on aiohttp's, which doubled enrichment
     throughput (tests/benchmarks/bench_enrichment.py).
     """
-    headers = {"Accept": "application/json", "User-Agent": "letta-exporter"}
-    if api_key:
-        headers["Authorization"] = f"Bearer {api_key}"
+    # httpx.Headers: setting a name replaces it whatever its case in `extra_headers`.
+    headers = httpx.Headers({"Accept": "application/json", "User-Agent": USER_AGENT})
+    headers.update(extra_headers or {})
+    if project_id:
+        headers["X-Project-Id"] = project_id
+    if project:
+        headers["X-Project"] = project
     if user_id:
         # Letta reads the actor from a header literally named `user_id` (§1.2).
         headers["user_id"] = user_id
-    if extra_headers:
-        headers.update(extra_headers)
     # HttpxAiohttpClient rather than transport=AiohttpTransport(): httpx ignores the
     # HTTP(S)_PROXY variables when it is handed a transport.
     return HttpxAiohttpClient(
         base_url=base_url.rstrip("/"),
         headers=headers,
+        auth=BearerAuth(api_key, api_key_file),
         timeout=httpx.Timeout(timeout),
         follow_redirects=False,
         # Keep every connection the pool may open: with fewer keep-alive slots than
@@ -380,7 +401,7 @@ class LettaClient:
                 url = f"{self._base}{path}?{urlencode(params)}" if params else self._base + path
                 async with self._http.stream("GET", url) as response:
                     code = str(response.status_code)
-                    _raise_for_status(endpoint, response)
+                    _raise_for_status(endpoint, response, self._options.credential_hint)
                     return await self._read_capped(endpoint, response)
         except TimeoutError:
             code = "timeout"
@@ -455,14 +476,12 @@ def _connect_problem(exc: httpx.TransportError) -> str:
     return f"cannot reach Letta ({name})"
 
 
-def _raise_for_status(endpoint: str, response: httpx.Response) -> None:
+def _raise_for_status(endpoint: str, response: httpx.Response, credential_hint: str) -> None:
     status = response.status_code
     if status < 300:
         return
     if status in (401, 403):
-        raise LettaAuthError(
-            f"{endpoint}: Letta answered {status}; check LETTA_API_KEY (or the server password)"
-        )
+        raise LettaAuthError(f"{endpoint}: Letta answered {status}; {credential_hint}")
     if status == 404:
         raise LettaNotFound(f"{endpoint}: 404 not found")
     if status == 429:
@@ -508,11 +527,19 @@ def client_from_settings(
     on_invalid_item: InvalidItemObserver | None = None,
 ) -> LettaClient:
     """The client the `--letta.*` settings describe (the serve loop and `check` alike)."""
+    user_id = settings.user_id
+    if settings.cloud and user_id is not None:
+        log.warning("--letta.user-id does not apply to Letta Cloud (the API key is the user)")
+        user_id = None
     http = build_http_client(
         settings.base_url,
         api_key=settings.api_key.get_secret_value() if settings.api_key else None,
-        user_id=settings.user_id,
+        api_key_file=settings.api_key_file,
+        user_id=user_id,
+        project_id=settings.project_id,
+        project=settings.project,
         timeout=settings.letta_timeout,
+        extra_headers=reveal(settings.extra_headers),
     )
     return LettaClient(
         http,
@@ -521,6 +548,7 @@ def client_from_settings(
             total_deadline=settings.letta_timeout * 3,
             retries=settings.letta_retries,
             max_response_bytes=settings.letta_max_response_bytes,
+            credential_hint=CLOUD_CREDENTIAL if settings.cloud else SELF_HOSTED_CREDENTIAL,
         ),
         on_request=on_request,
         on_invalid_item=on_invalid_item,

@@ -124,6 +124,7 @@ class Step(BaseModel):
     stop_reason: str | None = None
     trace_id: str | None = None
     error_type: str | None = None
+    project_id: str | None = None  # Letta Cloud; null self-hosted
 
 
 class RunMetrics(BaseModel):
