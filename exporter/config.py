@@ -190,6 +190,27 @@ class Settings(BaseSettings):
             object.__setattr__(self, "api_key", SecretStr(key) if key else None)
         return self
 
+    @field_validator("custom_headers")
+    @classmethod
+    def _parsable_headers(cls, value: SecretStr | None) -> SecretStr | None:
+        # Checked per field, so the error names the variable (values never shown).
+        if value is not None:
+            try:
+                parse_headers(value.get_secret_value(), "LETTA_CUSTOM_HEADERS")
+            except HeaderError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("letta_headers_file")
+    @classmethod
+    def _readable_headers_file(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            try:
+                read_headers_file(value)
+            except HeaderError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
     @model_validator(mode="after")
     def _custom_headers(self) -> Settings:
         # The file wins over the variable: it is the deployment's own, mounted secret.
@@ -360,6 +381,8 @@ def describe(exc: ValidationError) -> str:
         return f"invalid {flag.flag} ({flag.env}): {message}"
     if field == "api_key":
         return f"invalid LETTA_API_KEY: {message}"
+    if field == "custom_headers":
+        return f"invalid LETTA_CUSTOM_HEADERS: {message}"
     if not field:
         return f"invalid configuration: {message}"
     return f"invalid {ENV_PREFIX}{field.upper()}: {message}"

@@ -1,7 +1,4 @@
-"""A setting that fails at start-up ends it with one sentence naming the setting, exit 2.
-
-(No headers-file option exists yet; its test comes with the option.)
-"""
+"""A setting that fails at start-up ends it with one sentence naming the setting, exit 2."""
 
 from __future__ import annotations
 
@@ -126,3 +123,18 @@ def test_an_unreadable_key_file_names_the_key_file_setting(tmp_path: Path) -> No
     missing = tmp_path / "missing-key"
     result = start(tmp_path, f"--letta.api-key-file={missing}")
     assert one_sentence(result).endswith(f"cannot read {missing}: No such file or directory")
+
+
+def test_an_unreadable_headers_file_names_the_headers_file_setting(tmp_path: Path) -> None:
+    headers = tmp_path / "headers"
+    headers.write_text("X-Tenant: secret-tenant\n")
+    headers.chmod(0o000)
+    for command in ((), ("check",)):
+        result = start(tmp_path, f"--letta.headers-file={headers}", as_user=True, command=command)
+        line = one_sentence(result)
+        assert "--letta.headers-file" in line, line
+        assert str(headers) in line, line
+        assert "secret-tenant" not in result.stderr
+    missing = tmp_path / "missing-headers"
+    line = one_sentence(start(tmp_path, f"--letta.headers-file={missing}"))
+    assert "--letta.headers-file" in line and "No such file or directory" in line, line
