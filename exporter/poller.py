@@ -103,6 +103,7 @@ class Poller:
             await self._scan(now)
             await self._refresh_open(now)
             await self._refresh_settling(now)
+            await self._refresh_approvals(now)
         except LettaError as exc:
             ok = False
             agg.inc(m.POLL_ERRORS, (exc.reason,))
@@ -153,6 +154,7 @@ class Poller:
         return Snapshot(
             aggregates=tracker.aggregates.copy(),
             open_runs=tuple(tracker.open_runs(now)),
+            approval_waits=tuple(tracker.approval_waits(now)),
             followed=tracker.followed_count(),
             enrichment_backlog=tracker.enrichment_backlog(),
             health=self.health.copy(),
@@ -339,6 +341,35 @@ class Poller:
                 seconds.append((model, metrics.step_ns / _NS))
         return seconds
 
+    async def _refresh_approvals(self, since: int) -> None:
+        """GET each waiting run the scan no longer lists, so a cancel is seen; within
+        the re-scanned window this costs nothing."""
+        due = self._tracker.approvals.due_refresh(since)
+        if not due:
+            return
+        now = self._now()
+        tracker = self._tracker
+        failures: list[LettaError] = []
+        semaphore = asyncio.Semaphore(_GET_CONCURRENCY)
+
+        async def refresh(run_id: str) -> None:
+            async with semaphore:
+                try:
+                    run = await self._client.get_run(run_id)
+                except LettaNotFound:
+                    tracker.approvals.vanished(run_id)
+                    return
+                except LettaError as exc:
+                    failures.append(exc)
+                    return
+            tracker.observe(run, now, follow_old=True)
+
+        async with asyncio.TaskGroup() as group:
+            for run_id in due:
+                group.create_task(refresh(run_id))
+        if failures:
+            raise failures[0]
+
     async def _refresh_settling(self, now: int) -> None:
         await self._get_each(self._tracker.settling_needing_refresh(now), now)
 
@@ -377,6 +408,9 @@ class Poller:
         changed, removed = tracker.take_changes()
         meta = {"hwm_ns": str(tracker.hwm_ns)} if tracker.hwm_ns is not None else {}
         meta["scan"] = tracker.scan_json()
+        approvals = tracker.approvals_json()
+        if approvals is not None:
+            meta["approvals"] = approvals
         self._checkpoint.commit(
             changed=changed,
             removed=removed,

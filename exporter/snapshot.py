@@ -6,7 +6,7 @@ import copy
 from dataclasses import dataclass, field
 
 from exporter.aggregates import Aggregates
-from exporter.tracker import OpenRunView
+from exporter.tracker import ApprovalWaitView, OpenRunView
 
 
 @dataclass(slots=True)
@@ -44,3 +44,4 @@ class Snapshot:
     health: Health = field(default_factory=Health)
     backfill_remaining_s: float = 0.0
     spans_pending: int = 0
+    approval_waits: tuple[ApprovalWaitView, ...] = ()

@@ -79,6 +79,7 @@ def scenario_registry() -> CollectorRegistry:
         open_runs=tuple(tracker.open_runs(max(opened) + 30 * S)),
         followed=tracker.followed_count(),
         health=health,
+        approval_waits=tuple(tracker.approval_waits(now)),  # the captured gamma agent's
     )
     collector = RunsCollector()
     collector.publish(snapshot)
