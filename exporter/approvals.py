@@ -20,9 +20,9 @@ itself: each thread remembers the newest run that answered (`answered_ns`), and 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 APPROVAL_STOP_REASON: Final = "requires_approval"
 # Words of the 409 body Letta 0.16.8 stores as the refused run's metadata.error:
@@ -230,48 +230,3 @@ class ApprovalBook:
                 state.wait = Wait(str(wait[0]), int(wait[1]), int(wait[2]))
                 book._by_run[state.wait.run_id] = key
         return book
-
-    @classmethod
-    def from_records(cls, records: Iterable[RecordLike]) -> ApprovalBook:
-        """Rebuild from run records of a state file written before approvals were kept
-        (upgrade in place). The refusal text is not in a record, so a failed run without
-        a stop reason is left out: the next scan sees it again with its error."""
-        book = cls()
-        for r in sorted(records, key=lambda r: r.created_ns):
-            if r.status == "failed" and r.stop_reason is None:
-                continue
-            book.observe(
-                run_id=r.id,
-                agent_id=r.agent_id,
-                conversation_id=r.conversation_id,
-                created_ns=r.created_ns,
-                status=r.status,
-                stop_reason=r.stop_reason,
-                terminal=r.phase != "open",
-                completed_ns=r.completed_ns,
-                refused=False,
-                now=0,
-            )
-        book.dirty = True
-        return book
-
-
-class RecordLike(Protocol):
-    """What from_records reads of a tracker RunRecord."""
-
-    @property
-    def id(self) -> str: ...
-    @property
-    def agent_id(self) -> str: ...
-    @property
-    def conversation_id(self) -> str | None: ...
-    @property
-    def created_ns(self) -> int: ...
-    @property
-    def status(self) -> str: ...
-    @property
-    def stop_reason(self) -> str | None: ...
-    @property
-    def completed_ns(self) -> int | None: ...
-    @property
-    def phase(self) -> str: ...

@@ -730,9 +730,6 @@ class Tracker:
         approvals = meta.get("approvals")
         if approvals is not None:
             self.approvals = ApprovalBook.from_json(json.loads(approvals))
-        elif records:
-            # A state file from before approvals were kept: rebuild from the records.
-            self.approvals = ApprovalBook.from_records(records)
 
     def approvals_json(self) -> str | None:
         """The approval book as meta, when it changed since the last call."""
