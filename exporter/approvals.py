@@ -146,12 +146,17 @@ class ApprovalBook:
         self._answer(key, state, created_ns)
 
     def vanished(self, run_id: str) -> None:
-        """The waiting run answered 404 (its agent was deleted): nothing waits."""
+        """A run answered 404 (deleted, or its agent was): a wait on it is over, and a
+        continuation it was no longer keeps its thread busy."""
         key = self._by_run.get(run_id)
         if key is not None:
             state = self._threads[key]
             assert state.wait is not None
             self._answer(key, state, state.wait.created_ns)
+            return
+        for state in self._threads.values():
+            if state.working.pop(run_id, None) is not None:
+                return
 
     def due_refresh(self, since: int) -> list[str]:
         """Waiting runs not observed since `since` (fallen out of the re-scanned window):

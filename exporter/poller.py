@@ -20,7 +20,7 @@ from exporter.letta.errors import (
     LettaNotImplemented,
     LettaRequestError,
 )
-from exporter.letta.models import Tool
+from exporter.letta.models import Run, Tool
 from exporter.pager import RunPager, next_limit
 from exporter.snapshot import Health, Snapshot
 from exporter.tracker import RunRecord, Tracker
@@ -31,6 +31,10 @@ log = logging.getLogger(__name__)
 _NS: Final = 1_000_000_000
 _GET_CONCURRENCY: Final = 8
 _MIN_FIRST_PAGE: Final = 20
+# Looking for approvals that wait since before the first scan: the newest runs that
+# stopped requires_approval, then each such thread's newest runs.
+_SEED_APPROVAL_RUNS: Final = 100
+_SEED_THREAD_RUNS: Final = 50
 # After a 501 from /trace (no ClickHouse), build traces without asking for this long.
 _TRACE_UNAVAILABLE_NS: Final = 600 * _NS
 
@@ -104,6 +108,8 @@ class Poller:
             await self._refresh_open(now)
             await self._refresh_settling(now)
             await self._refresh_approvals(now)
+            if not tracker.approvals_seeded:
+                await self._seed_approvals(now)
         except LettaError as exc:
             ok = False
             agg.inc(m.POLL_ERRORS, (exc.reason,))
@@ -369,6 +375,44 @@ class Poller:
                 group.create_task(refresh(run_id))
         if failures:
             raise failures[0]
+
+    async def _seed_approvals(self, now: int) -> None:
+        """Once (first start, or upgrade of an older state file): find approvals that
+        wait since before the window the first scan covered. Costs 1 request, plus 1 per
+        agent or conversation whose newest `requires_approval` run is older than that."""
+        tracker = self._tracker
+        client = self._client
+        floor = tracker.dedupe_floor_ns()
+        asked = await client.list_runs_where(
+            limit=_SEED_APPROVAL_RUNS, stop_reason="requires_approval"
+        )
+        newest: dict[tuple[str, str], Run] = {}
+        for run in asked.runs:  # newest first
+            newest.setdefault((run.agent_id, run.conversation_id or ""), run)
+        for (agent, conversation), waiting in newest.items():
+            if waiting.created_ns >= floor or not tracker.agent_allowed(agent):
+                continue  # the scans see this one and what answered it
+            filters = {"agent_id": agent}
+            if conversation:
+                filters["conversation_id"] = conversation
+            page = await client.list_runs_where(limit=_SEED_THREAD_RUNS, **filters)
+            later = [
+                r
+                for r in page.runs
+                if (r.conversation_id or "") == conversation and r.created_ns > waiting.created_ns
+            ]
+            full = page.raw_count >= _SEED_THREAD_RUNS
+            if (
+                not later
+                and full
+                and (not page.runs or page.runs[-1].created_ns > waiting.created_ns)
+            ):
+                # The agent's own messages cannot be filtered from its conversations': a
+                # full page of newer runs of other threads may hide the answer. Better no
+                # wait than a false page.
+                continue
+            tracker.seed_approvals([*later, waiting], now)
+        tracker.approvals_seeding_done()
 
     async def _refresh_settling(self, now: int) -> None:
         await self._get_each(self._tracker.settling_needing_refresh(now), now)

@@ -28,7 +28,11 @@ from typing import Any, Final
 
 from exporter import catalogue as m
 from exporter.aggregates import Aggregates
-from exporter.approvals import ApprovalBook, refused_for_pending_approval
+from exporter.approvals import (
+    APPROVAL_STOP_REASON,
+    ApprovalBook,
+    refused_for_pending_approval,
+)
 from exporter.labels import CappedLabel, enum_value, free_value
 from exporter.letta.models import Run, RunMetrics, Step, Usage, to_epoch_ns
 from exporter.pricing import PriceTable
@@ -308,6 +312,9 @@ class Tracker:
         self._removed: set[str] = set()
         self._late_mark: int | None = None
         self.approvals = ApprovalBook()
+        # False until pending approvals older than the first scan have been looked for
+        # (a first start, or a state file from before approvals were kept).
+        self.approvals_seeded = False
 
     def begin_cycle(self) -> None:
         """Mark where this cycle starts: a new run older than what earlier cycles saw
@@ -441,9 +448,26 @@ class Tracker:
         if phase is Phase.SETTLING and self._settled(record, now):
             self._finish(record)
 
+    def seed_approvals(self, runs: list[Run], now: int) -> None:
+        """Runs of one thread, newest first, fetched to learn whether its newest
+        `requires_approval` run (older than any scan) still waits."""
+        for run in runs:
+            if self._allowed(run.agent_id):
+                self._note_approval(run, run.created_ns, now, 0)
+
+    def approvals_seeding_done(self) -> None:
+        """Waits older than the first scan have been looked for: never again."""
+        self.approvals_seeded = True
+        self.approvals.dirty = True  # persist the (maybe empty) book: the marker
+
+    def agent_allowed(self, agent_id: str) -> bool:
+        """Whether --agents.allow/--agents.deny admit this agent."""
+        return self._allowed(agent_id)
+
     def _note_approval(self, run: Run, created: int, now: int, floor: int) -> None:
         """Feed the approval book (every observation, counted or not)."""
-        completed = run.completed_at
+        # Only a request's completion time is kept: skip the conversion for other runs.
+        completed = run.completed_at if run.stop_reason == APPROVAL_STOP_REASON else None
         self.approvals.observe(
             run_id=run.id,
             agent_id=run.agent_id,
@@ -730,6 +754,7 @@ class Tracker:
         approvals = meta.get("approvals")
         if approvals is not None:
             self.approvals = ApprovalBook.from_json(json.loads(approvals))
+            self.approvals_seeded = True
 
     def approvals_json(self) -> str | None:
         """The approval book as meta, when it changed since the last call."""

@@ -238,3 +238,30 @@ def test_a_state_file_of_the_previous_release_loads_and_knows_its_waits(tmp_path
             exp.wait_for(
                 lambda: exported_waits(exp) == {"agent-conv": 1}, what="the answer to count"
             )
+
+
+def test_a_first_start_finds_waits_older_than_its_first_scan(tmp_path: Path) -> None:
+    long_ago = time.time() - 7200
+    with FakeLetta() as fake:
+        old_wait = fake.request_approval("agent-a", created_at=long_ago, completed_at=long_ago + 1)
+        fake.request_approval("agent-b", created_at=long_ago + 2, completed_at=long_ago + 3)
+        fake.answer_approval("agent-b")  # answered long ago as well ...
+        fake.request_approval("agent-c", conversation_id="conv-1", created_at=long_ago + 4)
+        fake.send_message("agent-c", conversation_id="conv-1")  # ... this one refused
+        fake.send_message("agent-c")  # the agent's own thread: answers nothing in conv-1
+        for _ in range(3):
+            fake.send_message("agent-d")  # the newest runs: the first scan stops at these
+        with running(Exporter(fake.base_url, tmp_path / "s.sqlite")) as exp:
+            exp.wait_ready()
+            wait_matches(exp, fake, "the old waits to be found")
+            assert exported_waits(exp) == {"agent-a": 1, "agent-c": 1}
+            assert exp.value(SINCE, agent="agent-a") == pytest.approx(since_s(fake, old_wait))
+            assert exp.finished() == {}, "history before the first start is still not counted"
+            seeding = [q for _, _, q, _ in fake.requests if q.get("stop_reason")]
+            assert len(seeding) == 1
+            assert exp.terminate() == 0
+        fake.reset_requests()
+        with running(Exporter(fake.base_url, tmp_path / "s.sqlite")) as exp:
+            exp.wait_ready()
+            assert exported_waits(exp) == {"agent-a": 1, "agent-c": 1}
+            assert not [q for _, _, q, _ in fake.requests if q.get("stop_reason")], "only once"

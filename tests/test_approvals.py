@@ -153,3 +153,21 @@ def test_the_book_round_trips_through_json() -> None:
     assert waiting(again) == waiting(book)
     feed(again, run(0, "requires_approval"))  # older than the answer on its thread
     assert waiting(again) == {("agent-a", "conv-1", "run-00000001")}
+
+
+def test_a_deleted_continuation_no_longer_hides_the_wait() -> None:
+    book = ApprovalBook()
+    feed(book, run(1, "requires_approval"))
+    feed(book, run(2, None, status="running"))
+    assert waiting(book) == set()
+    book.vanished("run-00000002-0000-4000-8000-000000000000")
+    assert waiting(book) == {("agent-a", "", "run-00000001")}
+
+
+def test_a_zombie_continuation_hides_the_wait_only_until_it_is_stale() -> None:
+    book = ApprovalBook()
+    feed(book, run(1, "requires_approval"))
+    zombie = run(2, None, status="created")
+    feed(book, zombie)
+    assert list(book.waits(working_after_ns=zombie.created_ns - 1)) == []
+    assert len(list(book.waits(working_after_ns=zombie.created_ns))) == 1
