@@ -265,3 +265,23 @@ def test_a_first_start_finds_waits_older_than_its_first_scan(tmp_path: Path) -> 
             exp.wait_ready()
             assert exported_waits(exp) == {"agent-a": 1, "agent-c": 1}
             assert not [q for _, _, q, _ in fake.requests if q.get("stop_reason")], "only once"
+
+
+def test_a_wait_inside_the_window_costs_no_request(tmp_path: Path) -> None:
+    with (
+        FakeLetta() as fake,
+        running(Exporter(fake.base_url, tmp_path / "s.sqlite")) as exp,
+    ):
+        exp.wait_ready()
+        fake.request_approval("agent-a")
+        fake.request_approval("agent-a", conversation_id="conv-1")
+        wait_counted(exp, fake)
+        wait_matches(exp, fake, "both waits")
+        fake.reset_requests()
+        polls = exp.value("letta_exporter_polls_total")
+        exp.wait_for(lambda: exp.value("letta_exporter_polls_total") > polls + 10)
+        # The head page of every cycle, nothing else: the scan re-reads the waiting runs.
+        assert {(path, tuple(sorted(query))) for _, path, query, _ in fake.requests} == {
+            ("/v1/runs/", ("limit", "order"))
+        }
+        assert exported_waits(exp) == {"agent-a": 2}
