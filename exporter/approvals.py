@@ -27,8 +27,8 @@ from typing import Any, Final
 APPROVAL_STOP_REASON: Final = "requires_approval"
 # Words of the 409 body Letta 0.16.8 stores as the refused run's metadata.error:
 # "CONFLICT: Cannot send a new message: The agent is waiting for approval on a tool
-# call. ..." (fixtures runs/sync_pending_approval_conflict); the streaming paths keep an
-# error object whose message or code carries the same text.
+# call. ..." (fixtures runs/sync_pending_approval_conflict). Were it an error object (as
+# streaming paths store errors; not captured), its message and code are searched too.
 _REFUSAL_MARKERS: Final = ("waiting for approval", "pending_approval", "pending approval")
 
 Thread = tuple[str, str]
@@ -144,6 +144,24 @@ class ApprovalBook:
             return
         state.working.pop(run_id, None)
         self._answer(key, state, created_ns)
+
+    def answered(
+        self, run_id: str, agent_id: str, conversation_id: str | None, created_ns: int
+    ) -> None:
+        """Fast path of observe() for a run that ended `completed` or `cancelled` with
+        any stop reason but `requires_approval` (most runs): it answers its thread."""
+        key = (agent_id, conversation_id or "")
+        state = self._threads.get(key)
+        if state is None:
+            self._threads[key] = _ThreadState(answered_ns=created_ns)
+            self.dirty = True
+            return
+        if run_id in self._by_run or run_id in state.working or state.wait is not None:
+            state.working.pop(run_id, None)
+            self._answer(key, state, created_ns)
+        elif state.answered_ns is None or created_ns > state.answered_ns:
+            state.answered_ns = created_ns
+            self.dirty = True
 
     def vanished(self, run_id: str) -> None:
         """A run answered 404 (deleted, or its agent was): a wait on it is over, and a

@@ -41,6 +41,9 @@ from exporter.spans import RunInfo, StepInfo, error_type_from_metadata
 from exporter.walk import Walk
 
 _NS: Final = 1_000_000_000
+# Runs that ended in these statuses answer any approval waiting on their thread (failed
+# ones may be refusals, open ones are still working: the approval book sorts those out).
+_ANSWERING_STATUSES: Final = frozenset({"completed", "cancelled"})
 # A run that completed this long ago has had every late write (duration, callback) land.
 SETTLED_AGE_NS: Final = 600 * _NS
 
@@ -466,8 +469,12 @@ class Tracker:
 
     def _note_approval(self, run: Run, created: int, now: int, floor: int) -> None:
         """Feed the approval book (every observation, counted or not)."""
+        stop_reason = run.stop_reason
+        if stop_reason != APPROVAL_STOP_REASON and run.status in _ANSWERING_STATUSES:
+            self.approvals.answered(run.id, run.agent_id, run.conversation_id, created)
+            return
         # Only a request's completion time is kept: skip the conversion for other runs.
-        completed = run.completed_at if run.stop_reason == APPROVAL_STOP_REASON else None
+        completed = run.completed_at if stop_reason == APPROVAL_STOP_REASON else None
         self.approvals.observe(
             run_id=run.id,
             agent_id=run.agent_id,

@@ -171,3 +171,26 @@ def test_a_zombie_continuation_hides_the_wait_only_until_it_is_stale() -> None:
     feed(book, zombie)
     assert list(book.waits(working_after_ns=zombie.created_ns - 1)) == []
     assert len(list(book.waits(working_after_ns=zombie.created_ns))) == 1
+
+
+def test_the_tracker_feeds_the_book_from_every_observation() -> None:
+    from exporter.aggregates import Aggregates
+    from exporter.labels import CappedLabel
+    from exporter.tracker import Tracker, TrackerOptions
+
+    gamma = [Run.model_validate(r) for r in load_fixture("list/runs_agent_id_gamma.json")]
+    tracker = Tracker(TrackerOptions(grace_ns=0), Aggregates(), CappedLabel("agent", 10))
+    now = max(r.created_ns for r in gamma) + 60 * S
+    for item in gamma:  # newest first, as a scan lists them
+        tracker.observe(item, now)
+    [wait] = list(tracker.approval_waits(now))
+    assert (wait.agent, wait.since_ns) == (
+        gamma[0].agent_id,
+        to_epoch_ns(gamma[0].completed_at),  # type: ignore[arg-type]
+    )
+    newer = gamma[0].model_copy(
+        update={"id": "run-00000000-0000-4000-8000-00000000000a", "stop_reason": "end_turn"}
+    )
+    newer = newer.model_copy(update={"created_at": newer.created_at.replace(minute=59)})
+    tracker.observe(newer, now)
+    assert list(tracker.approval_waits(now)) == []
