@@ -411,7 +411,8 @@ class Poller:
                 # full page of newer runs of other threads may hide the answer. Better no
                 # wait than a false page.
                 continue
-            tracker.seed_approvals([*later, waiting], now)
+            # Oldest first, so a continuation still working is seen as working on it.
+            tracker.seed_approvals([waiting, *reversed(later)], now)
         tracker.approvals_seeding_done()
 
     async def _refresh_settling(self, now: int) -> None:

@@ -452,8 +452,8 @@ class Tracker:
             self._finish(record)
 
     def seed_approvals(self, runs: list[Run], now: int) -> None:
-        """Runs of one thread, newest first, fetched to learn whether its newest
-        `requires_approval` run (older than any scan) still waits."""
+        """Runs of one thread, fetched to learn whether its newest `requires_approval`
+        run (older than any scan) still waits."""
         for run in runs:
             if self._allowed(run.agent_id):
                 self._note_approval(run, run.created_ns, now, 0)

@@ -249,6 +249,8 @@ def test_a_first_start_finds_waits_older_than_its_first_scan(tmp_path: Path) -> 
         fake.request_approval("agent-c", conversation_id="conv-1", created_at=long_ago + 4)
         fake.send_message("agent-c", conversation_id="conv-1")  # ... this one refused
         fake.send_message("agent-c")  # the agent's own thread: answers nothing in conv-1
+        fake.request_approval("agent-e", created_at=long_ago + 6, completed_at=long_ago + 7)
+        fake.answer_approval("agent-e", finish=False)  # approved: the agent is still working
         for _ in range(3):
             fake.send_message("agent-d")  # the newest runs: the first scan stops at these
         with running(Exporter(fake.base_url, tmp_path / "s.sqlite")) as exp:
