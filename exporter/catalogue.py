@@ -108,6 +108,19 @@ OLDEST_IN_PROGRESS: Final = MetricSpec(
     "Creation time of the oldest run in progress (not stale), per agent.",
     ("agent",),
 )
+RUNS_AWAITING_APPROVAL: Final = MetricSpec(
+    "letta_runs_awaiting_approval",
+    Kind.GAUGE,
+    "Pending tool-call approvals: runs that stopped with requires_approval and that no "
+    "later run on the same agent or conversation answered and nobody cancelled.",
+    ("agent",),
+)
+OLDEST_AWAITING_APPROVAL: Final = MetricSpec(
+    "letta_run_oldest_awaiting_approval_timestamp_seconds",
+    Kind.GAUGE,
+    "When the oldest pending approval was requested (the waiting run's completed_at), per agent.",
+    ("agent",),
+)
 
 RUN_TOKENS: Final = MetricSpec(
     "letta_run_tokens",
@@ -299,6 +312,8 @@ ALL: Final[tuple[MetricSpec, ...]] = (
     RUNS_STALE,
     OLDEST_IN_PROGRESS,
     AGENT_INFO,
+    RUNS_AWAITING_APPROVAL,
+    OLDEST_AWAITING_APPROVAL,
     UP,
     BUILD_INFO,
     LAST_POLL_SUCCESS,

@@ -114,6 +114,16 @@ class RunsCollector(Collector):
         yield _gauge(m.RUNS_STALE, {k: float(v) for k, v in stale.items()})
         yield _gauge(m.OLDEST_IN_PROGRESS, {(a,): ns / 1e9 for a, ns in oldest.items()})
         yield _gauge(m.AGENT_INFO, {info: 1.0 for info in snap.agent_info})
+        waiting: Counter[tuple[str]] = Counter()
+        waiting_since: dict[str, int] = {}
+        for wait in snap.approval_waits:
+            waiting[(wait.agent,)] += 1
+            if wait.agent not in waiting_since or wait.since_ns < waiting_since[wait.agent]:
+                waiting_since[wait.agent] = wait.since_ns
+        yield _gauge(m.RUNS_AWAITING_APPROVAL, {k: float(v) for k, v in waiting.items()})
+        yield _gauge(
+            m.OLDEST_AWAITING_APPROVAL, {(a,): ns / 1e9 for a, ns in waiting_since.items()}
+        )
         health = snap.health
         yield _gauge(m.UP, {(): 1.0 if health.up else 0.0})
         yield _gauge(m.BUILD_INFO, {(__version__,): 1.0})

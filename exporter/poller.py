@@ -21,7 +21,7 @@ from exporter.letta.errors import (
     LettaNotImplemented,
     LettaRequestError,
 )
-from exporter.letta.models import Tool
+from exporter.letta.models import Run, Tool
 from exporter.pager import RunPager, next_limit
 from exporter.scope import ScopeCheck
 from exporter.snapshot import Health, Snapshot
@@ -33,6 +33,10 @@ log = logging.getLogger(__name__)
 _NS: Final = 1_000_000_000
 _GET_CONCURRENCY: Final = 8
 _MIN_FIRST_PAGE: Final = 20
+# Looking for approvals that wait since before the first scan: the newest runs that
+# stopped requires_approval, then each such thread's newest runs.
+_SEED_APPROVAL_RUNS: Final = 100
+_SEED_THREAD_RUNS: Final = 50
 # After a 501 from /trace (no ClickHouse), build traces without asking for this long.
 _TRACE_UNAVAILABLE_NS: Final = 600 * _NS
 
@@ -109,6 +113,9 @@ class Poller:
             await self._scan(now)
             await self._refresh_open(now)
             await self._refresh_settling(now)
+            await self._refresh_approvals(now)
+            if not tracker.approvals_seeded:
+                await self._seed_approvals(now)
         except LettaError as exc:
             ok = False
             agg.inc(m.POLL_ERRORS, (exc.reason,))
@@ -160,6 +167,7 @@ class Poller:
         return Snapshot(
             aggregates=tracker.aggregates.copy(),
             open_runs=tuple(tracker.open_runs(now)),
+            approval_waits=tuple(tracker.approval_waits(now)),
             followed=tracker.followed_count(),
             enrichment_backlog=tracker.enrichment_backlog(),
             health=self.health.copy(),
@@ -358,6 +366,74 @@ class Poller:
                 seconds.append((model, metrics.step_ns / _NS))
         return seconds
 
+    async def _refresh_approvals(self, since: int) -> None:
+        """GET each waiting run the scan no longer lists, so a cancel is seen; within
+        the re-scanned window this costs nothing."""
+        due = self._tracker.approvals.due_refresh(since)
+        if not due:
+            return
+        now = self._now()
+        tracker = self._tracker
+        failures: list[LettaError] = []
+        semaphore = asyncio.Semaphore(_GET_CONCURRENCY)
+
+        async def refresh(run_id: str) -> None:
+            async with semaphore:
+                try:
+                    run = await self._client.get_run(run_id)
+                except LettaNotFound:
+                    tracker.approvals.vanished(run_id)
+                    return
+                except LettaError as exc:
+                    failures.append(exc)
+                    return
+            tracker.observe(run, now, follow_old=True)
+
+        async with asyncio.TaskGroup() as group:
+            for run_id in due:
+                group.create_task(refresh(run_id))
+        if failures:
+            raise failures[0]
+
+    async def _seed_approvals(self, now: int) -> None:
+        """Once (first start, or upgrade of an older state file): find approvals that
+        wait since before the window the first scan covered. Costs 1 request, plus 1 per
+        agent or conversation whose newest `requires_approval` run is older than that."""
+        tracker = self._tracker
+        client = self._client
+        floor = tracker.dedupe_floor_ns()
+        asked = await client.list_runs_where(
+            limit=_SEED_APPROVAL_RUNS, stop_reason="requires_approval"
+        )
+        newest: dict[tuple[str, str], Run] = {}
+        for run in asked.runs:  # newest first
+            newest.setdefault((run.agent_id, run.conversation_id or ""), run)
+        for (agent, conversation), waiting in newest.items():
+            if waiting.created_ns >= floor or not tracker.agent_allowed(agent):
+                continue  # the scans see this one and what answered it
+            filters = {"agent_id": agent}
+            if conversation:
+                filters["conversation_id"] = conversation
+            page = await client.list_runs_where(limit=_SEED_THREAD_RUNS, **filters)
+            later = [
+                r
+                for r in page.runs
+                if (r.conversation_id or "") == conversation and r.created_ns > waiting.created_ns
+            ]
+            full = page.raw_count >= _SEED_THREAD_RUNS
+            if (
+                not later
+                and full
+                and (not page.runs or page.runs[-1].created_ns > waiting.created_ns)
+            ):
+                # The agent's own messages cannot be filtered from its conversations': a
+                # full page of newer runs of other threads may hide the answer. Better no
+                # wait than a false page.
+                continue
+            # Oldest first, so a continuation still working is seen as working on it.
+            tracker.seed_approvals([waiting, *reversed(later)], now)
+        tracker.approvals_seeding_done()
+
     async def _refresh_settling(self, now: int) -> None:
         await self._get_each(self._tracker.settling_needing_refresh(now), now)
 
@@ -396,6 +472,9 @@ class Poller:
         changed, removed = tracker.take_changes()
         meta = {"hwm_ns": str(tracker.hwm_ns)} if tracker.hwm_ns is not None else {}
         meta["scan"] = tracker.scan_json()
+        approvals = tracker.approvals_json()
+        if approvals is not None:
+            meta["approvals"] = approvals
         self._checkpoint.commit(
             changed=changed,
             removed=removed,

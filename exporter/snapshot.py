@@ -6,7 +6,7 @@ import copy
 from dataclasses import dataclass, field
 
 from exporter.aggregates import Aggregates
-from exporter.tracker import OpenRunView
+from exporter.tracker import ApprovalWaitView, OpenRunView
 
 
 @dataclass(slots=True)
@@ -46,3 +46,4 @@ class Snapshot:
     spans_pending: int = 0
     agent_info: tuple[tuple[str, str], ...] = ()
     """(agent label, agent name) of the agents with a known name."""
+    approval_waits: tuple[ApprovalWaitView, ...] = ()

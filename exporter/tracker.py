@@ -28,6 +28,11 @@ from typing import Any, Final
 
 from exporter import catalogue as m
 from exporter.aggregates import Aggregates
+from exporter.approvals import (
+    APPROVAL_STOP_REASON,
+    ApprovalBook,
+    refused_for_pending_approval,
+)
 from exporter.labels import NONE, CappedLabel, enum_value, free_value
 from exporter.letta.models import Run, RunMetrics, Step, Usage, is_failure, to_epoch_ns
 from exporter.pricing import PriceTable
@@ -41,6 +46,9 @@ _NS: Final = 1_000_000_000
 # server that puts something unbounded there.
 ERROR_TYPE_LIMIT: Final = 50
 RUN_TYPE_LIMIT: Final = 20
+# Runs that ended in these statuses answer any approval waiting on their thread (failed
+# ones may be refusals, open ones are still working: the approval book sorts those out).
+_ANSWERING_STATUSES: Final = frozenset({"completed", "cancelled"})
 # A run that completed this long ago has had every late write (duration, callback) land.
 SETTLED_AGE_NS: Final = 600 * _NS
 
@@ -261,6 +269,14 @@ class TrackerOptions:
 
 
 @dataclass(frozen=True, slots=True)
+class ApprovalWaitView:
+    """One pending approval as the gauges see it."""
+
+    agent: str
+    since_ns: int
+
+
+@dataclass(frozen=True, slots=True)
 class OpenRunView:
     """One open run as the gauges see it."""
 
@@ -310,6 +326,10 @@ class Tracker:
         self._dirty: set[str] = set()
         self._removed: set[str] = set()
         self._late_mark: int | None = None
+        self.approvals = ApprovalBook()
+        # False until pending approvals older than the first scan have been looked for
+        # (a first start, or a state file from before approvals were kept).
+        self.approvals_seeded = False
 
     def begin_cycle(self) -> None:
         """Mark where this cycle starts: a new run older than what earlier cycles saw
@@ -336,6 +356,7 @@ class Tracker:
         """
         if not self._allowed(run.agent_id):
             return
+        self._note_approval(run, run.created_ns, now, self.dedupe_floor_ns())
         record = self.records.get(run.id)
         if record is None:
             if floor is None:
@@ -393,6 +414,7 @@ class Tracker:
             return
         if created is None:
             created = run.created_ns
+        self._note_approval(run, created, now, 0)  # a region no scan has visited
         if self.hwm_ns is None or created > self.hwm_ns:
             self.hwm_ns = created
         terminal = run.is_terminal
@@ -443,8 +465,47 @@ class Tracker:
         if phase is Phase.SETTLING and self._settled(record, now):
             self._finish(record)
 
+    def seed_approvals(self, runs: list[Run], now: int) -> None:
+        """Runs of one thread, fetched to learn whether its newest `requires_approval`
+        run (older than any scan) still waits."""
+        for run in runs:
+            if self._allowed(run.agent_id):
+                self._note_approval(run, run.created_ns, now, 0)
+
+    def approvals_seeding_done(self) -> None:
+        """Waits older than the first scan have been looked for: never again."""
+        self.approvals_seeded = True
+        self.approvals.dirty = True  # persist the (maybe empty) book: the marker
+
+    def agent_allowed(self, agent_id: str) -> bool:
+        """Whether --agents.allow/--agents.deny admit this agent."""
+        return self._allowed(agent_id)
+
+    def _note_approval(self, run: Run, created: int, now: int, floor: int) -> None:
+        """Feed the approval book (every observation, counted or not)."""
+        stop_reason = run.stop_reason
+        if stop_reason != APPROVAL_STOP_REASON and run.status in _ANSWERING_STATUSES:
+            self.approvals.answered(run.id, run.agent_id, run.conversation_id, created)
+            return
+        # Only a request's completion time is kept: skip the conversion for other runs.
+        completed = run.completed_at if stop_reason == APPROVAL_STOP_REASON else None
+        self.approvals.observe(
+            run_id=run.id,
+            agent_id=run.agent_id,
+            conversation_id=run.conversation_id,
+            created_ns=created,
+            status=run.status,
+            stop_reason=run.stop_reason,
+            terminal=run.is_terminal,
+            completed_ns=to_epoch_ns(completed) if completed is not None else None,
+            refused=refused_for_pending_approval(run.status, run.stop_reason, run.metadata),
+            now=now,
+            floor_ns=floor,
+        )
+
     def vanished(self, run_id: str, now: int) -> None:
         """A followed run answered 404: deleted (or its agent was)."""
+        self.approvals.vanished(run_id)
         record = self.records.get(run_id)
         if record is None:
             return
@@ -653,6 +714,7 @@ class Tracker:
                     self._drop(record.id)
                 elif age > opts.stale_after_ns and record.next_refresh_ns <= record.last_seen_ns:
                     record.next_refresh_ns = record.last_seen_ns + opts.stale_refresh_ns
+        self.approvals.prune(floor)
         open_runs = [r for r in self.records.values() if r.phase is Phase.OPEN]
         excess = len(open_runs) - opts.max_open_runs
         if excess > 0:
@@ -680,6 +742,15 @@ class Tracker:
                     now - r.created_ns > stale_after,
                 )
 
+    def approval_waits(self, now: int) -> Iterator[ApprovalWaitView]:
+        """Pending approvals with the agent label the gauges use."""
+        # A zombie (stale) run does not make its thread look busy.
+        busy_after = now - self.options.stale_after_ns
+        for wait in self.approvals.waits(working_after_ns=busy_after):
+            yield ApprovalWaitView(
+                self.agent_label(wait.agent_id, count_overflow=False), wait.since_ns
+            )
+
     def followed_count(self) -> int:
         """Runs being followed: open or settling."""
         return sum(1 for r in self.records.values() if r.phase in (Phase.OPEN, Phase.SETTLING))
@@ -704,6 +775,17 @@ class Tracker:
             self.hwm_ns = int(meta["hwm_ns"])
         scan = json.loads(meta.get("scan", "null"))
         self.scan = Walk.from_json(scan) if scan else None
+        approvals = meta.get("approvals")
+        if approvals is not None:
+            self.approvals = ApprovalBook.from_json(json.loads(approvals))
+            self.approvals_seeded = True
+
+    def approvals_json(self) -> str | None:
+        """The approval book as meta, when it changed since the last call."""
+        if not self.approvals.dirty:
+            return None
+        self.approvals.dirty = False
+        return json.dumps(self.approvals.to_json(), separators=(",", ":"))
 
     def scan_json(self) -> str:
         """The pending scan, persisted as meta."""

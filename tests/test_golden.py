@@ -85,6 +85,7 @@ def scenario_registry() -> CollectorRegistry:
         followed=tracker.followed_count(),
         health=health,
         agent_info=tuple((a, names[a]) for a in label.values() if a in names),
+        approval_waits=tuple(tracker.approval_waits(now)),  # the captured gamma agent's
     )
     collector = RunsCollector(scope_verified=lambda: True)  # as scoped to a project
     collector.publish(snapshot)

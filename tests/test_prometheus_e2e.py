@@ -4,7 +4,8 @@ The fake Letta API plays a busy server for as long as the test needs (about ten 
 runs arriving and ending every few hundred milliseconds (a third failing, many with
 llm_api_error), steps with tokens, tools and timings, callbacks that half fail, a zombie
 run that never ends, a run committed late with an old created_at, deleted runs, a status
-flip after counting, an invalid list item, a burst of 429s, agents past the label cap.
+flip after counting, an invalid list item, a burst of 429s, agents past the label cap,
+and a tool-call approval that has waited for a person for two hours when it starts.
 The real exporter polls it; a real Prometheus (Debian's `/usr/bin/prometheus`) scrapes
 the exporter every second and evaluates the shipped rules. Then every panel query of both
 dashboards must return data from Prometheus' HTTP API, the variables must list the job,
@@ -75,6 +76,7 @@ MUST_FIRE = {
     "LettaRunStuck",
     "LettaStaleRuns",
     "LettaCallbackFailures",
+    "LettaApprovalWaitingTooLong",
 }
 
 # Test-only edits of the shipped thresholds, as (alert, shipped text, test text). The
@@ -381,6 +383,14 @@ class Traffic:
 
 
 @contextmanager
+def approval_waiting_for_hours(fake: FakeLetta) -> Iterator[str]:
+    """Before the exporter starts: an agent asked for approval two hours ago and nobody
+    answered (LettaApprovalWaitingTooLong, the pending-approval panels)."""
+    asked = time.time() - 7200
+    yield fake.request_approval("agent-human", created_at=asked, completed_at=asked + 1)
+
+
+@contextmanager
 def traffic(fake: FakeLetta) -> Iterator[Traffic]:
     """Run the traffic for the duration of the block; always stop it."""
     driver = Traffic(fake)
@@ -438,6 +448,7 @@ def test_every_panel_returns_data_and_the_alerts_fire(tmp_path: Path) -> None:
 
     with (
         FakeLetta() as fake,
+        approval_waiting_for_hours(fake),
         running(Exporter(fake.base_url, tmp_path / "state.sqlite", *flags)) as exporter,
     ):
         fake.add_agent("Alpha support", agent_id="agent-alpha")

@@ -225,6 +225,13 @@ class LettaClient:
         body = await self._get(endpoint, RUNS_PATH, params)
         return self._parse_page(endpoint, body)
 
+    async def list_runs_where(self, *, limit: int, **filters: str) -> Page:
+        """One page of `GET /v1/runs/?order=desc` with exact-match filters (`agent_id`,
+        `conversation_id`, `stop_reason`), newest first."""
+        params: dict[str, str | int] = {"order": "desc", "limit": min(limit, MAX_LIST_LIMIT)}
+        params.update(filters)
+        return self._parse_page("runs_list", await self._get("runs_list", RUNS_PATH, params))
+
     async def probe_cursor_param(self) -> CursorParam | None:
         """Which cursor parameter lists runs older than a given one, newest first (§4.3).
 
