@@ -49,7 +49,6 @@ BUILT_IN_VARIABLES = {
     "__range": "21600s",
     "__range_s": "21600",
     "__range_ms": "21600000",
-    "__dashboard": "letta-runs",
 }
 
 # $name, ${name}, ${name:format}, [[name]]: Grafana's ways of naming a variable.

@@ -1,4 +1,6 @@
-"""The deployment examples in deploy/ agree with the exporter, the Dockerfile and alerts/.
+"""The deployment examples in deploy/ agree with the exporter, the Dockerfile and alerts/,
+and with the schemas of the Kubernetes versions deploy/README.md names and of the
+Prometheus Operator's CRDs (after a real `kubectl kustomize`).
 
 deploy/kubernetes/prometheusrule.yaml is generated from alerts/letta-runs.rules.yml;
 after changing the rules, regenerate it with `python -m tests.test_deploy`.
@@ -165,7 +167,7 @@ def schema_problems(obj: dict[str, Any], version: str) -> list[str]:
             return [f"{where} (Kubernetes {version}): {error.message}"]
         return []
     try:
-        decoded = model.model_validate(obj, strict=False)
+        decoded = model.model_validate(obj)
     except pydantic.ValidationError as error:
         return [f"{where}: {e['loc']}: {e['msg']}" for e in error.errors()]
     encoded = decoded.model_dump(by_alias=True, exclude_unset=True, mode="json")
