@@ -52,7 +52,9 @@ BUILT_IN_VARIABLES = {
 }
 
 # $name, ${name}, ${name:format}, [[name]]: Grafana's ways of naming a variable.
-_VARIABLE = re.compile(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)|\[\[(\w+)(?::\w+)?\]\]")
+# `$1` in label_replace is a regex group: Grafana leaves a name it has no variable for as
+# it is, and no variable name starts with a digit.
+_VARIABLE = re.compile(r"\$\{(\w+)(?::\w+)?\}|\$([A-Za-z_]\w*)|\[\[(\w+)(?::\w+)?\]\]")
 
 register_default_plugins()
 
