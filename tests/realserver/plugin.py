@@ -1,0 +1,20 @@
+"""The pytest session fixture that brings the real server up once."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.realserver.stack import Stack, start_stack
+
+
+@pytest.fixture(scope="session")
+def letta_stack() -> Iterator[Stack]:
+    """Letta 0.16.8 with Postgres, Redis and the fake LLM. Fails (never skips) when any
+    piece cannot be installed or started."""
+    stack = start_stack()
+    try:
+        yield stack
+    finally:
+        stack.stop()
