@@ -39,8 +39,8 @@ class Pair:
     runs: list[dict[str, Any]]  # the real server's runs, newest first
     agents: tuple[str, str]
     stepped_run: str  # a run with three steps
-    open_run_real: dict[str, Any]  # a run seen while in flight: GET and list item
-    open_run_fake: dict[str, Any]
+    open_runs_real: list[dict[str, Any]]  # runs seen in flight: {"get": …, "item": …}
+    open_runs_fake: list[dict[str, Any]]  # the same runs copied into a fake
 
     def both(self, path: str, **params: Any) -> tuple[httpx.Response, httpx.Response]:
         return self.real.get(path, params=params), self.fake.get(path, params=params)
@@ -117,11 +117,12 @@ def pair(letta_stack: Stack) -> Iterator[Pair]:
     real = httpx.Client(base_url=letta_stack.letta_url, timeout=120)
     try:
         first, second = workload.agent("parity-1"), workload.agent("parity-2")
-        # An async run that stays in flight for a few seconds: seen while open.
-        open_id = workload.send_async(first, "slow [[delay=3]]")
-        open_get = real.get(f"/v1/runs/{open_id}").json()
-        open_item = next(r for r in real.get("/v1/runs/", params={"agent_id": first}).json())
-        workload.wait_terminal(open_id)
+        # Runs seen in flight: an async one (stays created) and a background stream
+        # (running), each with its GET and list item.
+        open_runs = [
+            _seen_open(real, workload, first, workload.send_async(first, "slow [[delay=3]]")),
+            _seen_open(real, workload, second, _background(workload, second)),
+        ]
         for text in ("hi [[]]", "tools [[tools=2]]", "boom [[fail=500]]", "hi [[]]", "hi [[]]"):
             workload.sync(first, text)
         for text in ("hi [[]]", "hi [[]]"):
@@ -144,23 +145,15 @@ def pair(letta_stack: Stack) -> Iterator[Pair]:
                 stepped, status="completed", run_ns=stepped_run["total_duration_ns"]
             )
             fake = httpx.Client(base_url=fake_server.base_url, timeout=30)
-            open_fake_server = FakeLetta(semantics="letta-0.16.8").start()
-            try:
-                _mirror_run(open_fake_server, {**open_item, "status": "created"})
-                open_fake = {
-                    "get": open_fake_server_get(open_fake_server, open_id),
-                    "item": httpx.get(open_fake_server.base_url + "/v1/runs/").json()[0],
-                }
-            finally:
-                open_fake_server.stop()
+            open_fake = [_fake_view(run) for run in open_runs]
             yield Pair(
                 real=real,
                 fake=fake,
                 runs=runs,
                 agents=(first, second),
                 stepped_run=stepped,
-                open_run_real={"get": open_get, "item": open_item},
-                open_run_fake=open_fake,
+                open_runs_real=open_runs,
+                open_runs_fake=open_fake,
             )
             fake.close()
     finally:
@@ -168,8 +161,31 @@ def pair(letta_stack: Stack) -> Iterator[Pair]:
         workload.close()
 
 
-def open_fake_server_get(fake: FakeLetta, run_id: str) -> Any:
-    return httpx.get(f"{fake.base_url}/v1/runs/{run_id}").json()
+def _background(workload: Workload, agent: str) -> str:
+    run_id = workload.stream(agent, "slow [[tools=1 delay=3]]", background=True, leave_after=1)
+    assert run_id is not None
+    return run_id
+
+
+def _seen_open(real: httpx.Client, workload: Workload, agent: str, run_id: str) -> dict[str, Any]:
+    """The run's GET and list item while it runs, then wait for its end."""
+    seen = {
+        "get": real.get(f"/v1/runs/{run_id}").json(),
+        "item": real.get("/v1/runs/", params={"agent_id": agent}).json()[0],
+    }
+    workload.wait_terminal(run_id)
+    return seen
+
+
+def _fake_view(seen: dict[str, Any]) -> dict[str, Any]:
+    """The same open run copied into a fresh fake: its GET and list item."""
+    with FakeLetta(semantics="letta-0.16.8") as fake:
+        item = seen["item"]
+        _mirror_run(fake, item)
+        return {
+            "get": httpx.get(f"{fake.base_url}/v1/runs/{item['id']}").json(),
+            "item": httpx.get(f"{fake.base_url}/v1/runs/").json()[0],
+        }
 
 
 # ------------------------------------------------------------------ pagination
@@ -265,11 +281,12 @@ def test_finished_runs_are_the_same_json_in_get_and_list(pair: Pair) -> None:
         assert real_get["total_duration_ns"] is None and real_get["ttft_ns"] is None
 
 
-def test_an_open_run_looks_the_same(pair: Pair) -> None:
-    real, fake = pair.open_run_real, pair.open_run_fake
-    assert real["get"]["status"] == "created"
-    assert fake["get"] == real["get"]
-    assert fake["item"] == real["item"]
+def test_open_runs_look_the_same(pair: Pair) -> None:
+    statuses = [seen["get"]["status"] for seen in pair.open_runs_real]
+    assert statuses == ["created", "running"]  # async stays created; streams run
+    for real, fake in zip(pair.open_runs_real, pair.open_runs_fake, strict=True):
+        assert fake["get"] == real["get"]
+        assert fake["item"] == real["item"]
 
 
 def test_usage_metrics_and_steps_have_the_same_shape_and_sums(pair: Pair) -> None:
