@@ -212,7 +212,8 @@ def test_both_cursors_and_full_walks_match(pair: Pair) -> None:
     assert fake == real
     for order in ("asc", "desc"):
         # The §4.3 walk: `before` = next page in both orders.
-        real_walk, fake_walk = [], []
+        real_walk: list[str] = []
+        fake_walk: list[str] = []
         for walk, client in ((real_walk, pair.real), (fake_walk, pair.fake)):
             params: dict[str, Any] = {"order": order, "limit": 4}
             while True:
