@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from tests.fake_letta import FakeLetta
-from tests.realserver.stack import Stack
+from tests.realserver.stack import Stack, start_letta_process
 from tests.realserver.workload import Workload
 
 pytestmark = [pytest.mark.letta_server, pytest.mark.timeout(900)]
@@ -379,3 +379,45 @@ def test_list_without_slash_redirects_like_the_real_server(pair: Pair) -> None:
     real = pair.real.get("/v1/runs", follow_redirects=False)
     fake = pair.fake.get("/v1/runs", follow_redirects=False)
     assert fake.status_code == real.status_code == 307
+
+
+# ------------------------------------------------------------------ password mode
+
+_PASSWORD = "parity-secret"
+
+
+@pytest.fixture(scope="module")
+def secure_pair(letta_stack: Stack) -> Iterator[tuple[str, str]]:
+    """A second Letta process in password mode beside a fake with the same password."""
+    port, proc = start_letta_process(
+        letta_stack,
+        "letta-secure",
+        {"LETTA_SERVER_SECURE": "true", "LETTA_SERVER_PASSWORD": _PASSWORD},
+    )
+    try:
+        with FakeLetta(semantics="letta-0.16.8", password=_PASSWORD) as fake:
+            yield f"http://127.0.0.1:{port}", fake.base_url
+    finally:
+        proc.stop()
+
+
+@pytest.mark.parametrize(
+    ("path", "headers"),
+    [
+        ("/v1/runs/", {}),
+        ("/v1/runs/", {"Authorization": "Bearer wrong"}),
+        ("/v1/runs/", {"X-BARE-PASSWORD": "password wrong"}),
+        (f"/v1/runs/{_UNKNOWN_RUN}", {}),
+        ("/v1/health/", {}),
+        ("/v1/runs/active", {"Authorization": f"Bearer {_PASSWORD}"}),
+        (f"/v1/runs/{_UNKNOWN_RUN}", {"X-BARE-PASSWORD": f"password {_PASSWORD}"}),
+    ],
+    ids=lambda v: v if isinstance(v, str) else "+".join(v) or "no-auth",
+)
+def test_password_mode_answers_match(
+    secure_pair: tuple[str, str], path: str, headers: dict[str, str]
+) -> None:
+    real_url, fake_url = secure_pair
+    real = httpx.get(real_url + path, headers=headers, timeout=60)
+    fake = httpx.get(fake_url + path, headers=headers, timeout=60)
+    assert (fake.status_code, _normalised(fake.text)) == (real.status_code, _normalised(real.text))

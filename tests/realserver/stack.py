@@ -277,25 +277,27 @@ def _migrate(stack: Stack) -> None:
 
 
 def _start_letta(stack: Stack) -> None:
-    stack.letta_port = free_port()
+    stack.letta_port, _ = start_letta_process(stack, "letta")
+
+
+def start_letta_process(
+    stack: Stack, name: str, extra_env: dict[str, str] | None = None
+) -> tuple[int, Process]:
+    """One more Letta server process on the stack's database, Redis and LLM (e.g. in
+    password mode); it is stopped with the stack, or earlier by ``Process.stop``."""
+    port = free_port()
     proc = stack.spawn(
-        "letta",
-        [
-            str(stack.install.bin / "letta"),
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(stack.letta_port),
-        ],
+        name,
+        [str(stack.install.bin / "letta"), "server", "--host", "127.0.0.1", "--port", str(port)],
         cwd=stack.workdir,
-        env=letta_env(stack),
+        env={**letta_env(stack), **(extra_env or {})},
     )
 
     def healthy() -> bool:
-        return httpx.get(f"{stack.letta_url}/v1/health/", timeout=5).status_code == 200
+        return httpx.get(f"http://127.0.0.1:{port}/v1/health/", timeout=5).status_code == 200
 
-    wait_until(healthy, START_TIMEOUT_S, "Letta /v1/health/", proc)
+    wait_until(healthy, START_TIMEOUT_S, f"{name} /v1/health/", proc)
+    return port, proc
 
 
 @contextlib.contextmanager
