@@ -1,6 +1,7 @@
 """What the exporter costs a real Letta 0.16.8 server, per finished run.
 
     python -m tests.benchmarks.bench_realserver [--rounds 2] [--poll-interval 15s]
+        [--exporter-arg=--enrich.metrics=false ...]
 
 Starts the real-server stack (tests/realserver), drives the contract workload `--rounds`
 times with no exporter and measures the CPU Letta and Postgres spent running those runs
@@ -74,6 +75,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=2, help="workload rounds (~29 runs each)")
     parser.add_argument("--poll-interval", default="15s", help="the exporter's --poll.interval")
+    parser.add_argument(
+        "--exporter-arg",
+        action="append",
+        default=[],
+        help="extra exporter flag, e.g. --exporter-arg=--enrich.metrics=false (repeatable)",
+    )
     args = parser.parse_args()
 
     stack = start_stack()
@@ -107,6 +114,7 @@ def main() -> None:
             "--runs.grace-period=5s",
             "--letta.timeout=30s",
             "--log.level=info",
+            *args.exporter_arg,
         ).start(60)
         try:
             exporter.wait_for(
