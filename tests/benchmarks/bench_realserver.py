@@ -14,14 +14,15 @@ the exporter's requests per run by endpoint.
 CPU is read from /proc (psutil): the process itself, its live children, and the children
 it already reaped (Postgres backends), so nothing that ran between two readings is lost.
 
-Measured here (2 cores, shared; 54 runs): 29.5 ms of Letta + Postgres CPU per run
-answering the exporter (12.7 Letta, 16.9 Postgres), 14.2 ms per request, 2.07 requests per
-run (`/steps` and `/metrics` per run, a few list pages), 5.4 % of the 543 ms the server
-spent running the runs with an instant LLM (agent creation included). Nearly all of it is
-the fixed cost of one request (routing, actor lookup, a session, the run lookup), so only
-fewer requests lower it: `--enrich.metrics=false` halves it when tool metrics are not
-wanted; reading the steps of many runs at once from `GET /v1/steps/?start_date=…`
-(steps carry their `run_id`) would leave about one request per run.
+Measured here (2 shared cores, load ~4, 54 runs; expect ±20 % between runs): 29.5 ms of
+Letta + Postgres CPU per run answering the exporter (12.7 Letta, 16.9 Postgres), 14.2 ms
+per request, 2.07 requests per run (`/steps` and `/metrics` per run, a few list pages),
+5.4 % of the 543 ms the server spent running the runs with an instant LLM (agent
+creation included). With `--enrich.metrics=false`: 1.06 requests per run but still
+25.3 ms per run, so `/steps` is most of the cost (Postgres reading a run's steps) and
+`/metrics` only ~4 ms. Lowering it means fewer `/steps` reads: fetching the steps of many
+finished runs at once from `GET /v1/steps/?start_date=…` (steps carry their `run_id`).
+At ~5 % of what running a run costs Letta, that redesign is not worth it for now.
 """
 
 from __future__ import annotations
