@@ -289,6 +289,8 @@ class Poller:
         client = self._client
         assert record.enrich is not None
         for endpoint in list(record.enrich.pending):
+            if record.enrich is None:
+                return  # the last answer completed the run and it was counted
             if endpoint not in record.enrich.pending:
                 continue  # made unnecessary by an earlier answer (/usage after /steps)
             try:

@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from tests.realserver.plugin import letta_stack  # noqa: F401 - the session fixture
+
 FIXTURES = Path(__file__).parent / "fixtures" / "letta-0.16.8"
 
 

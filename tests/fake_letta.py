@@ -19,11 +19,17 @@ Main points reproduced:
 * late commits (a run appears with an old ``created_at``), deletes by agent cascade,
   arbitrary invalid list items, and HTTP-level faults (5xx, 429, timeouts, resets,
   truncated / garbage / endless / huge bodies) aimed by path prefix or regex;
-* the enrichment reads: ``/usage`` over the 50 newest steps only, ``/steps`` with
-  conventional cursors (§4.6), ``GET /v1/tools/{id}`` and ``GET /v1/steps/{id}/metrics``
-  with the real path validation (422) and NoResultFound (404) bodies;
+* the enrichment reads: ``/usage`` over the 50 newest steps only, ``/steps`` with the
+  generic list's cursors (§4.6; ``before`` is not the adjacent page),
+  ``GET /v1/tools/{id}`` and ``GET /v1/steps/{id}/metrics`` with the real path
+  validation (422) and NoResultFound (404) bodies;
 * ground truth for tests: :meth:`FakeLetta.truth`, ``token_truth``, ``step_count_truth``
   and ``tool_truth``.
+
+The ``letta-0.16.8`` profile (``semantics="letta-0.16.8"``, ``backend="postgres"``) is
+checked against a real 0.16.8 server by ``tests/test_realserver_fake_parity.py``. The other
+profiles (``"conventional"`` and ``"relative"`` cursors, the cloud's behaviour, the SQLite
+backend) model servers that cannot be run here: nothing checks them against a real one.
 
 Run it in-process::
 
@@ -2139,18 +2145,29 @@ class FakeLetta:
             ascending = order == "asc"
             if not ascending:
                 steps.reverse()
-            # Conventional cursors (§4.6): after = next page, before = previous page.
+            # SqlalchemyBase.list_async, checked against a real 0.16.8 server
+            # (tests/test_realserver_fake_parity.py): after = the next page; before = the
+            # rows before X in this order, taken from the *start* of the list (not the
+            # page adjacent to X); both = the rows between them (after < key < before in
+            # either order), 2 x limit fetched and the middle `limit` kept.
             position = {id(s): i for i, s in enumerate(steps)}
             lo, hi = 0, len(steps)
-            if "after" in cursors:
-                lo = _step_boundary(steps, cursors["after"], position, ascending, after=True)
-            if "before" in cursors:
-                hi = _step_boundary(steps, cursors["before"], position, ascending, after=False)
+            if both and not ascending:
+                lo = _step_boundary(steps, cursors["before"], position, ascending, after=True)
+                hi = _step_boundary(steps, cursors["after"], position, ascending, after=False)
+            else:
+                if "after" in cursors:
+                    lo = _step_boundary(steps, cursors["after"], position, ascending, after=True)
+                if "before" in cursors:
+                    hi = _step_boundary(steps, cursors["before"], position, ascending, after=False)
             window = steps[lo:hi]
             if limit <= 0:
                 window = []
-            elif "before" in cursors and "after" not in cursors:
-                window = window[-limit:]
+            elif both:
+                window = window[: 2 * limit]
+                if len(window) > limit:
+                    start = max(0, len(window) // 2 - limit // 2)
+                    window = window[start : start + limit]
             else:
                 window = window[:limit]
             return _json_resp(200, [s.data for s in window])

@@ -148,3 +148,21 @@ def test_kill_9_while_enrichments_are_pending_loses_nothing(tmp_path: Path) -> N
             assert exp.finished() == expected(fake.truth())
         finally:
             exp.kill()
+
+
+@pytest.mark.parametrize("switched_off", ["--enrich.metrics=false", "--enrich.usage=false"])
+def test_each_run_is_counted_with_an_enrichment_endpoint_switched_off(
+    tmp_path: Path, switched_off: str
+) -> None:
+    # Found by tests/benchmarks/bench_realserver.py: with /metrics off, the run was counted
+    # after /steps and the loop then read the enrichment it had just dropped (a crash).
+    rng = random.Random(7)
+    truth: Counter[TokenKey] = Counter()
+    with FakeLetta() as fake:
+        for index in range(3):
+            finish_with_steps(fake, f"agent-{index}", 2, rng, truth)
+        state = tmp_path / "state.db"
+        with running(Exporter(fake.base_url, state, switched_off, "--backfill=1h")) as exp:
+            exp.wait_for(lambda: sum(exp.finished().values()) == 3, what="3 counted runs")
+            exp.wait_for(lambda: exported_tokens(exp) == truth, what="tokens")
+            assert not [line for line in exp.logs if "Traceback" in line]

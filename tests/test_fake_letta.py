@@ -702,7 +702,8 @@ def test_steps_usage_metrics_and_trace(fake: FakeLetta, http: httpx.Client) -> N
     page = http.get(f"/v1/runs/{run_id}/steps", params={"limit": 3, "after": step_ids[50]}).json()
     assert [s["id"] for s in page] == step_ids[49:46:-1]  # desc + after = next (older) page
     page = http.get(f"/v1/runs/{run_id}/steps", params={"limit": 3, "before": step_ids[50]}).json()
-    assert [s["id"] for s in page] == step_ids[53:50:-1]  # before = previous page
+    # before = the rows newer than X, newest first, from the start (not the adjacent page)
+    assert [s["id"] for s in page] == step_ids[:50:-1][:3]
     page = http.get(
         f"/v1/runs/{run_id}/steps", params={"order": "asc", "limit": 2, "after": step_ids[0]}
     ).json()
