@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.harness import Exporter
@@ -69,6 +70,7 @@ class Campaign:
     deleted_in_flight: list[str]
     check_groups: Counter[tuple[str, str, str]]
     restarts: int
+    agents: dict[str, tuple[str, bool]]  # agent id -> (name, an approval waits)
     workload_s: float
     exporter_logs: list[str]
 
@@ -138,6 +140,17 @@ def _check(stack: Stack) -> Counter[tuple[str, str, str]]:
     return groups
 
 
+def _agents(stack: Stack) -> dict[str, tuple[str, bool]]:
+    """Every agent's name and whether Letta says an approval waits on it."""
+    response = httpx.get(
+        f"{stack.letta_url}/v1/agents/",
+        params={"limit": 1000, "include": "agent.pending_approval"},
+        timeout=60,
+    )
+    response.raise_for_status()
+    return {a["id"]: (a["name"], a.get("pending_approval") is not None) for a in response.json()}
+
+
 @pytest.fixture(scope="module")
 def campaign(letta_stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Campaign]:
     state: Path = tmp_path_factory.mktemp("real-exporter") / "state.db"
@@ -192,6 +205,7 @@ def campaign(letta_stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> It
             deleted_in_flight=workload.deleted_in_flight,
             check_groups=_check(letta_stack),
             restarts=1,
+            agents=_agents(letta_stack),
             workload_s=workload_s,
             exporter_logs=holder.current.logs,
         )
@@ -267,3 +281,25 @@ def test_check_agrees_with_the_database_on_the_same_window(campaign: Campaign) -
         campaign.samples, "letta_runs_finished_total", "agent", "status", "stop_reason"
     )
     assert exported == campaign.check_groups + campaign.removed.finished
+
+
+def test_agents_are_named_as_letta_names_them(campaign: Campaign) -> None:
+    named = {
+        dict(labels)["agent"]: dict(labels)["agent_name"]
+        for (name, labels), value in campaign.samples.items()
+        if name == "letta_agent_info" and value == 1
+    }
+    labelled = set(summed(campaign.samples, "letta_runs_finished_total", "agent"))
+    living = {agent for (agent,) in labelled} & campaign.agents.keys()
+    # A deleted agent keeps its (right) name until the next read of the list.
+    assert {a: n for a, n in named.items() if a in living} == {
+        agent: campaign.agents[agent][0] for agent in living
+    }
+    assert named.keys() <= {agent for (agent,) in labelled}
+
+
+def test_approvals_waiting_match_the_agents_pending_approval(campaign: Campaign) -> None:
+    waiting = flat(summed(campaign.samples, "letta_runs_awaiting_approval", "agent"))
+    expected = Counter({agent: 1 for agent, (_, pending) in campaign.agents.items() if pending})
+    assert waiting == expected
+    assert len(expected) == 1  # the approval nobody answered

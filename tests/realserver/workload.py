@@ -219,6 +219,10 @@ class Workload:
             call_id = _approval_call_id(self.sync(agent, "may I [[tools=1]]"))
             self.sync(agent, "while pending [[]]")  # HTTP 409, a failed run
             self.approve(agent, call_id, decision)  # a new run
+        # Nobody answers this one: it still waits when the campaign ends.
+        _approval_call_id(
+            self.sync(self.agent("approval-pending", tool_rules=rule), "may I [[tools=1]]")
+        )
         agent = self.agent("approval-cancelled", tool_rules=rule)
         response = self.sync(agent, "may I [[tools=1]]")
         _approval_call_id(response)
