@@ -210,3 +210,27 @@ def test_the_sbom_lists_exactly_the_locked_packages(podman: Podman, image: Built
     assert not {"pip", "setuptools", "wheel"} & set(installed)
     for name, version in sorted(installed.items()):
         print(f"{name}=={version}")
+
+
+IMPORT_EVERY_EXTENSION = """
+import importlib, pathlib, sysconfig
+site = pathlib.Path(sysconfig.get_paths()["purelib"])
+for so in sorted(site.rglob("*.so")):
+    module = ".".join(so.relative_to(site).with_suffix("").with_suffix("").parts)
+    importlib.import_module(module)
+    print(module)
+"""
+
+
+def test_every_stripped_extension_module_still_loads(podman: Podman, image: Built) -> None:
+    loaded = podman.run(
+        "run",
+        "--rm",
+        "--network=none",
+        *rlimits(),
+        "--entrypoint=python",
+        image.image,
+        "-c",
+        IMPORT_EVERY_EXTENSION,
+    ).stdout.split()
+    assert "grpc._cython.cygrpc" in loaded and "yaml._yaml" in loaded, loaded
