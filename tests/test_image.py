@@ -23,7 +23,9 @@ from tests.harness import FAST_FLAGS, poll_until
 from tests.image import Built, Podman, build, components, locked, rlimits, sbom
 from tests.test_dockerfile import runtime_user
 
-pytestmark = pytest.mark.e2e
+# The first test waits for the build: about 1.5 min on a new machine with overlay storage
+# (base included), 4 to 5 min with vfs.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
 
 STATE_DIR = "/var/lib/letta-exporter"
 GRACE_SECONDS = 10  # `docker stop`'s default
