@@ -28,7 +28,7 @@ RUN python -m venv /tools \
  && /tools/bin/pip --python /venv/bin/python install --no-cache-dir --require-hashes \
       --only-binary :all: --no-deps -r requirements.lock
 # Wheels ship their extension modules with symbols: 10 MB of /venv's 35 MB of .so files.
-# The build stage's binutils (Debian's, from the base's release) ship nothing else.
+# binutils (Debian's, for strip) stays in this stage.
 # hadolint ignore=DL3008 # strip does the same whichever binutils build runs it
 RUN apt-get update \
  && apt-get install -y --no-install-recommends binutils \
