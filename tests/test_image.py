@@ -10,13 +10,16 @@ deploy/kubernetes/ runs it). Host networking: the fake and the exporter both lis
 from __future__ import annotations
 
 import socket
+import ssl
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 import pytest
+import trustme
 
 from tests.fake_letta import FakeLetta
 from tests.harness import FAST_FLAGS, poll_until
@@ -76,6 +79,11 @@ class Container:
     volume: str
     name: str = field(default_factory=lambda: f"letta-exporter-test-{uuid.uuid4().hex[:8]}")
     port: int = field(default_factory=free_port)
+    # More `podman run` options and exporter flags; how to reach it (TLS: the CA's context).
+    options: tuple[str, ...] = ()
+    flags: tuple[str, ...] = ()
+    scheme: str = "http"
+    verify: ssl.SSLContext | bool = True
 
     def start(self) -> Container:
         self.podman.run(
@@ -89,15 +97,18 @@ class Container:
             f"--volume={self.volume}:{STATE_DIR}",
             # The HEALTHCHECK reads the port from here; a fixed, free one (not :0).
             f"--env=LETTA_EXPORTER_WEB_LISTEN_ADDRESS=127.0.0.1:{self.port}",
+            *self.options,
             self.image,
             f"--letta.url={self.letta_url}",
             *FAST_FLAGS,
+            *self.flags,
         )
         self.wait_for(lambda: self.get("/readyz").status_code == 200, "/readyz")
         return self
 
     def get(self, path: str) -> httpx.Response:
-        return httpx.get(f"http://127.0.0.1:{self.port}{path}", timeout=5.0)
+        url = f"{self.scheme}://127.0.0.1:{self.port}{path}"
+        return httpx.get(url, timeout=5.0, verify=self.verify)
 
     def finished(self) -> float:
         """letta_runs_finished_total, all series summed."""
@@ -172,6 +183,38 @@ def test_the_healthcheck_passes_and_fails_while_the_exporter_is_wedged(
     finally:
         podman.run("kill", "--signal=CONT", container.name)
     assert container.healthcheck()
+
+
+def test_the_healthcheck_passes_over_https(
+    podman: Podman, image: Built, fake: FakeLetta, volume: str, tmp_path: Path
+) -> None:
+    ca = trustme.CA()
+    server = ca.issue_cert("127.0.0.1")
+    server.cert_chain_pems[0].write_to_path(str(tmp_path / "server.crt"))
+    server.private_key_pem.write_to_path(str(tmp_path / "server.key"))
+    (tmp_path / "web.yml").write_text(
+        "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n"
+    )
+    # Readable by uid 65532, as a Kubernetes Secret volume (mode 0644) makes them.
+    for path in (tmp_path, *tmp_path.iterdir()):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    container = Container(
+        podman,
+        image.image,
+        fake.base_url,
+        volume,
+        options=(f"--volume={tmp_path}:/etc/letta-exporter:ro",),
+        flags=("--web.config.file=/etc/letta-exporter/web.yml",),
+        scheme="https",
+        verify=context,
+    )
+    try:
+        container.start()
+        assert container.healthcheck()
+    finally:
+        container.remove()
 
 
 def test_the_state_volume_keeps_counting_across_a_new_container(
