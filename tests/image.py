@@ -12,6 +12,7 @@ with mmdebstrap (Debian's python3 3.11), passed as `--build-arg PYTHON_IMAGE`.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -89,6 +90,7 @@ HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 STORE = Path(
     os.environ.get("LETTA_EXPORTER_IMAGE_STORE", Path.home() / ".cache/letta-exporter/podman")
 )
+RUNTIME = Path("/run/letta-exporter-podman")
 
 
 def require(tool: str) -> str:
@@ -103,40 +105,71 @@ def require(tool: str) -> str:
 
 @dataclass(frozen=True)
 class Podman:
-    """podman on a storage of its own (so parallel users of the default one are not
-    disturbed), with runc and cgroupfs, which work where crun and systemd do not."""
+    """podman on storage, per-boot state and locks of its own, with runc and cgroupfs
+    (which work where crun and systemd do not).
 
-    root: Path
+    Other podman users on the machine share /run/libpod and the /libpod_lock shared
+    memory by default: when one of them wiped /run/libpod/alive, this podman took it for a
+    reboot, renumbered its locks and collided with theirs ("acquiring lock 1: file
+    exists"). So the per-boot files (`runtime`) are its own, and its locks are files in
+    there rather than shared memory."""
+
+    root: Path  # images, containers, volumes: kept, so the next build is warm
+    runtime: Path  # per-boot state: under /run, wiped on reboot like podman's own
     driver: str
 
     @classmethod
     def here(cls) -> Podman:
         """overlay where the kernel allows it (a build takes a minute), else vfs (every
-        layer a full copy: four times slower)."""
-        for driver in ("overlay", "vfs"):
-            podman = cls(STORE / driver, driver)
-            if podman.run("info", check=False, timeout=120).returncode == 0:
+        layer a full copy: four times slower); $LETTA_EXPORTER_IMAGE_DRIVER picks one."""
+        chosen = os.environ.get("LETTA_EXPORTER_IMAGE_DRIVER")
+        for driver in [chosen] if chosen else ["overlay", "vfs"]:
+            # One per store; short, as sockets in it have a path limit of 108 bytes.
+            store_id = hashlib.sha256(str(STORE).encode()).hexdigest()[:8]
+            runtime = RUNTIME / f"{store_id}-{driver}"
+            podman = cls(STORE / driver, runtime, driver)
+            probe = podman.run("info", check=False, timeout=120)
+            if probe.returncode == 0:
                 return podman
-        raise RuntimeError("podman works with neither the overlay nor the vfs storage driver")
+            print(f"podman with {driver} storage: {probe.stderr.strip()}", file=sys.stderr)
+        raise RuntimeError(f"podman storage works with no driver of {chosen or 'overlay, vfs'}")
+
+    def config(self) -> Path:
+        """The containers.conf that replaces the machine's for this podman."""
+        path = self.root / "containers.conf"
+        text = (
+            "[engine]\n"
+            f'tmp_dir = "{self.runtime / "tmp"}"\n'
+            'lock_type = "file"\n'
+            'events_logger = "file"\n'
+            'cgroup_manager = "cgroupfs"\n'
+        )
+        if not path.exists() or path.read_text() != text:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+        return path
 
     def argv(self, *args: str) -> list[str]:
         return [
             require("podman"),
             f"--root={self.root / 'root'}",
-            f"--runroot={self.root / 'run'}",
+            f"--runroot={self.runtime / 'run'}",
             f"--storage-driver={self.driver}",
             f"--runtime={require('runc')}",
-            "--cgroup-manager=cgroupfs",
-            "--events-backend=file",
             *args,
         ]
 
     def run(
-        self, *args: str, check: bool = True, timeout: float = 120, quiet: bool = False
+        self, *args: str, check: bool = True, timeout: float = 300
     ) -> subprocess.CompletedProcess[str]:
         """Run a podman command; with `check`, a failure raises with its output."""
         result = subprocess.run(
-            self.argv(*args), capture_output=True, text=True, timeout=timeout, check=False
+            self.argv(*args),
+            env={**os.environ, "CONTAINERS_CONF": str(self.config())},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
         )
         if check and result.returncode != 0:
             raise RuntimeError(
