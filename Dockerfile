@@ -1,25 +1,48 @@
 # syntax=docker/dockerfile:1
-# letta-exporter image. Checked by `hadolint Dockerfile` and tests/test_dockerfile.py.
+# letta-exporter image. Checked by `hadolint Dockerfile`, tests/test_dockerfile.py and, built
+# and run, by tests/test_image.py.
 #
 #   docker build -t letta-exporter .
 #   docker run -p 9834:9834 -e LETTA_BASE_URL=http://letta:8283 -v letta-exporter:/var/lib/letta-exporter letta-exporter
 #
 # Both stages use the same base image: the venv copied from the first stage links to that
-# image's /usr/local/bin/python3.
+# image's python3. The base is pinned by digest (the tag alone says which Python and Debian
+# it is). To bump it: `docker buildx imagetools inspect python:3.11-slim-bookworm` (or
+# `skopeo inspect --raw docker://python:3.11-slim-bookworm | sha256sum`), put the index
+# digest below, rebuild and run tests/test_image.py. Where Docker Hub cannot be reached,
+# tests/image.py passes `--build-arg PYTHON_IMAGE=` a Debian bookworm stand-in.
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm@sha256:2e32f7d302adc1c37428355c1e646897c0c53f4fd60b6a551245fb90ee129f91
 
-# ---- Build stage: turn the source into a wheel and install it into a venv.
-FROM python:3.11-slim-bookworm AS build
+# ---- Build stage: the locked dependencies, then the exporter's wheel, into a venv.
+FROM ${PYTHON_IMAGE} AS build
 WORKDIR /src
+# Everything installed comes from the hash-checked locks generated from pyproject.toml
+# (`python -m tests.image lock`), as wheels only: nothing is compiled here. The build
+# tools (setuptools, wheel, cyclonedx-bom) go to /tools; /venv gets no pip, setuptools or
+# wheel, only the exporter and what it imports.
+COPY requirements.lock requirements-build.lock ./
+RUN python -m venv /tools \
+ && /tools/bin/pip install --no-cache-dir --require-hashes --only-binary :all: \
+      -r requirements-build.lock \
+ && python -m venv --without-pip /venv \
+ && /tools/bin/pip --python /venv/bin/python install --no-cache-dir --require-hashes \
+      --only-binary :all: --no-deps -r requirements.lock
+# Wheels ship their extension modules with symbols: 10 MB of /venv's 35 MB of .so files.
+# binutils (Debian's, for strip) stays in this stage.
+# hadolint ignore=DL3008 # strip does the same whichever binutils build runs it
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends binutils \
+ && find /venv -name '*.so' -exec strip --strip-unneeded {} +
 COPY pyproject.toml README.md ./
 COPY exporter ./exporter
-# The wheel is built with the image's own pip (build backend fetched in an isolated env),
-# so no build tool ends up in /venv, which holds the exporter and its dependencies only.
-RUN pip wheel --no-cache-dir --no-deps --wheel-dir /dist . \
- && python -m venv /venv \
- && /venv/bin/pip install --no-cache-dir /dist/*.whl
+# The SBOM (CycloneDX JSON) lists what /venv holds, so it ships inside it.
+RUN /tools/bin/pip wheel --no-cache-dir --no-deps --no-build-isolation --wheel-dir /dist . \
+ && /tools/bin/pip --python /venv/bin/python install --no-cache-dir --no-deps /dist/*.whl \
+ && /tools/bin/cyclonedx-py environment --pyproject pyproject.toml --of JSON \
+      --output-reproducible --output-file /venv/sbom.cdx.json /venv/bin/python
 
 # ---- Runtime stage: the venv, a numeric non-root user and the state volume.
-FROM python:3.11-slim-bookworm
+FROM ${PYTHON_IMAGE}
 ARG VERSION=0.1.0
 LABEL org.opencontainers.image.title="letta-exporter" \
       org.opencontainers.image.description="Prometheus metrics and OpenTelemetry traces for Letta agent runs" \

