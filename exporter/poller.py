@@ -80,12 +80,21 @@ class Poller:
         self.health = Health()
         self._last_head_rows = options.page_size
         self._last_error: tuple[str, float] | None = None
-        self._pager = RunPager(client, on_lost_cursor=lambda: tracker.aggregates.inc(m.CURSOR_LOST))
+        self._pager = RunPager(
+            client,
+            on_lost_cursor=lambda: tracker.aggregates.inc(m.CURSOR_LOST),
+            on_direction_switch=lambda: tracker.aggregates.inc(m.CURSOR_DIRECTION_SWITCHES),
+        )
         self._progress: tuple[float, int, int, float] | None = None
         self._more_enrichment = False
         self._tool_lookups: dict[str, asyncio.Future[Tool]] = {}
         self._spans_pending = spans_pending
         self._trace_unavailable_until = 0
+        # Every run created before this had been listed (the start of the last walk that
+        # reached its floor); after a restart, the newest run the state had seen.
+        self._listed_until_ns = tracker.hwm_ns if tracker.hwm_ns is not None else self._now()
+        self._walk_started_ns = self._listed_until_ns
+        self._listed_all = False
 
     def _now(self) -> int:
         return int(self._clock() * _NS)
@@ -158,7 +167,19 @@ class Poller:
             health=self.health.copy(),
             backfill_remaining_s=(tracker.scan.remaining_ns() / _NS) if tracker.scan else 0.0,
             spans_pending=self._spans_pending(),
+            cursor_param=self._pager.direction.label,
+            counting_lag_s=self._counting_lag_ns(now) / _NS,
         )
+
+    def _counting_lag_ns(self, now: int) -> int:
+        """Age of the oldest finished run not counted yet: known ones by completed_at;
+        while a walk has not reached its floor, unlisted runs may have finished as long
+        ago as the last complete listing began."""
+        oldest = self._tracker.oldest_uncounted_finish_ns()
+        lag = now - oldest if oldest is not None else 0
+        if not self._listed_all:
+            lag = max(lag, now - self._listed_until_ns)
+        return max(0, lag)
 
     # ---- discovery ------------------------------------------------------------------
 
@@ -179,8 +200,11 @@ class Poller:
 
     async def _scan(self, now: int) -> None:
         tracker = self._tracker
+        if tracker.scan is None:
+            self._walk_started_ns = now
         walk = tracker.scan or self._new_scan()
         tracker.scan = walk  # persisted as pending until it reaches its floor
+        self._listed_all = False
         walk.new_cycle()
         resumed = walk.pos is not None
         limit = self._options.page_size
@@ -208,6 +232,8 @@ class Poller:
                 return
             if step.done:
                 tracker.scan = None
+                self._listed_all = True
+                self._listed_until_ns = self._walk_started_ns
                 if not resumed:
                     self._last_head_rows = head_rows
                 return

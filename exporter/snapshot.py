@@ -44,3 +44,5 @@ class Snapshot:
     health: Health = field(default_factory=Health)
     backfill_remaining_s: float = 0.0
     spans_pending: int = 0
+    cursor_param: str = "unknown"
+    counting_lag_s: float = 0.0

@@ -663,6 +663,17 @@ class Tracker:
                     now - r.created_ns > stale_after,
                 )
 
+    def oldest_uncounted_finish_ns(self) -> int | None:
+        """When the longest-waiting finished run not yet counted finished, if any."""
+        return min(
+            (
+                r.completed_ns if r.completed_ns is not None else r.terminal_seen_ns or 0
+                for r in self.records.values()
+                if r.phase in (Phase.SETTLING, Phase.ENRICHING)
+            ),
+            default=None,
+        )
+
     def followed_count(self) -> int:
         """Runs being followed: open or settling."""
         return sum(1 for r in self.records.values() if r.phase in (Phase.OPEN, Phase.SETTLING))
