@@ -95,6 +95,9 @@ class Poller:
         self._listed_until_ns = tracker.hwm_ns if tracker.hwm_ns is not None else self._now()
         self._walk_started_ns = self._listed_until_ns
         self._listed_all = False
+        # On a fresh state, runs that finished before the exporter started are history
+        # (backfill): they wait from the start, not from their completion.
+        self._history_until_ns = self._now() if first_start else 0
 
     def _now(self) -> int:
         return int(self._clock() * _NS)
@@ -176,7 +179,7 @@ class Poller:
         while a walk has not reached its floor, unlisted runs may have finished as long
         ago as the last complete listing began."""
         oldest = self._tracker.oldest_uncounted_finish_ns()
-        lag = now - oldest if oldest is not None else 0
+        lag = now - max(oldest, self._history_until_ns) if oldest is not None else 0
         if not self._listed_all:
             lag = max(lag, now - self._listed_until_ns)
         return max(0, lag)

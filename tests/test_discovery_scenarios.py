@@ -65,6 +65,7 @@ def assert_exact_after_traffic(exp: Exporter, fake: FakeLetta) -> None:
     polls = exp.value("letta_exporter_polls_total")
     exp.wait_for(lambda: exp.value("letta_exporter_polls_total") >= polls + 3, 30, "3 polls")
     assert exp.finished() == truth
+    assert exp.value("letta_exporter_counting_lag_seconds") == 0
 
 
 @pytest.mark.parametrize(
