@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 _NS: Final = 1_000_000_000
 _GET_CONCURRENCY: Final = 8
 _MIN_FIRST_PAGE: Final = 20
+_SETTLE_SLACK_S: Final = 0.05
 # After a 501 from /trace (no ClickHouse), build traces without asking for this long.
 _TRACE_UNAVAILABLE_NS: Final = 600 * _NS
 
@@ -155,6 +156,11 @@ class Poller:
             busy = self._tracker.scan is not None and not self._backpressure()
             delay = 0.0 if busy or self._more_enrichment else self._options.interval_s
             delay = max(0.0, delay - (time.monotonic() - started))
+            # A run whose grace period ends before the next cycle is looked at then, so
+            # it is counted within one interval plus the grace period of finishing.
+            settle = self._tracker.next_settle_ns(self._now())
+            if settle is not None:
+                delay = min(delay, (settle - self._now()) / _NS + _SETTLE_SLACK_S)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=delay if delay > 0 else 0.001)
 

@@ -663,6 +663,23 @@ class Tracker:
                     now - r.created_ns > stale_after,
                 )
 
+    def next_settle_ns(self, now: int) -> int | None:
+        """The next moment after `now` when a settling run's wait (grace period, then
+        callback wait) ends, so the poller can look again then rather than a whole
+        interval later."""
+        grace, callback_wait = self.options.grace_ns, self.options.callback_wait_ns
+        moments = []
+        for r in self.records.values():
+            if r.phase is not Phase.SETTLING or r.terminal_seen_ns is None:
+                continue
+            if r.terminal_seen_ns + grace > now:
+                moments.append(r.terminal_seen_ns + grace)
+            elif (
+                r.callback and not r.callback_recorded and r.terminal_seen_ns + callback_wait > now
+            ):
+                moments.append(r.terminal_seen_ns + callback_wait)
+        return min(moments, default=None)
+
     def oldest_uncounted_finish_ns(self) -> int | None:
         """When the longest-waiting finished run not yet counted finished, if any."""
         return min(
