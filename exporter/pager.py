@@ -65,10 +65,15 @@ class RunPager:
         # A 404 here (the cursor run deleted meanwhile) is a lost cursor, as for the first.
         flipped = await self._ask(cursor_id, second, limit, active)
         flipped_answer = classify(_keys(flipped), key)
+        # Rows of the cursor's own second against nothing tell no direction on a server
+        # comparing cursors at whole seconds (near the bottom of the list there, the
+        # newer direction answers with those rows, the older one with none).
+        telling = {answer, flipped_answer} != {Answer.SAME_SECOND, Answer.EMPTY}
         if flipped_answer > answer:
-            self._evidence(second)
+            if telling:
+                self._evidence(second)
             return flipped
-        if answer > flipped_answer:
+        if answer > flipped_answer and telling:
             self._evidence(first)
         return page
 

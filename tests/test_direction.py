@@ -97,18 +97,20 @@ def test_a_walk_through_a_burst_with_shared_timestamps_sees_every_run_once(
         ids += fake.finish_burst(60, ["agent-a", "agent-b"], shared_fraction=0.3, rng=rng)
         clock.now += 0.25
 
-    async def main() -> tuple[list[Run], str]:
+    async def main() -> tuple[list[Run], CursorDirection]:
         client = client_for(fake)
         pager = RunPager(client, on_lost_cursor=lambda: None)
         try:
             runs = await walk_all(pager, Walk(floor_ns=0), page_size=25)
         finally:
             await client.aclose()
-        return runs, pager.direction.label
+        return runs, pager.direction
 
-    runs, label = asyncio.run(main())
+    runs, direction = asyncio.run(main())
     assert sorted(r.id for r in runs) == sorted(ids)
-    assert label == ("after" if fake.semantics == "relative" else "before")
+    # Down to the bottom of the list, where whole-second cursors answer ambiguously.
+    assert direction.label == ("after" if fake.semantics == "relative" else "before")
+    assert direction.switches == 0
 
 
 def test_a_server_that_changes_semantics_between_walks_is_followed() -> None:
@@ -178,3 +180,26 @@ def test_an_idle_cycle_costs_one_request_whatever_the_direction() -> None:
         fake.reset_requests()
         asyncio.run(main())
         assert len([r for r in fake.requests if r[1] == "/v1/runs/"]) == 1
+
+
+def test_rows_of_the_cursor_second_against_nothing_decide_nothing_on_whole_seconds() -> None:
+    # At the bottom of a whole-second (SQLite) relative server, `before` (newer there)
+    # answers with the cursor's older second-mates and `after` (older) with nothing.
+    clock = Clock()
+    with FakeLetta(semantics="relative", backend="sqlite", clock=clock) as fake:
+        ids = [fake.create_run("agent-a", created_at=clock.now + i / 100) for i in range(20)]
+        cursor = ids[15]
+        key = (int((clock.now + 0.15) * 1e6) * 1000, cursor)
+
+        async def main() -> CursorDirection:
+            client = client_for(fake)
+            pager = RunPager(client, on_lost_cursor=lambda: None)
+            walk = Walk(floor_ns=0, cursors=[(cursor, key)], pos=key)
+            try:
+                step = await pager.next_page(walk, 5, active=False)
+            finally:
+                await client.aclose()
+            assert step.fresh and all(run.id in ids[:15] for run in step.fresh)
+            return pager.direction
+
+        assert asyncio.run(main()).label == "unknown"
