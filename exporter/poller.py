@@ -91,9 +91,10 @@ class Poller:
         self._tool_lookups: dict[str, asyncio.Future[Tool]] = {}
         self._spans_pending = spans_pending
         self._trace_unavailable_until = 0
-        # Every run created before this had been listed (the start of the last walk that
-        # reached its floor); after a restart, the newest run the state had seen.
-        self._listed_until_ns = tracker.hwm_ns if tracker.hwm_ns is not None else self._now()
+        # Until a walk reaches its floor, what the state says was listed (files of 0.1.0:
+        # the newest run seen).
+        listed = tracker.listed_until_ns if tracker.listed_until_ns is not None else tracker.hwm_ns
+        self._listed_until_ns = listed if listed is not None else self._now()
         self._walk_started_ns = self._listed_until_ns
         self._listed_all = False
         # On a fresh state, runs that finished before the exporter started are history
@@ -197,6 +198,9 @@ class Poller:
         lookback = tracker.options.lookback_ns
         if not self._first_start or tracker.hwm_ns is not None:
             floor = tracker.dedupe_floor_ns() if tracker.hwm_ns is not None else None
+            if floor is None and tracker.listed_until_ns is not None:
+                # Cycles ran but saw no run yet: whatever came since is new.
+                floor = tracker.listed_until_ns - lookback
             return Walk(floor_ns=floor, count=True, first_lookback_ns=lookback)
         if self._options.backfill_ns is not None:
             return Walk(
@@ -243,6 +247,7 @@ class Poller:
                 tracker.scan = None
                 self._listed_all = True
                 self._listed_until_ns = self._walk_started_ns
+                tracker.listed_until_ns = self._walk_started_ns
                 if not resumed:
                     self._last_head_rows = head_rows
                 return
@@ -412,6 +417,8 @@ class Poller:
         changed, removed = tracker.take_changes()
         meta = {"hwm_ns": str(tracker.hwm_ns)} if tracker.hwm_ns is not None else {}
         meta["scan"] = tracker.scan_json()
+        if tracker.listed_until_ns is not None:
+            meta["listed_until_ns"] = str(tracker.listed_until_ns)
         self._checkpoint.commit(
             changed=changed,
             removed=removed,

@@ -295,6 +295,9 @@ class Tracker:
         self.records: dict[str, RunRecord] = {}
         self.hwm_ns: int | None = None
         self.scan: Walk | None = None
+        # Every run created before this had been listed (start of the last walk that
+        # reached its floor); None before one did, or in a state file of 0.1.0.
+        self.listed_until_ns: int | None = None
         self._dirty: set[str] = set()
         self._removed: set[str] = set()
         self._late_mark: int | None = None
@@ -715,6 +718,8 @@ class Tracker:
             self.hwm_ns = int(meta["hwm_ns"])
         scan = json.loads(meta.get("scan", "null"))
         self.scan = Walk.from_json(scan) if scan else None
+        if "listed_until_ns" in meta:
+            self.listed_until_ns = int(meta["listed_until_ns"])
 
     def scan_json(self) -> str:
         """The pending scan, persisted as meta."""
