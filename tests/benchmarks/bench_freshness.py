@@ -108,8 +108,10 @@ def scraping() -> Iterator[Scrapes]:
 
 
 def traffic(fake: FakeLetta, runs: int, rate: float, rng: random.Random) -> list[float]:
-    """`runs` finished runs at `rate` runs/s in ticks of 0.1 s; their completion times."""
-    per_tick = max(1, round(rate / 10))
+    """`runs` finished runs at `rate` runs/s in ticks of at least 0.1 s; their completion
+    times."""
+    tick_s = max(0.1, 1 / rate)
+    per_tick = max(1, round(rate * tick_s))
     finished: list[float] = []
     started = time.monotonic()
     tick = 0
@@ -118,7 +120,7 @@ def traffic(fake: FakeLetta, runs: int, rate: float, rng: random.Random) -> list
         fake.finish_burst(count, AGENTS, shared_fraction=0.3, rng=rng)
         finished += [time.time()] * count
         tick += 1
-        time.sleep(max(0.0, started + tick * 0.1 - time.monotonic()))
+        time.sleep(max(0.0, started + tick * tick_s - time.monotonic()))
     return finished
 
 
