@@ -11,7 +11,11 @@ Main points reproduced:
 
 * the runs list with all its query parameters, its validation errors (422 with ``detail``
   as one *string*, 400 for an unknown ``statuses`` value) and its swapped cursors (§4.2);
-  a ``"conventional"`` mode provides time-based cursors for comparison;
+  a ``"conventional"`` mode provides time-based cursors for comparison, a
+  ``"relative"`` one cursors relative to the sort order (Letta Cloud's documentation);
+  unknown cursors restart the list or answer 404 (``unknown_cursor``), and
+  :meth:`FakeLetta.set_semantics` changes all that while serving;
+* bursts of finished runs sharing the newest timestamp (:meth:`FakeLetta.finish_burst`);
 * keyset paging on ``(created_at, id)``: exact on Postgres, and on SQLite the literal
   "cursor cut to whole seconds, compared as a string" bug of §4.5;
 * ``total_duration_ns`` only in list results, only after the metrics transaction
