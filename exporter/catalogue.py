@@ -235,6 +235,25 @@ PAGINATION_STALLS: Final = MetricSpec(
     Kind.COUNTER,
     "Pages that made no progress; the walk stopped for this cycle instead of looping.",
 )
+LIST_CURSOR_INFO: Final = MetricSpec(
+    "letta_exporter_list_cursor_info",
+    Kind.GAUGE,
+    "1 for the runs-list cursor parameter that lists older runs on this server (before, "
+    "after), or unknown while no page has shown it; 0 for the others.",
+    ("param",),
+)
+CURSOR_DIRECTION_SWITCHES: Final = MetricSpec(
+    "letta_exporter_cursor_direction_switches",
+    Kind.COUNTER,
+    "Times the list cursor parameter in force changed after it was decided (the server's "
+    "cursor semantics changed).",
+)
+COUNTING_LAG: Final = MetricSpec(
+    "letta_exporter_counting_lag_seconds",
+    Kind.GAUGE,
+    "Age of the oldest finished run not yet counted (since its completed_at; while "
+    "discovery is behind, since the newest moment it had seen everything); 0 when none.",
+)
 LATE_RUNS: Final = MetricSpec(
     "letta_exporter_late_runs",
     Kind.COUNTER,
@@ -327,6 +346,9 @@ ALL: Final[tuple[MetricSpec, ...]] = (
     LABEL_OVERFLOW,
     CURSOR_LOST,
     PAGINATION_STALLS,
+    LIST_CURSOR_INFO,
+    CURSOR_DIRECTION_SWITCHES,
+    COUNTING_LAG,
     LATE_RUNS,
     CHANGED_AFTER_COUNT,
     OPEN_RUNS_DROPPED,

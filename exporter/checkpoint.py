@@ -74,8 +74,12 @@ class Loaded:
 
     @property
     def fresh(self) -> bool:
-        """True when no cycle was ever committed (a first start)."""
-        return "hwm_ns" not in self.meta and not self.records
+        """True when no cycle was ever committed (a first start).
+
+        Every commit writes the `scan` key, also one that saw no run yet: runs that
+        appear after such a cycle are new, not history to skip.
+        """
+        return "hwm_ns" not in self.meta and "scan" not in self.meta and not self.records
 
 
 class Checkpoint:

@@ -37,6 +37,7 @@ _ZERO_INIT_COUNTERS: dict[MetricSpec, tuple[tuple[str, ...], ...]] = {
     m.POLLS: ((),),
     m.CURSOR_LOST: ((),),
     m.PAGINATION_STALLS: ((),),
+    m.CURSOR_DIRECTION_SWITCHES: ((),),
     m.LATE_RUNS: ((),),
     m.CHANGED_AFTER_COUNT: ((),),
     m.POLL_ERRORS: tuple((reason,) for reason in POLL_ERROR_REASONS),
@@ -136,6 +137,11 @@ class RunsCollector(Collector):
         yield _gauge(m.ENRICHMENT_BACKLOG, {(): float(snap.enrichment_backlog)})
         yield _gauge(m.BACKFILL_REMAINING, {(): snap.backfill_remaining_s})
         yield _gauge(m.SPANS_PENDING, {(): float(snap.spans_pending)})
+        yield _gauge(
+            m.LIST_CURSOR_INFO,
+            {(p,): float(p == snap.cursor_param) for p in ("before", "after", "unknown")},
+        )
+        yield _gauge(m.COUNTING_LAG, {(): snap.counting_lag_s})
         yield _gauge(m.WEB_CONFIG_RELOAD_OK, {(): 1.0 if self._web_config_ok() else 0.0})
         verified = self._scope_verified()
         yield _gauge(m.SCOPE_VERIFIED, {} if verified is None else {(): float(verified)})

@@ -1,65 +1,101 @@
-"""Fetches the pages a `Walk` asks for: cursor direction probed once, lost cursors counted."""
+"""Fetches the pages a `Walk` asks for, checking each against its cursor (see direction.py)."""
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
-from typing import Final
 
-from exporter.letta.client import MAX_LIST_LIMIT, CursorParam, LettaClient
+from exporter.direction import Answer, CursorDirection, CursorParam, classify, other
+from exporter.letta.client import MAX_LIST_LIMIT, LettaClient, Page
 from exporter.letta.errors import LettaNotFound
-from exporter.walk import StepResult, Walk
+from exporter.walk import Key, StepResult, Walk
 
 log = logging.getLogger(__name__)
 
-_PROBE_RETRY_S: Final = 5.0
-
 
 class RunPager:
-    """One per Letta server: remembers which cursor parameter lists older runs there."""
+    """One per Letta server: follows which cursor parameter lists older runs there."""
 
-    def __init__(self, client: LettaClient, *, on_lost_cursor: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        client: LettaClient,
+        *,
+        on_lost_cursor: Callable[[], None],
+        on_direction_switch: Callable[[], None] = lambda: None,
+    ) -> None:
         self._client = client
         self._on_lost_cursor = on_lost_cursor
-        self._cursor_param: CursorParam | None = None
-        self._probe_after = 0.0
-
-    async def _probe(self) -> None:
-        # Asked only when a second page is needed, so an idle cycle costs 1 request. An
-        # inconclusive probe (too few runs, a burst inside two seconds) is not trusted
-        # forever: "before" serves meanwhile (right on 0.16.8) and the probe is retried.
-        now = time.monotonic()
-        if now < self._probe_after:
-            return
-        self._cursor_param = await self._client.probe_cursor_param()
-        if self._cursor_param is None:
-            self._probe_after = now + _PROBE_RETRY_S
-            log.info("list cursors: cannot tell the direction yet; assuming 'before'")
-        else:
-            log.info("list cursors: %r lists older runs on this server", self._cursor_param)
+        self._on_direction_switch = on_direction_switch
+        self.direction = CursorDirection()
 
     async def next_page(self, walk: Walk, limit: int, *, active: bool) -> StepResult:
         """Fetch and feed one page of `walk`; raises LettaError when Letta fails."""
-        cursor = walk.cursor()
-        if cursor is not None and self._cursor_param is None:
-            await self._probe()
+        can_widen = limit < MAX_LIST_LIMIT
         try:
-            page = await self._client.list_runs(
-                limit=limit,
-                cursor=cursor,
-                cursor_param=self._cursor_param or "before",
-                active=active,
-            )
-            step = walk.feed(page.runs, page.raw_count, limit, can_widen=limit < MAX_LIST_LIMIT)
+            if not walk.cursors:
+                page = await self._client.list_runs(limit=limit, active=active)
+            else:
+                page = await self._older_page(walk.cursors[0], limit, active)
+            step = walk.feed(page.runs, page.raw_count, limit, can_widen=can_widen)
         except LettaNotFound:
-            if cursor is None:
+            if not walk.cursors:
                 raise
             step = walk.drop_cursor()  # servers that check cursors answer 404 (§4.6)
         if step.lost_cursor:
             self._on_lost_cursor()
             log.warning("Letta no longer knows the list cursor (run deleted?); recovering")
         return step
+
+    async def _older_page(self, cursor: tuple[str, Key], limit: int, active: bool) -> Page:
+        """The page older than `cursor`, whichever parameter lists it on this server.
+
+        The parameter in force is asked first; an answer that is not clearly older makes
+        the other one asked once (an idle cycle never gets here: its head page has no
+        cursor). When neither lists older runs, the first answer goes to the walk, which
+        treats it as a lost cursor.
+        """
+        cursor_id, key = cursor
+        first = self.direction.param
+        page = await self._ask(cursor_id, first, limit, active)
+        answer = classify(_keys(page), key)
+        if answer is Answer.OLDER:
+            self._evidence(first)
+            return page
+        second = other(first)
+        # A 404 here (the cursor run deleted meanwhile) is a lost cursor, as for the first.
+        flipped = await self._ask(cursor_id, second, limit, active)
+        flipped_answer = classify(_keys(flipped), key)
+        # Rows of the cursor's own second against nothing tell no direction on a server
+        # comparing cursors at whole seconds (near the bottom of the list there, the
+        # newer direction answers with those rows, the older one with none).
+        telling = {answer, flipped_answer} != {Answer.SAME_SECOND, Answer.EMPTY}
+        if flipped_answer > answer:
+            if telling:
+                self._evidence(second)
+            return flipped
+        if answer > flipped_answer and telling:
+            self._evidence(first)
+        return page
+
+    def _evidence(self, older: CursorParam) -> None:
+        direction = self.direction
+        was, switches = direction.label, direction.switches
+        if not direction.evidence(older):
+            return
+        if direction.switches > switches:
+            self._on_direction_switch()
+            log.warning("list cursors: %r lists older runs on this server now, not %r", older, was)
+        else:
+            log.info("list cursors: %r lists older runs on this server", older)
+
+    async def _ask(self, cursor_id: str, param: CursorParam, limit: int, active: bool) -> Page:
+        return await self._client.list_runs(
+            limit=limit, cursor=cursor_id, cursor_param=param, active=active
+        )
+
+
+def _keys(page: Page) -> list[Key]:
+    return [(run.created_ns, run.id) for run in page.runs]
 
 
 def next_limit(step: StepResult, limit: int, page_size: int) -> int:

@@ -37,6 +37,7 @@ _MIN_FIRST_PAGE: Final = 20
 # stopped requires_approval, then each such thread's newest runs.
 _SEED_APPROVAL_RUNS: Final = 100
 _SEED_THREAD_RUNS: Final = 50
+_SETTLE_SLACK_S: Final = 0.05
 # After a 501 from /trace (no ClickHouse), build traces without asking for this long.
 _TRACE_UNAVAILABLE_NS: Final = 600 * _NS
 
@@ -88,7 +89,11 @@ class Poller:
         self.health = Health()
         self._last_head_rows = options.page_size
         self._last_error: tuple[str, float] | None = None
-        self._pager = RunPager(client, on_lost_cursor=lambda: tracker.aggregates.inc(m.CURSOR_LOST))
+        self._pager = RunPager(
+            client,
+            on_lost_cursor=lambda: tracker.aggregates.inc(m.CURSOR_LOST),
+            on_direction_switch=lambda: tracker.aggregates.inc(m.CURSOR_DIRECTION_SWITCHES),
+        )
         self._progress: tuple[float, int, int, float] | None = None
         self._more_enrichment = False
         self._tool_lookups: dict[str, asyncio.Future[Tool]] = {}
@@ -96,6 +101,15 @@ class Poller:
         self._trace_unavailable_until = 0
         self._agent_names = agent_names
         self._scope = scope or ScopeCheck(None, None)
+        # Until a walk reaches its floor, what the state says was listed (files of 0.1.0:
+        # the newest run seen).
+        listed = tracker.listed_until_ns if tracker.listed_until_ns is not None else tracker.hwm_ns
+        self._listed_until_ns = listed if listed is not None else self._now()
+        self._walk_started_ns = self._listed_until_ns
+        self._listed_all = False
+        # On a fresh state, runs that finished before the exporter started are history
+        # (backfill): they wait from the start, not from their completion.
+        self._history_until_ns = self._now() if first_start else 0
 
     def _now(self) -> int:
         return int(self._clock() * _NS)
@@ -157,6 +171,11 @@ class Poller:
             busy = self._tracker.scan is not None and not self._backpressure()
             delay = 0.0 if busy or self._more_enrichment else self._options.interval_s
             delay = max(0.0, delay - (time.monotonic() - started))
+            # A run whose grace period ends before the next cycle is looked at then, so
+            # it is counted within one interval plus the grace period of finishing.
+            settle = self._tracker.next_settle_ns(self._now())
+            if settle is not None:
+                delay = min(delay, (settle - self._now()) / _NS + _SETTLE_SLACK_S)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=delay if delay > 0 else 0.001)
 
@@ -176,6 +195,8 @@ class Poller:
             agent_info=self._agent_names.info(tracker.agent_label.values())
             if self._agent_names is not None
             else (),
+            cursor_param=self._pager.direction.label,
+            counting_lag_s=self._counting_lag_ns(now) / _NS,
         )
 
     async def _read_agent_names(self) -> None:
@@ -185,6 +206,16 @@ class Poller:
         if names is not None and names.due(agents):
             await names.refresh(agents)
 
+    def _counting_lag_ns(self, now: int) -> int:
+        """Age of the oldest finished run not counted yet: known ones by completed_at;
+        while a walk has not reached its floor, unlisted runs may have finished as long
+        ago as the last complete listing began."""
+        oldest = self._tracker.oldest_uncounted_finish_ns()
+        lag = now - max(oldest, self._history_until_ns) if oldest is not None else 0
+        if not self._listed_all:
+            lag = max(lag, now - self._listed_until_ns)
+        return max(0, lag)
+
     # ---- discovery ------------------------------------------------------------------
 
     def _new_scan(self) -> Walk:
@@ -192,6 +223,9 @@ class Poller:
         lookback = tracker.options.lookback_ns
         if not self._first_start or tracker.hwm_ns is not None:
             floor = tracker.dedupe_floor_ns() if tracker.hwm_ns is not None else None
+            if floor is None and tracker.listed_until_ns is not None:
+                # Cycles ran but saw no run yet: whatever came since is new.
+                floor = tracker.listed_until_ns - lookback
             return Walk(floor_ns=floor, count=True, first_lookback_ns=lookback)
         if self._options.backfill_ns is not None:
             return Walk(
@@ -204,8 +238,11 @@ class Poller:
 
     async def _scan(self, now: int) -> None:
         tracker = self._tracker
+        if tracker.scan is None:
+            self._walk_started_ns = now
         walk = tracker.scan or self._new_scan()
         tracker.scan = walk  # persisted as pending until it reaches its floor
+        self._listed_all = False
         walk.new_cycle()
         resumed = walk.pos is not None
         limit = self._options.page_size
@@ -233,6 +270,9 @@ class Poller:
                 return
             if step.done:
                 tracker.scan = None
+                self._listed_all = True
+                self._listed_until_ns = self._walk_started_ns
+                tracker.listed_until_ns = self._walk_started_ns
                 if not resumed:
                     self._last_head_rows = head_rows
                 return
@@ -477,6 +517,8 @@ class Poller:
         approvals = tracker.approvals_json()
         if approvals is not None:
             meta["approvals"] = approvals
+        if tracker.listed_until_ns is not None:
+            meta["listed_until_ns"] = str(tracker.listed_until_ns)
         self._checkpoint.commit(
             changed=changed,
             removed=removed,

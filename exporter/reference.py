@@ -94,6 +94,11 @@ LABELS: Final[Mapping[str, str]] = {
     ),
     "label": "The capped label that overflowed: `agent`, `model` or `tool`.",
     "version": "The exporter's version.",
+    "param": (
+        "The runs-list cursor parameter that lists older runs with `order=desc`: `before` "
+        "(Letta 0.16.8, time-absolute cursors), `after` (cursors relative to the sort "
+        "order), `unknown` until a page has shown it."
+    ),
 }
 """What the values of each label name are."""
 

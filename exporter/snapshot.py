@@ -47,3 +47,5 @@ class Snapshot:
     agent_info: tuple[tuple[str, str], ...] = ()
     """(agent label, agent name) of the agents with a known name."""
     approval_waits: tuple[ApprovalWaitView, ...] = ()
+    cursor_param: str = "unknown"
+    counting_lag_s: float = 0.0

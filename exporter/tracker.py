@@ -323,6 +323,9 @@ class Tracker:
         self.records: dict[str, RunRecord] = {}
         self.hwm_ns: int | None = None
         self.scan: Walk | None = None
+        # Every run created before this had been listed (start of the last walk that
+        # reached its floor); None before one did, or in a state file of 0.1.0.
+        self.listed_until_ns: int | None = None
         self._dirty: set[str] = set()
         self._removed: set[str] = set()
         self._late_mark: int | None = None
@@ -751,6 +754,34 @@ class Tracker:
                 self.agent_label(wait.agent_id, count_overflow=False), wait.since_ns
             )
 
+    def next_settle_ns(self, now: int) -> int | None:
+        """The next moment after `now` when a settling run's wait (grace period, then
+        callback wait) ends, so the poller can look again then rather than a whole
+        interval later."""
+        grace, callback_wait = self.options.grace_ns, self.options.callback_wait_ns
+        moments = []
+        for r in self.records.values():
+            if r.phase is not Phase.SETTLING or r.terminal_seen_ns is None:
+                continue
+            if r.terminal_seen_ns + grace > now:
+                moments.append(r.terminal_seen_ns + grace)
+            elif (
+                r.callback and not r.callback_recorded and r.terminal_seen_ns + callback_wait > now
+            ):
+                moments.append(r.terminal_seen_ns + callback_wait)
+        return min(moments, default=None)
+
+    def oldest_uncounted_finish_ns(self) -> int | None:
+        """When the longest-waiting finished run not yet counted finished, if any."""
+        return min(
+            (
+                r.completed_ns if r.completed_ns is not None else r.terminal_seen_ns or 0
+                for r in self.records.values()
+                if r.phase in (Phase.SETTLING, Phase.ENRICHING)
+            ),
+            default=None,
+        )
+
     def followed_count(self) -> int:
         """Runs being followed: open or settling."""
         return sum(1 for r in self.records.values() if r.phase in (Phase.OPEN, Phase.SETTLING))
@@ -779,6 +810,8 @@ class Tracker:
         if approvals is not None:
             self.approvals = ApprovalBook.from_json(json.loads(approvals))
             self.approvals_seeded = True
+        if "listed_until_ns" in meta:
+            self.listed_until_ns = int(meta["listed_until_ns"])
 
     def approvals_json(self) -> str | None:
         """The approval book as meta, when it changed since the last call."""

@@ -1,9 +1,12 @@
 """A randomised, seeded fault campaign against the real exporter and the fake Letta API.
 
-Each *schedule* starts a :class:`~tests.fake_letta.FakeLetta` (random cursor semantics
-and backend), an :class:`~tests.otlp_receiver.OtlpReceiver` and the exporter (small
+Each *schedule* starts a :class:`~tests.fake_letta.FakeLetta` (random cursor semantics,
+404 or silent restart on an unknown cursor, and backend), an
+:class:`~tests.otlp_receiver.OtlpReceiver` and the exporter (small
 pages, tracing on), then plays a random interleaving of: run creation (single runs,
-same-second bursts, late commits), state changes, steps with token counts, deletions of
+same-second bursts, late commits, sustained floods of 250 finished runs/s with shared
+timestamps at the head), quiet spells (a frozen head), the server changing its cursor
+semantics between polls, state changes, steps with token counts, deletions of
 open runs, zombies, HTTP faults on every endpoint the exporter reads, invalid list items
 and ``kill -9`` restarts of the exporter. Once the schedule is over and the faults are
 cleared, it waits for the exporter to settle and checks the invariants:
@@ -26,11 +29,8 @@ and leaves its actions and exporter logs under ``--artifacts``. The action seque
 function of the seed; the timing against the exporter's cycles is not, so a replay
 reproduces a failure often, not always.
 
-Known violations, reduced to deterministic xfail cases in tests/test_campaign.py: on
-order-relative cursors the exporter's cursor-direction probe can settle on the wrong
-parameter (on a SQLite backend, or behind an invalid item at the head of the list) and
-then loses runs below the first page; a 200 that is not JSON on GET /v1/runs/{id} makes
-the exporter exit. Expect failing schedules with "relative" semantics until then.
+Known violation, reduced to a deterministic case in tests/test_campaign.py: a 200 that
+is not JSON on GET /v1/runs/{id} made the exporter exit (fixed).
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ from typing import Any, Final
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.fake_letta import Backend, FakeLetta, Semantics, _Fault
+from tests.fake_letta import Backend, FakeLetta, Semantics, UnknownCursor, _Fault
 from tests.harness import Exporter, expected
 from tests.otlp_receiver import OtlpReceiver, ReceivedSpan
 
@@ -62,6 +62,9 @@ __all__ = ["ScheduleResult", "main", "run_campaign", "run_schedule"]
 
 SEMANTICS: Final[tuple[Semantics, ...]] = ("letta-0.16.8", "conventional", "relative")
 BACKENDS: Final[tuple[Backend, ...]] = ("postgres", "sqlite")
+UNKNOWN_CURSORS: Final[tuple[UnknownCursor, ...]] = ("ignore", "404")
+FLOOD_PER_TICK: Final = 25  # finished runs every FLOOD_TICK_S: 250 runs/s
+FLOOD_TICK_S: Final = 0.1
 OUTCOMES: Final[tuple[tuple[str, str | None], ...]] = (
     ("completed", "end_turn"),
     ("failed", "llm_api_error"),
@@ -139,6 +142,7 @@ class ScheduleResult:
 
     seed: int
     semantics: str = ""
+    unknown_cursor: str = ""
     backend: str = ""
     page_size: int = 0
     backfill: bool = False
@@ -339,6 +343,7 @@ class _Schedule:
         rng = self.rng
         self.semantics: Semantics = rng.choice(SEMANTICS)
         self.backend: Backend = rng.choice(BACKENDS)
+        self.unknown_cursor: UnknownCursor = rng.choice(UNKNOWN_CURSORS)
         self.page_size = rng.randint(5, 20)
         self.backfill = rng.random() < 0.5
         self.step_timings = rng.random() < 0.3
@@ -347,6 +352,7 @@ class _Schedule:
         self.garbage_budget = rng.randint(0, 2)  # non-retried faults aimed at enrichment
         self.agents = [f"agent-{seed}-{i}" for i in range(rng.randint(1, 4))]
         r = self.result
+        r.unknown_cursor = self.unknown_cursor
         r.semantics, r.backend, r.page_size, r.backfill = (
             self.semantics,
             self.backend,
@@ -516,6 +522,9 @@ class _Schedule:
         choices: list[tuple[str, float]] = [
             ("create", 14),
             ("burst", 3),
+            ("flood", 1),
+            ("quiet", 1),
+            ("semantics", 1),
             ("late", 3),
             ("commit", 4 if m.invisible else 0),
             ("run", 6 if m.created else 0),
@@ -549,6 +558,24 @@ class _Schedule:
             for run_id in ids:
                 if rng.random() < 0.4:
                     self.finish(fake, run_id)
+        elif action == "flood":
+            ticks = rng.randint(3, 10)
+            self.note(f"flood: {FLOOD_PER_TICK} finished runs every {FLOOD_TICK_S}s x{ticks}")
+            started = time.monotonic()
+            for tick in range(ticks):
+                ids = fake.finish_burst(FLOOD_PER_TICK, self.agents, shared_fraction=0.3, rng=rng)
+                m.finished += len(ids)
+                m.created_total += len(ids)
+                time.sleep(max(0.0, started + (tick + 1) * FLOOD_TICK_S - time.monotonic()))
+        elif action == "quiet":
+            pause = rng.uniform(0.5, 2.5)
+            self.note(f"quiet for {pause:.2f}s (frozen head)")
+            time.sleep(pause)
+        elif action == "semantics":
+            semantics = rng.choice(SEMANTICS)
+            unknown = rng.choice(UNKNOWN_CURSORS)
+            fake.set_semantics(semantics, unknown)
+            self.note(f"server now has {semantics} cursors, unknown cursor -> {unknown}")
         elif action == "late":
             created_at = time.time() - rng.uniform(0.1, 3.0)
             run_id = fake.create_run(rng.choice(self.agents), created_at=created_at, visible=False)
@@ -609,13 +636,16 @@ class _Schedule:
     def play(self) -> ScheduleResult:
         rng = self.rng
         with ExitStack() as stack:
-            fake = _CountingFake(semantics=self.semantics, backend=self.backend)
+            fake = _CountingFake(
+                semantics=self.semantics, backend=self.backend, unknown_cursor=self.unknown_cursor
+            )
             stack.enter_context(fake)
             self.fake = fake
             receiver = stack.enter_context(OtlpReceiver())
             stack.callback(self._kill_all)
             self.note(
                 f"schedule seed={self.seed} {self.semantics}/{self.backend} "
+                f"unknown_cursor={self.unknown_cursor} "
                 f"page={self.page_size} backfill={self.backfill} "
                 f"step_timings={self.step_timings} actions={self.n_actions} "
                 f"max_restarts={self.max_restarts} agents={self.agents}"
@@ -809,7 +839,7 @@ def run_campaign(
 
 def _row_header() -> str:
     return (
-        f"{'seed':>10} {'semantics':<12} {'backend':<8} {'pg':>3} {'bf':>2} {'act':>4} "
+        f"{'seed':>10} {'semantics':<12} {'unk':<6} {'backend':<8} {'pg':>3} {'bf':>2} {'act':>4} "
         f"{'runs':>5} {'faults':>6} {'rst':>3} {'lost':>4} {'dbl':>4} {'resent':>6} "
         f"{'diff':>4} {'wall':>6}  result"
     )
@@ -817,7 +847,7 @@ def _row_header() -> str:
 
 def _row(r: ScheduleResult) -> str:
     return (
-        f"{r.seed:>10} {r.semantics:<12} {r.backend:<8} {r.page_size:>3} "
+        f"{r.seed:>10} {r.semantics:<12} {r.unknown_cursor:<6} {r.backend:<8} {r.page_size:>3} "
         f"{'y' if r.backfill else 'n':>2} {r.actions:>4} {r.runs_counted:>5} "
         f"{sum(r.faults_served.values()):>6} {r.restarts:>3} {r.lost:>4} {r.doubled:>4} "
         f"{r.spans_resent:>6} {r.spans_different:>4} {r.wall_s:>5.1f}s  "

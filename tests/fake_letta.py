@@ -11,7 +11,11 @@ Main points reproduced:
 
 * the runs list with all its query parameters, its validation errors (422 with ``detail``
   as one *string*, 400 for an unknown ``statuses`` value) and its swapped cursors (§4.2);
-  a ``"conventional"`` mode provides time-based cursors for comparison;
+  a ``"conventional"`` mode provides time-based cursors for comparison, a
+  ``"relative"`` one cursors relative to the sort order (Letta Cloud's documentation);
+  unknown cursors restart the list or answer 404 (``unknown_cursor``), and
+  :meth:`FakeLetta.set_semantics` changes all that while serving;
+* bursts of finished runs sharing the newest timestamp (:meth:`FakeLetta.finish_burst`);
 * keyset paging on ``(created_at, id)``: exact on Postgres, and on SQLite the literal
   "cursor cut to whole seconds, compared as a string" bug of §4.5;
 * ``total_duration_ns`` only in list results, only after the metrics transaction
@@ -89,6 +93,7 @@ __all__ = [
 
 Semantics = Literal["letta-0.16.8", "conventional", "relative"]
 Backend = Literal["postgres", "sqlite"]
+UnknownCursor = Literal["404", "ignore"]
 Timestamp = float | datetime | str
 """Accepted wherever the control API takes a time: epoch seconds, a datetime (naive means
 UTC) or an ISO-8601 string such as the fixtures' ``2026-11-23T12:01:42.556550Z``."""
@@ -603,6 +608,11 @@ class FakeLetta:
             as the cloud SDK documents them and the steps list behaves (§4.6, §9):
             ``after`` = the next page, ``before`` = the previous page, in either order, and
             an unknown cursor is 404. There ``desc`` + ``before`` walks *newer*.
+            :meth:`set_semantics` changes it while serving (a server upgraded between
+            two polls).
+        unknown_cursor: what a cursor that names no visible run does: ``"ignore"``
+            restarts the list from the head (§4.4), ``"404"`` answers 404 (§4.6).
+            Default: ``"404"`` for ``"relative"``, else ``"ignore"``.
         backend: ``"postgres"`` compares ``(created_at, id)`` exactly. ``"sqlite"``
             reproduces §4.5: the cursor's timestamp is cut to whole seconds and compared
             as a string with the stored microsecond strings, and timestamps serialise
@@ -630,6 +640,7 @@ class FakeLetta:
         *,
         semantics: Semantics = "letta-0.16.8",
         backend: Backend = "postgres",
+        unknown_cursor: UnknownCursor | None = None,
         password: str | None = None,
         require_user_id: bool = True,
         clock: Callable[[], float] | None = None,
@@ -637,13 +648,12 @@ class FakeLetta:
         port: int = 0,
         cloud: bool = False,
     ) -> None:
-        if semantics not in ("letta-0.16.8", "conventional", "relative"):
-            raise ValueError(f"unknown semantics {semantics!r}")
         if backend not in ("postgres", "sqlite"):
             raise ValueError(f"unknown backend {backend!r}")
         # Prefix of every thread this instance starts, so tests can check for leftovers.
         self.name = f"fake-letta-{next(_INSTANCE_IDS)}"
         self.semantics: Semantics = semantics
+        self.unknown_cursor: UnknownCursor = "ignore"
         self.backend: Backend = backend
         self.password = password
         self.require_user_id = require_user_id
@@ -659,6 +669,7 @@ class FakeLetta:
         self._zulu = backend == "postgres"
 
         self._lock = threading.Lock()
+        self.set_semantics(semantics, unknown_cursor)
         self._seq = itertools.count()
         self._runs: dict[str, _Run] = {}  # every run, visible or not
         self._rows: list[_Row] = []  # visible runs + raw items, sorted by _key
@@ -760,6 +771,19 @@ class FakeLetta:
         with self._lock:
             self._requests.append((method, path, query, status))
 
+    def set_semantics(
+        self, semantics: Semantics, unknown_cursor: UnknownCursor | None = None
+    ) -> None:
+        """Change the list-cursor semantics from the next request on (see the class)."""
+        if semantics not in ("letta-0.16.8", "conventional", "relative"):
+            raise ValueError(f"unknown semantics {semantics!r}")
+        if unknown_cursor not in (None, "404", "ignore"):
+            raise ValueError(f"unknown unknown_cursor {unknown_cursor!r}")
+        default: UnknownCursor = "404" if semantics == "relative" else "ignore"
+        with self._lock:
+            self.semantics = semantics
+            self.unknown_cursor = unknown_cursor or default
+
     # ------------------------------------------------------------------ control API: runs
 
     def create_run(
@@ -841,6 +865,33 @@ class FakeLetta:
             if status in TERMINAL_STATUSES:
                 self._update_locked(run, now, status=status)
             return rid
+
+    def finish_burst(
+        self,
+        count: int,
+        agents: Sequence[str],
+        *,
+        shared_fraction: float = 0.3,
+        spread_s: float = 0.05,
+        rng: random.Random | None = None,
+    ) -> list[str]:
+        """Create ``count`` finished runs at once, as a busy server does in a burst.
+
+        ``shared_fraction`` of them share one ``created_at`` to the microsecond, the
+        newest (ties at the head of the list); the others lie up to ``spread_s`` before
+        it. Outcomes cycle through the default status cycle. Returns the ids.
+        """
+        rng = rng or random.Random()
+        head = self._clock()
+        shared = round(count * shared_fraction)
+        ids = []
+        for i in range(count):
+            created = head if i < shared else head - rng.uniform(0.0, spread_s)
+            run_id = self.create_run(agents[i % len(agents)], created_at=created)
+            status, reason = _DEFAULT_STATUS_CYCLE[i % len(_DEFAULT_STATUS_CYCLE)]
+            self.update_run(run_id, status=status, stop_reason=reason)
+            ids.append(run_id)
+        return ids
 
     def commit(self, run_id: str) -> None:
         """Make a ``visible=False`` run visible (it keeps its original ``created_at``)."""
@@ -1766,7 +1817,7 @@ class FakeLetta:
             after_forward, before_forward = True, False  # newer than / older than X
         after_row = self._lookup_cursor(after) if after else None
         before_row = self._lookup_cursor(before) if before else None
-        if self.semantics == "relative":
+        if self.unknown_cursor == "404":
             # Cursor-checking servers answer 404 to an unknown cursor (§4.6) instead of
             # silently restarting the list.
             for cursor_id, row in ((after, after_row), (before, before_row)):
@@ -2806,12 +2857,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="letta-0.16.8",
     )
     parser.add_argument("--backend", choices=("postgres", "sqlite"), default="postgres")
+    parser.add_argument(
+        "--unknown-cursor", choices=("404", "ignore"), default=None, help="see FakeLetta"
+    )
     parser.add_argument("--password", default=None, help="enable secure mode (§1.2)")
     args = parser.parse_args(argv)
 
     fake = FakeLetta(
         semantics=args.semantics,
         backend=args.backend,
+        unknown_cursor=args.unknown_cursor,
         password=args.password,
         host=args.host,
         port=args.port,

@@ -166,9 +166,11 @@ def test_each_conversation_waits_on_its_own(tmp_path: Path) -> None:
 
 def test_a_wait_survives_a_restart_and_the_lookback_window(tmp_path: Path) -> None:
     state = tmp_path / "s.sqlite"
+    # The run below appears 30 s old: a late commit, inside a 1 minute lookback. After the
+    # restart a 1 s lookback leaves it outside the re-scanned window.
     args = ("--poll.lookback=1s",)
     with FakeLetta() as fake:
-        with running(Exporter(fake.base_url, state, *args)) as exp:
+        with running(Exporter(fake.base_url, state, "--poll.lookback=1m")) as exp:
             exp.wait_ready()
             # Asked 30 s ago: runs arriving later leave it outside the 1 s window.
             waiting = fake.request_approval(

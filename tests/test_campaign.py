@@ -22,8 +22,10 @@ from tests.harness import Exporter, expected, running
 pytestmark = pytest.mark.e2e
 
 # Two dozen consecutive seeds of `python -m tests.campaign --schedules 40 --seed 5000`,
-# all passing since the fixes below: every cursor semantics on both backends, with and
-# without --backfill, zero to three kill -9 restarts, page sizes 5 to 20. Seeds 5001,
+# all passing since the fixes below: every cursor semantics (404 or silent restart on an
+# unknown cursor, semantics changing between polls) on both backends, floods of 250
+# finished runs/s with shared timestamps, quiet spells, with and without --backfill,
+# zero to three kill -9 restarts, page sizes 5 to 20. Seeds 5001,
 # 5002, 5009 and 5021 (relative + sqlite) and 5023 (garbage on GET) failed before them.
 SEEDS = list(range(5000, 5024))
 

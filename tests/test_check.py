@@ -11,7 +11,7 @@ import time
 import pytest
 
 from exporter.check import percentile
-from tests.fake_letta import FakeLetta
+from tests.fake_letta import Backend, FakeLetta
 
 
 def check(*args: str) -> subprocess.CompletedProcess[str]:
@@ -98,3 +98,17 @@ def test_percentiles_are_nearest_rank(
     values: tuple[float, ...], q: float, expected: float | None
 ) -> None:
     assert percentile(values, q) == expected
+
+
+@pytest.mark.parametrize("backend", ["postgres", "sqlite"])
+def test_check_counts_every_run_of_a_burst_on_relative_silent_cursors(backend: Backend) -> None:
+    # Cursors relative to the order that silently ignore an unknown cursor, 30 % of the
+    # burst sharing the newest timestamp: check walks with the exporter's pager and so
+    # finds the direction from the pages themselves.
+    with FakeLetta(semantics="relative", unknown_cursor="ignore", backend=backend) as fake:
+        ids = fake.finish_burst(600, ["agent-a", "agent-b"], shared_fraction=0.3, spread_s=3.0)
+        result = check(f"--letta.url={fake.base_url}", "--letta.page-size=50", "--output=json")
+    assert result.returncode == 1, result.stderr  # the burst has failed runs
+    summary = json.loads(result.stdout)
+    assert summary["runs"] == len(ids) == 600
+    assert summary["runs"] == sum(fake.truth().values())

@@ -914,6 +914,37 @@ def test_relative_cursors_page_in_the_sort_order_and_404_on_unknown() -> None:
             assert unknown.status_code == 404
 
 
+def test_unknown_cursors_can_restart_the_list_and_semantics_can_change_while_serving() -> None:
+    with FakeLetta(semantics="relative", unknown_cursor="ignore") as fake:
+        ids = [fake.create_run("agent-a", created_at=1_795_000_000 + i) for i in range(10)]
+        newest_first = list(reversed(ids))
+        with httpx.Client(base_url=fake.base_url) as client:
+
+            def page(**params: Any) -> list[str]:
+                body = client.get("/v1/runs/", params={"limit": 3, **params}).json()
+                return [run["id"] for run in body]
+
+            gone = "run-00000000-0000-4000-8000-000000000000"
+            assert page(order="desc", after=gone) == newest_first[:3]  # from the head
+            assert page(order="desc", before=newest_first[5]) == newest_first[2:5]
+            fake.set_semantics("letta-0.16.8")
+            assert page(order="desc", before=newest_first[5]) == newest_first[6:9]
+            fake.set_semantics("relative")  # its default again: 404 on unknown cursors
+            assert client.get("/v1/runs/", params={"after": gone}).status_code == 404
+
+
+def test_a_burst_shares_the_newest_timestamp_and_finishes_every_run() -> None:
+    with FakeLetta(clock=lambda: 1_795_000_000.5) as fake:
+        ids = fake.finish_burst(20, ["agent-a", "agent-b"], shared_fraction=0.3)
+        with httpx.Client(base_url=fake.base_url) as client:
+            body = client.get("/v1/runs/", params={"limit": 100}).json()
+    assert sorted(run["id"] for run in body) == sorted(ids)
+    stamps = [run["created_at"] for run in body]
+    assert stamps[:6] == [stamps[0]] * 6 and len(set(stamps[6:])) > 1
+    assert all(run["status"] in ("completed", "failed", "cancelled") for run in body)
+    assert sum(fake.truth().values()) == 20
+
+
 # --------------------------------------------------------------------------------------
 # Enrichment endpoints (tools, step metrics) and ground truth
 # --------------------------------------------------------------------------------------

@@ -92,3 +92,25 @@ def test_kill_9_mid_cycle_loses_nothing_and_counters_never_go_back(tmp_path: Pat
             exporter.kill()
         assert kills == 5
         assert sum(fake.truth().values()) > 100
+
+
+def test_runs_after_a_kill_on_a_server_that_had_none_are_counted(tmp_path: Path) -> None:
+    # The first start committed cycles that saw no run (an empty Letta); the runs made
+    # while the exporter was down are new, not history a first start skips.
+    state = tmp_path / "s.sqlite"
+    with FakeLetta() as fake:
+        first = Exporter(fake.base_url, state).start()
+        try:
+            first.wait_ready()
+        finally:
+            first.kill()
+        for i in range(30):
+            run_id = fake.create_run(f"agent-{i % 3}")
+            status, reason = OUTCOMES[i % len(OUTCOMES)]
+            fake.update_run(run_id, status=status, stop_reason=reason)
+        second = Exporter(fake.base_url, state).start()
+        try:
+            truth = expected(fake.truth())
+            second.wait_for(lambda: second.finished() == truth, 30, "the runs to be counted")
+        finally:
+            second.kill()

@@ -261,3 +261,19 @@ def test_without_trace_rows_the_built_root_lasts_the_duration_sample() -> None:
     assert root["end"] - root["start"] == 1_234_567_891
     hist = tracker.aggregates.histograms[m.RUN_DURATION.name][("agent-a", "completed")]
     assert hist.exemplars is not None and (root["trace_id"], 1.234567891) in hist.exemplars
+
+
+def test_the_next_settle_moment_and_the_oldest_uncounted_finish() -> None:
+    tracker = make_tracker(grace_ns=5 * S, enrich=())
+    assert tracker.next_settle_ns(at(0)) is None
+    assert tracker.oldest_uncounted_finish_ns() is None
+    tracker.observe(make_run(1, created=0), at(3))  # completed at 2 s, seen at 3 s
+    tracker.observe(make_run(2, created=1), at(4))  # completed at 3 s, seen at 4 s
+    assert tracker.next_settle_ns(at(4)) == at(8)  # the first grace period to end
+    assert tracker.next_settle_ns(at(8.5)) == at(9)
+    assert tracker.next_settle_ns(at(9.5)) is None  # both over: the cycle refreshes them
+    assert tracker.oldest_uncounted_finish_ns() == at(2)
+    tracker.observe(make_run(1, created=0), at(9))
+    tracker.observe(make_run(2, created=1), at(9))
+    tracker.finalize(at(9))
+    assert tracker.oldest_uncounted_finish_ns() is None  # counted

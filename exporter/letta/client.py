@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, Literal, TypeVar
+from typing import Any, Final, TypeVar
 from urllib.parse import urlencode
 
 import aiohttp
@@ -29,6 +29,7 @@ from tenacity import (
 
 from exporter import __version__
 from exporter.config import Settings
+from exporter.direction import CursorParam
 from exporter.letta.auth import BearerAuth
 from exporter.letta.errors import (
     LettaAuthError,
@@ -48,7 +49,6 @@ from exporter.letta.models import (
     StepMetrics,
     Tool,
     Usage,
-    to_epoch_ns,
 )
 
 log = logging.getLogger(__name__)
@@ -62,8 +62,6 @@ _AGENT_LIST: Final = TypeAdapter(list[Agent])
 AGENTS_PATH: Final = "/v1/agents/"
 STEPS_PAGE: Final = 100
 MAX_STEP_PAGES: Final = 100  # 10,000 steps: far beyond any max_steps a client would set
-PROBE_PAGE: Final = 100  # enough to span three seconds of creation times on a busy server
-_NS: Final = 1_000_000_000
 TRACE_LIMIT: Final = 5000  # the route's maximum; a long run has a few spans per step
 USER_AGENT: Final = f"letta-exporter/{__version__}"
 SELF_HOSTED_CREDENTIAL: Final = "check the server password (LETTA_API_KEY or LETTA_API_KEY_FILE)"
@@ -71,7 +69,6 @@ CLOUD_CREDENTIAL: Final = (
     "check the API key (LETTA_API_KEY or LETTA_API_KEY_FILE) and its access to the project"
 )
 
-CursorParam = Literal["before", "after"]
 _M = TypeVar("_M", bound=BaseModel)
 RequestObserver = Callable[[str, str, float], None]
 """Called once per HTTP attempt with (endpoint, code, seconds)."""
@@ -214,7 +211,7 @@ class LettaClient:
 
         `cursor` goes in `cursor_param`: `before` walks older on 0.16.8 (swapped
         cursors, §4.2) and on servers with time-absolute cursors; `after` does on servers
-        whose cursors are relative to the order. See `probe_cursor_param`.
+        whose cursors are relative to the order. The pager finds out which (direction.py).
         """
         params: dict[str, str | int] = {"order": "desc", "limit": min(limit, MAX_LIST_LIMIT)}
         if cursor is not None:
@@ -231,38 +228,6 @@ class LettaClient:
         params: dict[str, str | int] = {"order": "desc", "limit": min(limit, MAX_LIST_LIMIT)}
         params.update(filters)
         return self._parse_page("runs_list", await self._get("runs_list", RUNS_PATH, params))
-
-    async def probe_cursor_param(self) -> CursorParam | None:
-        """Which cursor parameter lists runs older than a given one, newest first (§4.3).
-
-        The probe cursor C is the oldest run of the second-newest second on the head
-        page (a run from an older second must follow it there). The parameter that,
-        given C, answers with a run from a second older than C's walks towards older
-        runs: on servers whose cursors are absolute or swapped (0.16.8), relative to the
-        order (the other one then walks newer), and on SQLite servers that compare the
-        cursor at whole seconds (then the newer direction can still answer with runs of
-        C's own second, which is why a mere "older than C" would mislead). None when the
-        head page shows fewer than three seconds or no answer settles it: ask again later.
-        """
-        head = (await self.list_runs(limit=PROBE_PAGE)).runs
-        seconds = [to_epoch_ns(run.created_at) // _NS for run in head]
-        cursor_index = next(
-            (i for i in range(1, len(head) - 1) if seconds[0] > seconds[i] > seconds[i + 1]),
-            None,
-        )
-        if cursor_index is None:
-            return None
-        cursor = head[cursor_index]
-        candidates: tuple[CursorParam, ...] = ("before", "after")
-        for param in candidates:
-            try:
-                # A few rows, not one: an invalid item next to the cursor is skipped.
-                page = await self.list_runs(limit=5, cursor=cursor.id, cursor_param=param)
-            except LettaNotFound:
-                continue  # the cursor run was deleted meanwhile, or a cursor-checking 404
-            if page.runs and to_epoch_ns(page.runs[0].created_at) // _NS < seconds[cursor_index]:
-                return param
-        return None
 
     async def get_run(self, run_id: str) -> Run:
         """`GET /v1/runs/{id}`; raises LettaNotFound when the run is gone."""
