@@ -19,6 +19,7 @@ from exporter.letta.errors import (
     LettaError,
     LettaNotFound,
     LettaNotImplemented,
+    LettaPostponed,
     LettaRequestError,
 )
 from exporter.letta.models import Tool
@@ -300,6 +301,10 @@ class Poller:
                     tracker.enriched_step_timings(record, await self._step_timings(record), now)
                 elif endpoint == "trace" and not await self._fetch_trace(record, now):
                     return  # deferred until the server's spans have settled
+            except LettaPostponed as exc:
+                # Letta asked to wait: not a failed attempt, the run just waits.
+                tracker.defer_enrichment(record, now + int(exc.wait_s * _NS))
+                return
             except LettaNotFound:
                 log.info("run %s: %s answered 404; counting it without", record.id, endpoint)
                 tracker.enrichment_failed(record, endpoint, now, permanent=True)

@@ -8,7 +8,7 @@ import json
 import logging
 import ssl
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal, TypeVar
@@ -16,13 +16,12 @@ from urllib.parse import urlencode
 
 import aiohttp
 import httpx
-from aiolimiter import AsyncLimiter
 from httpx_aiohttp import HttpxAiohttpClient
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
-    retry_if_exception_type,
+    retry_if_exception,
     stop_after_attempt,
     wait_random_exponential,
 )
@@ -36,6 +35,7 @@ from exporter.letta.errors import (
     LettaError,
     LettaNotFound,
     LettaNotImplemented,
+    LettaPostponed,
     LettaRequestError,
     LettaUnavailable,
 )
@@ -50,6 +50,7 @@ from exporter.letta.models import (
     Usage,
     to_epoch_ns,
 )
+from exporter.letta.pacing import AdaptivePace
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,13 @@ RequestObserver = Callable[[str, str, float], None]
 """Called once per HTTP attempt with (endpoint, code, seconds)."""
 InvalidItemObserver = Callable[[str, str], None]
 """Called once per skipped list item with (endpoint, reason)."""
+PostponeObserver = Callable[[str], None]
+"""Called with the endpoint whenever Letta's Retry-After postpones a request."""
+# Statuses letta-client 1.12 retries (`_should_retry`): request timeout, lock conflict
+# (0.16.8 answers database lock errors with 409 + Retry-After: 1), rate limit, 5xx.
+_RETRIED_4XX: Final = frozenset({408, 409, 429})
+# Answers that say the route is not served: the endpoint, not the run, is missing.
+_NOT_SERVED: Final = frozenset({405, 501})
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,31 +155,44 @@ def build_http_client(
     )
 
 
-def _retry_after_seconds(value: str | None) -> float | None:
+def _retry_after_seconds(
+    headers: Mapping[str, str], now: Callable[[], float] = time.time
+) -> float | None:
+    """How long the server asked to wait, as letta-client reads it: `retry-after-ms`
+    first, then `Retry-After` in seconds or as an HTTP date. None when neither parses."""
+    try:
+        return max(0.0, float(headers.get("retry-after-ms", "")) / 1000)
+    except ValueError:
+        pass
+    value = headers.get("retry-after")
     if not value:
         return None
     try:
         return max(0.0, float(value))
     except ValueError:
         pass
-    parsed = email.utils.parsedate_to_datetime(value) if value else None
-    if parsed is None:
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
         return None
-    return max(0.0, parsed.timestamp() - time.time())
+    return max(0.0, parsed.timestamp() - now())
 
 
 class _WaitHonouringRetryAfter:
     """Exponential backoff with jitter, unless the server said how long to wait."""
 
     def __init__(self, max_wait: float) -> None:
-        self._max_wait = max_wait
         self._backoff = wait_random_exponential(multiplier=0.5, max=max_wait)
 
     def __call__(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, LettaUnavailable) and exc.retry_after is not None:
-            return min(exc.retry_after, self._max_wait)
+        if isinstance(exc, LettaUnavailable) and exc.retry_after:
+            return exc.retry_after  # bounded by the caller's deadline (`_get`)
         return float(self._backoff(state))
+
+
+def _should_retry(exc: BaseException) -> bool:
+    return isinstance(exc, LettaUnavailable) and exc.retryable
 
 
 class LettaClient:
@@ -184,19 +205,25 @@ class LettaClient:
         *,
         on_request: RequestObserver | None = None,
         on_invalid_item: InvalidItemObserver | None = None,
+        on_postponed: PostponeObserver | None = None,
         rate_limit: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._http = http
         # Absolute URLs built here parse once in httpx; a relative path plus params is
         # parsed, joined to the base URL and re-parsed with the query on every request.
         self._base = str(http.base_url).rstrip("/")
-        # One cap for every request, so backfill and enrichment together stay polite.
-        # A bucket holds at least one request, so rates below 1/s stretch the period.
-        capacity = max(1.0, rate_limit)
-        self._limiter = AsyncLimiter(capacity, capacity / rate_limit) if rate_limit > 0 else None
+        # One pace for every request, so backfill and enrichment together stay polite.
+        self.pace = AdaptivePace(rate_limit, clock=clock, sleep=sleep)
+        self._clock = clock
+        self._sleep = sleep
         self._options = options or ClientOptions()
         self._on_request = on_request or (lambda endpoint, code, seconds: None)
         self._on_invalid_item = on_invalid_item or (lambda endpoint, reason: None)
+        self._on_postponed = on_postponed or (lambda endpoint: None)
+        # Until then, Letta asked for no requests at all (a long Retry-After on a 429/503).
+        self._quiet_until = -float("inf")
 
     async def aclose(self) -> None:
         """Close the underlying connection pool."""
@@ -377,23 +404,34 @@ class LettaClient:
         return Page(runs, len(raw))
 
     async def _get(self, endpoint: str, path: str, params: Mapping[str, str | int] | None) -> bytes:
+        # Waits the server asks for are honoured while they end before the request's
+        # deadline; a longer one postpones the work instead of holding its slot.
+        deadline = self._clock() + self._options.total_deadline
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self._options.retries + 1),
             wait=_WaitHonouringRetryAfter(self._options.retry_max_wait),
-            retry=retry_if_exception_type(LettaUnavailable),
+            retry=retry_if_exception(_should_retry),
             before_sleep=lambda state: _log_retry(endpoint, state),
+            sleep=self._sleep,
             reraise=True,
         )
         async for attempt in retrying:
             with attempt:
-                return await self._get_once(endpoint, path, params)
+                return await self._get_once(endpoint, path, params, deadline)
         raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
 
     async def _get_once(
-        self, endpoint: str, path: str, params: Mapping[str, str | int] | None
+        self, endpoint: str, path: str, params: Mapping[str, str | int] | None, deadline: float
     ) -> bytes:
-        if self._limiter is not None:
-            await self._limiter.acquire()
+        quiet_for = self._quiet_until - self._clock()
+        if quiet_for > 0:
+            self._on_postponed(endpoint)
+            raise LettaPostponed(
+                f"{endpoint}: Letta asked for no requests for another {quiet_for:.0f}s",
+                reason="http_429",
+                retry_after=quiet_for,
+            )
+        sent_at = await self.pace.acquire()
         started = time.perf_counter()
         code = "error"
         try:
@@ -401,7 +439,15 @@ class LettaClient:
                 url = f"{self._base}{path}?{urlencode(params)}" if params else self._base + path
                 async with self._http.stream("GET", url) as response:
                     code = str(response.status_code)
-                    _raise_for_status(endpoint, response, self._options.credential_hint)
+                    if response.status_code == 429:
+                        self.pace.throttled(sent_at)
+                    try:
+                        _raise_for_status(
+                            endpoint, response, self._options.credential_hint, self._wall_clock
+                        )
+                    except LettaUnavailable as exc:
+                        self._postpone_if_long(endpoint, response.status_code, exc, deadline)
+                        raise
                     return await self._read_capped(endpoint, response)
         except TimeoutError:
             code = "timeout"
@@ -430,6 +476,26 @@ class LettaClient:
             ) from None
         finally:
             self._on_request(endpoint, code, time.perf_counter() - started)
+
+    @staticmethod
+    def _wall_clock() -> float:
+        return time.time()
+
+    def _postpone_if_long(
+        self, endpoint: str, status: int, exc: LettaUnavailable, deadline: float
+    ) -> None:
+        wait = exc.retry_after
+        if not exc.retryable or wait is None or self._clock() + wait <= deadline:
+            return
+        if status in (429, 503):
+            self._quiet_until = max(self._quiet_until, self._clock() + wait)
+        self._on_postponed(endpoint)
+        log.info("%s: Letta asked to wait %.0fs; postponing that work", endpoint, wait)
+        raise LettaPostponed(
+            f"{endpoint}: Letta answered {status} and asked to wait {wait:.0f}s",
+            reason=exc.reason,
+            retry_after=wait,
+        ) from None
 
     async def _read_capped(self, endpoint: str, response: httpx.Response) -> bytes:
         cap = self._options.max_response_bytes
@@ -476,27 +542,34 @@ def _connect_problem(exc: httpx.TransportError) -> str:
     return f"cannot reach Letta ({name})"
 
 
-def _raise_for_status(endpoint: str, response: httpx.Response, credential_hint: str) -> None:
+def _raise_for_status(
+    endpoint: str,
+    response: httpx.Response,
+    credential_hint: str,
+    now: Callable[[], float] = time.time,
+) -> None:
     status = response.status_code
     if status < 300:
         return
+    # As in letta-client, the server's `x-should-retry` overrides the status.
+    should_retry = response.headers.get("x-should-retry")
     if status in (401, 403):
         raise LettaAuthError(f"{endpoint}: Letta answered {status}; {credential_hint}")
+    transient = status in _RETRIED_4XX or (status >= 500 and status not in _NOT_SERVED)
+    if transient or should_retry == "true":
+        reason = "http_429" if status == 429 else "http_5xx" if status >= 500 else "http_4xx"
+        raise LettaUnavailable(
+            f"{endpoint}: Letta answered {status}" + (" (rate limited)" if status == 429 else ""),
+            reason=reason,
+            retry_after=_retry_after_seconds(response.headers, now),
+            retryable=should_retry != "false",
+        )
     if status == 404:
         raise LettaNotFound(f"{endpoint}: 404 not found")
-    if status == 429:
-        raise LettaUnavailable(
-            f"{endpoint}: 429 rate limited",
-            reason="http_429",
-            retry_after=_retry_after_seconds(response.headers.get("retry-after")),
-        )
-    if status == 501:
-        raise LettaNotImplemented(f"{endpoint}: Letta answered 501 (not configured there)")
-    if status >= 500:
-        raise LettaUnavailable(
-            f"{endpoint}: Letta answered {status}",
-            reason="http_5xx",
-            retry_after=_retry_after_seconds(response.headers.get("retry-after")),
+    if status in _NOT_SERVED:
+        raise LettaNotImplemented(
+            f"{endpoint}: Letta answered {status} (the route is not served there)",
+            reason="http_5xx" if status >= 500 else "http_4xx",
         )
     if 300 <= status < 400:
         raise LettaRequestError(
@@ -525,6 +598,7 @@ def client_from_settings(
     *,
     on_request: RequestObserver | None = None,
     on_invalid_item: InvalidItemObserver | None = None,
+    on_postponed: PostponeObserver | None = None,
 ) -> LettaClient:
     """The client the `--letta.*` settings describe (the serve loop and `check` alike)."""
     user_id = settings.user_id
@@ -552,6 +626,7 @@ def client_from_settings(
         ),
         on_request=on_request,
         on_invalid_item=on_invalid_item,
+        on_postponed=on_postponed,
         rate_limit=settings.letta_rate_limit,
     )
 
