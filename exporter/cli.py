@@ -186,6 +186,7 @@ async def serve(settings: Settings) -> int:
         web_config_ok=lambda: web is None or web.last_reload_ok,
         scope_verified=lambda: scope.verified,
         request_rate=client.pace.rate,
+        endpoints_up=lambda: poller.endpoints.up(),
     )
     registry = CollectorRegistry(auto_describe=False)
     registry.register(collector)

@@ -63,6 +63,13 @@ _AGENT_LIST: Final = TypeAdapter(list[Agent])
 AGENTS_PATH: Final = "/v1/agents/"
 STEPS_PAGE: Final = 100
 MAX_STEP_PAGES: Final = 100  # 10,000 steps: far beyond any max_steps a client would set
+MESSAGES_PAGE: Final = 50
+# Tool returns can be large; only names are kept, and no page may exceed this.
+MESSAGES_MAX_BYTES: Final = 4 * 1024 * 1024
+MAX_MESSAGE_PAGES: Final = 100
+# Messages that carry the tool calls a run made (an approval request is a call too, as
+# run_metrics.tools_used counts it).
+_TOOL_CALL_MESSAGES: Final = frozenset({"tool_call_message", "approval_request_message"})
 PROBE_PAGE: Final = 100  # enough to span three seconds of creation times on a busy server
 _NS: Final = 1_000_000_000
 TRACE_LIMIT: Final = 5000  # the route's maximum; a long run has a few spans per step
@@ -94,7 +101,7 @@ class ClientOptions:
     timeout: float = 10.0
     total_deadline: float = 60.0
     retries: int = 3
-    retry_max_wait: float = 30.0
+    retry_max_wait: float = 8.0  # letta-client's MAX_RETRY_DELAY
     max_response_bytes: int = 32 * 1024 * 1024
     # What a 401/403 asks the user to check: the key on Cloud, the password self-hosted.
     credential_hint: str = SELF_HOSTED_CREDENTIAL
@@ -187,7 +194,7 @@ class _WaitHonouringRetryAfter:
     def __call__(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, LettaUnavailable) and exc.retry_after:
-            return exc.retry_after  # bounded by the caller's deadline (`_get`)
+            return exc.retry_after  # at most the total deadline (`_postpone_if_long`)
         return float(self._backoff(state))
 
 
@@ -327,6 +334,40 @@ class LettaClient:
             after = page[-1].id
         return steps
 
+    async def tool_calls(self, run_id: str) -> dict[str, int]:
+        """How often the run called each tool, by name, from `GET /v1/runs/{id}/messages`.
+
+        Tool call and approval request messages carry the calls; only their names and
+        call ids are kept from each page, which the byte cap bounds. Pages are read
+        oldest first with the absolute `after` cursor (§3.4); a page with fewer messages
+        than asked ends it (messages the run filters out of its answers hide their tool
+        calls anyway). A call repeated (same call id) counts once.
+        """
+        calls: dict[str, int] = {}
+        seen_calls: set[str] = set()
+        seen_ids: set[str] = set()
+        after: str | None = None
+        limit = MESSAGES_PAGE
+        for _ in range(MAX_MESSAGE_PAGES):
+            params: dict[str, str | int] = {"order": "asc", "limit": limit}
+            if after is not None:
+                params["after"] = after
+            path = f"{RUNS_PATH}{run_id}/messages"
+            try:
+                body = await self._get("run_messages", path, params, MESSAGES_MAX_BYTES)
+            except LettaBadResponse as exc:
+                if exc.reason != "too_large" or limit == 1:
+                    raise
+                limit = max(1, limit // 4)  # large tool returns: ask for fewer at once
+                continue
+            ids = _collect_tool_calls(body, calls, seen_calls)
+            fresh = [i for i in dict.fromkeys(ids) if i not in seen_ids]
+            seen_ids.update(fresh)
+            if len(fresh) < limit:
+                break
+            after = ids[-1]
+        return calls
+
     async def list_agents(self, *, limit: int, after: str | None) -> list[Agent]:
         """One page of the agents list, oldest first, after the agent id `after`.
 
@@ -403,10 +444,13 @@ class LettaClient:
                 self._on_invalid_item(endpoint, "invalid")
         return Page(runs, len(raw))
 
-    async def _get(self, endpoint: str, path: str, params: Mapping[str, str | int] | None) -> bytes:
-        # Waits the server asks for are honoured while they end before the request's
-        # deadline; a longer one postpones the work instead of holding its slot.
-        deadline = self._clock() + self._options.total_deadline
+    async def _get(
+        self,
+        endpoint: str,
+        path: str,
+        params: Mapping[str, str | int] | None,
+        max_bytes: int | None = None,
+    ) -> bytes:
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self._options.retries + 1),
             wait=_WaitHonouringRetryAfter(self._options.retry_max_wait),
@@ -417,11 +461,15 @@ class LettaClient:
         )
         async for attempt in retrying:
             with attempt:
-                return await self._get_once(endpoint, path, params, deadline)
+                return await self._get_once(endpoint, path, params, max_bytes)
         raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
 
     async def _get_once(
-        self, endpoint: str, path: str, params: Mapping[str, str | int] | None, deadline: float
+        self,
+        endpoint: str,
+        path: str,
+        params: Mapping[str, str | int] | None,
+        max_bytes: int | None,
     ) -> bytes:
         quiet_for = self._quiet_until - self._clock()
         if quiet_for > 0:
@@ -442,13 +490,11 @@ class LettaClient:
                     if response.status_code == 429:
                         self.pace.throttled(sent_at)
                     try:
-                        _raise_for_status(
-                            endpoint, response, self._options.credential_hint, self._wall_clock
-                        )
+                        _raise_for_status(endpoint, response, self._options.credential_hint)
                     except LettaUnavailable as exc:
-                        self._postpone_if_long(endpoint, response.status_code, exc, deadline)
+                        self._postpone_if_long(endpoint, response.status_code, exc)
                         raise
-                    return await self._read_capped(endpoint, response)
+                    return await self._read_capped(endpoint, response, max_bytes)
         except TimeoutError:
             code = "timeout"
             raise LettaUnavailable(
@@ -477,15 +523,12 @@ class LettaClient:
         finally:
             self._on_request(endpoint, code, time.perf_counter() - started)
 
-    @staticmethod
-    def _wall_clock() -> float:
-        return time.time()
-
-    def _postpone_if_long(
-        self, endpoint: str, status: int, exc: LettaUnavailable, deadline: float
-    ) -> None:
+    def _postpone_if_long(self, endpoint: str, status: int, exc: LettaUnavailable) -> None:
+        # A wait the server asks for is honoured in place while it is within the time a
+        # request may take (its total deadline); a longer one would hold the request's
+        # slot past that, so the work is postponed instead.
         wait = exc.retry_after
-        if not exc.retryable or wait is None or self._clock() + wait <= deadline:
+        if not exc.retryable or wait is None or wait <= self._options.total_deadline:
             return
         if status in (429, 503):
             self._quiet_until = max(self._quiet_until, self._clock() + wait)
@@ -497,8 +540,10 @@ class LettaClient:
             retry_after=wait,
         ) from None
 
-    async def _read_capped(self, endpoint: str, response: httpx.Response) -> bytes:
-        cap = self._options.max_response_bytes
+    async def _read_capped(
+        self, endpoint: str, response: httpx.Response, max_bytes: int | None
+    ) -> bytes:
+        cap = min(self._options.max_response_bytes, max_bytes or self._options.max_response_bytes)
         declared = response.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > cap:
             raise LettaBadResponse(
@@ -582,6 +627,37 @@ def _log_retry(endpoint: str, state: RetryCallState) -> None:
     exc = state.outcome.exception() if state.outcome else None
     wait = state.next_action.sleep if state.next_action else 0.0
     log.info("retrying %s in %.1fs after: %s", endpoint, wait, exc)
+
+
+def _collect_tool_calls(body: bytes, calls: dict[str, int], seen_calls: set[str]) -> list[str]:
+    """Add the page's tool calls to `calls`; returns the page's message ids in order."""
+    try:
+        page: Any = json.loads(body)
+    except ValueError:
+        raise LettaBadResponse("run_messages: the body is not JSON") from None
+    if not isinstance(page, list):
+        raise LettaBadResponse(f"run_messages: expected a JSON array, got {type(page).__name__}")
+    ids: list[str] = []
+    for message in page:
+        if not isinstance(message, dict):
+            continue
+        message_id = message.get("id")
+        if isinstance(message_id, str):
+            ids.append(message_id)
+        if message.get("message_type") not in _TOOL_CALL_MESSAGES:
+            continue
+        listed = message.get("tool_calls")
+        single = message.get("tool_call")
+        for n, call in enumerate(listed if isinstance(listed, list) and listed else [single]):
+            if not isinstance(call, dict) or not isinstance(call.get("name"), str):
+                continue
+            call_id = call.get("tool_call_id")
+            key = call_id if isinstance(call_id, str) else f"{message_id}#{n}"
+            if key in seen_calls:
+                continue
+            seen_calls.add(key)
+            calls[call["name"]] = calls.get(call["name"], 0) + 1
+    return ids
 
 
 def _first_error(exc: ValidationError) -> str:
