@@ -213,7 +213,8 @@ REQUEST_RATE_LIMIT: Final = MetricSpec(
     "letta_exporter_request_rate_limit",
     Kind.GAUGE,
     "Requests per second to Letta in force: --letta.rate-limit, halved on each 429 and "
-    "raised step by step after; absent while nothing caps them (no cap, no 429 yet).",
+    "raised step by step after; absent while nothing caps them (--letta.rate-limit=0 and "
+    "no recent 429).",
 )
 ENDPOINT_UP: Final = MetricSpec(
     "letta_exporter_endpoint_up",

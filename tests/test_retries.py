@@ -17,7 +17,14 @@ from exporter.letta.errors import (
     LettaRequestError,
     LettaUnavailable,
 )
-from exporter.letta.pacing import FLOOR_PER_S, RECOVERY_INTERVAL_S, AdaptivePace
+from exporter.letta.pacing import (
+    CUT_INTERVAL_S,
+    FLOOR_PER_S,
+    HOLD_S,
+    OBSERVE_WINDOW_S,
+    RECOVERY_INTERVAL_S,
+    AdaptivePace,
+)
 
 letta_api = respx.MockRouter(using="httpx", assert_all_called=False)
 BASE = "http://letta.test"
@@ -218,17 +225,17 @@ async def test_429s_halve_the_rate_to_the_floor_and_quiet_brings_it_back() -> No
     fake_time = FakeTime()
     pace = AdaptivePace(50.0, clock=fake_time, sleep=fake_time.sleep)
     rates = []
-    for _ in range(8):
+    for _ in range(8):  # a storm: every request gets a 429
         sent = await pace.acquire()
-        fake_time.now += 0.01
+        fake_time.now += CUT_INTERVAL_S
         pace.throttled(sent)
         rates.append(pace.rate())
-    assert rates[:6] == [25.0, 12.5, 6.25, 3.125, 1.5625, FLOOR_PER_S]
+    assert rates == [25.0, 12.5, 6.25, 3.125, 1.5625, FLOOR_PER_S, FLOOR_PER_S, FLOOR_PER_S]
     recovered_after = 0.0
     while pace.rate() != 50.0:
         fake_time.now += RECOVERY_INTERVAL_S
         recovered_after += RECOVERY_INTERVAL_S
-    assert recovered_after == 100.0
+    assert recovered_after == HOLD_S + 20 * RECOVERY_INTERVAL_S - 1 == 24.0
 
 
 async def test_429s_of_one_round_cut_the_rate_once() -> None:
@@ -238,6 +245,15 @@ async def test_429s_of_one_round_cut_the_rate_once() -> None:
     fake_time.now += 0.05
     for sent_at in sent:
         pace.throttled(sent_at)
+    assert pace.rate() == 20.0
+
+
+async def test_the_429s_of_one_requests_retries_cut_the_rate_once() -> None:
+    fake_time = FakeTime()
+    pace = AdaptivePace(40.0, clock=fake_time, sleep=fake_time.sleep)
+    for _ in range(5):  # 429, retried at once, five times in a row
+        pace.throttled(await pace.acquire())
+        fake_time.now += 0.05
     assert pace.rate() == 20.0
 
 
@@ -252,3 +268,17 @@ async def test_without_a_cap_the_ceiling_is_the_rate_seen_before_the_first_429()
     assert pace.rate() == pytest.approx(15.0, rel=0.05)
     fake_time.now += 1000
     assert pace.rate() == pytest.approx(30.0, rel=0.05)
+    await pace.acquire()  # back at the rate it had: no cap again, as configured
+    assert pace.rate() is None
+
+
+async def test_without_a_cap_a_429_on_the_first_request_does_not_cap_for_good() -> None:
+    fake_time = FakeTime()
+    pace = AdaptivePace(0.0, clock=fake_time, sleep=fake_time.sleep)
+    pace.throttled(await pace.acquire())
+    assert pace.rate() == FLOOR_PER_S
+    for _ in range(20):
+        await pace.acquire()
+    assert pace.rate() is None
+    # Paced at the floor only until OBSERVE_WINDOW_S has passed without a 429.
+    assert sum(fake_time.sleeps) <= OBSERVE_WINDOW_S + 1

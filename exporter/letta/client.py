@@ -162,9 +162,7 @@ def build_http_client(
     )
 
 
-def _retry_after_seconds(
-    headers: Mapping[str, str], now: Callable[[], float] = time.time
-) -> float | None:
+def _retry_after_seconds(headers: Mapping[str, str]) -> float | None:
     """How long the server asked to wait, as letta-client reads it: `retry-after-ms`
     first, then `Retry-After` in seconds or as an HTTP date. None when neither parses."""
     try:
@@ -182,7 +180,7 @@ def _retry_after_seconds(
         parsed = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
-    return max(0.0, parsed.timestamp() - now())
+    return max(0.0, parsed.timestamp() - time.time())
 
 
 class _WaitHonouringRetryAfter:
@@ -231,6 +229,7 @@ class LettaClient:
         self._on_postponed = on_postponed or (lambda endpoint: None)
         # Until then, Letta asked for no requests at all (a long Retry-After on a 429/503).
         self._quiet_until = -float("inf")
+        self._quiet_reason = "http_429"
 
     async def aclose(self) -> None:
         """Close the underlying connection pool."""
@@ -476,7 +475,7 @@ class LettaClient:
             self._on_postponed(endpoint)
             raise LettaPostponed(
                 f"{endpoint}: Letta asked for no requests for another {quiet_for:.0f}s",
-                reason="http_429",
+                reason=self._quiet_reason,
                 retry_after=quiet_for,
             )
         sent_at = await self.pace.acquire()
@@ -532,6 +531,7 @@ class LettaClient:
             return
         if status in (429, 503):
             self._quiet_until = max(self._quiet_until, self._clock() + wait)
+            self._quiet_reason = exc.reason
         self._on_postponed(endpoint)
         log.info("%s: Letta asked to wait %.0fs; postponing that work", endpoint, wait)
         raise LettaPostponed(
@@ -587,12 +587,7 @@ def _connect_problem(exc: httpx.TransportError) -> str:
     return f"cannot reach Letta ({name})"
 
 
-def _raise_for_status(
-    endpoint: str,
-    response: httpx.Response,
-    credential_hint: str,
-    now: Callable[[], float] = time.time,
-) -> None:
+def _raise_for_status(endpoint: str, response: httpx.Response, credential_hint: str) -> None:
     status = response.status_code
     if status < 300:
         return
@@ -606,7 +601,7 @@ def _raise_for_status(
         raise LettaUnavailable(
             f"{endpoint}: Letta answered {status}" + (" (rate limited)" if status == 429 else ""),
             reason=reason,
-            retry_after=_retry_after_seconds(response.headers, now),
+            retry_after=_retry_after_seconds(response.headers),
             retryable=should_retry != "false",
         )
     if status == 404:

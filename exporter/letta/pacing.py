@@ -1,11 +1,16 @@
 """The request rate in force: a cap that halves on 429 and climbs back step by step.
 
 Letta Cloud publishes no request limit; a 429 is the only signal. So the pace is AIMD,
-as TCP paces a shared link: each 429 halves the rate (once per round of requests: the
-429s of requests sent before the last cut are the same congestion), and every
-`RECOVERY_INTERVAL_S` without one adds a fixed step, between `FLOOR_PER_S` and the
-ceiling: `--letta.rate-limit`, or with no cap (0) the rate observed over the last
-`OBSERVE_WINDOW_S` before the first 429.
+as TCP paces a shared link: a 429 halves the rate, at most once per `CUT_INTERVAL_S`
+and not for requests sent before the last cut (the 429s of requests in flight together,
+or of one request's retries, are one congestion); after `HOLD_S` without a 429, every
+`RECOVERY_INTERVAL_S` adds a twentieth of the way back. So a storm of 429s takes the
+rate to `FLOOR_PER_S` in a few seconds and holds it there, and quiet brings it back to
+the ceiling in `HOLD_S` + 20 s: `--letta.rate-limit`, or with no cap (0) the rate
+observed over the `OBSERVE_WINDOW_S` before the first 429; there, once back at that rate
+and `OBSERVE_WINDOW_S` without a 429, the pace lets go (no cap, as configured) and
+observes again, so a 429 on the first requests after a start does not hold the exporter
+for good at the few requests it had sent by then.
 
 Requests are spaced by GCRA (a token bucket of one second's worth of requests), so a
 lower rate delays requests; it never drops one.
@@ -22,8 +27,10 @@ from typing import Final
 
 FLOOR_PER_S: Final = 1.0
 DECREASE_FACTOR: Final = 0.5
-RECOVERY_INTERVAL_S: Final = 5.0
-RECOVERY_STEPS: Final = 20  # from the floor back to the ceiling in 20 steps (100 s)
+CUT_INTERVAL_S: Final = 1.0
+HOLD_S: Final = 5.0
+RECOVERY_INTERVAL_S: Final = 1.0
+RECOVERY_STEPS: Final = 20
 OBSERVE_WINDOW_S: Final = 10.0
 
 
@@ -39,9 +46,10 @@ class AdaptivePace:
     ) -> None:
         self._clock = clock
         self._sleep = sleep
-        self._ceiling: float | None = max(FLOOR_PER_S, cap_per_s) if cap_per_s > 0 else None
-        self._base = self._ceiling  # the rate set at the last cut (or the cap)
-        self._base_at = clock()
+        self._capped = cap_per_s > 0
+        self._ceiling: float | None = max(FLOOR_PER_S, cap_per_s) if self._capped else None
+        self._base = self._ceiling  # the rate in force at the last 429 (or the cap)
+        self._last_429_at = -math.inf
         self._last_cut_at = -math.inf
         self._tat = 0.0  # GCRA theoretical arrival time
         # Send times while nothing caps the rate, to learn the ceiling at the first 429.
@@ -51,8 +59,11 @@ class AdaptivePace:
         """Requests per second in force; None while nothing caps them."""
         if self._base is None or self._ceiling is None:
             return None
-        steps = math.floor((self._clock() - self._base_at) / RECOVERY_INTERVAL_S)
+        quiet = self._clock() - self._last_429_at - HOLD_S
+        if quiet < 0:
+            return self._base
         step = max(FLOOR_PER_S, (self._ceiling - FLOOR_PER_S) / RECOVERY_STEPS)
+        steps = min(RECOVERY_STEPS + 1.0, quiet // RECOVERY_INTERVAL_S + 1)  # finite
         return min(self._ceiling, self._base + steps * step)
 
     async def acquire(self) -> float:
@@ -60,6 +71,9 @@ class AdaptivePace:
         while True:
             now = self._clock()
             rate = self.rate()
+            if not self._capped and rate is not None and self._recovered(now, rate):
+                self._release()
+                rate = None
             if rate is None:
                 self._remember(now)
                 return now
@@ -72,19 +86,26 @@ class AdaptivePace:
             await self._sleep(tat - tolerance - now)
 
     def throttled(self, sent_at: float) -> None:
-        """A request sent at `sent_at` got a 429: cut the rate, once per round."""
-        if sent_at < self._last_cut_at:
-            return  # sent before the last cut: the same congestion
+        """A request sent at `sent_at` got a 429: cut the rate (once per round) and
+        hold it."""
         now = self._clock()
         if self._ceiling is None:
             self._ceiling = self._observed(now)
-            current = self._ceiling
-        else:
-            current = self.rate() or self._ceiling
-        self._sent = None
+            self._sent = None
+        current = self.rate() or self._ceiling
+        self._last_429_at = now
+        if sent_at < self._last_cut_at or now - self._last_cut_at < CUT_INTERVAL_S:
+            self._base = current  # the same congestion as the last cut: hold, no cut
+            return
         self._base = max(FLOOR_PER_S, current * DECREASE_FACTOR)
-        self._base_at = now
         self._last_cut_at = now
+
+    def _recovered(self, now: float, rate: float) -> bool:
+        return rate >= (self._ceiling or 0.0) and now - self._last_429_at >= OBSERVE_WINDOW_S
+
+    def _release(self) -> None:
+        self._ceiling = self._base = None
+        self._sent = deque()
 
     def _remember(self, now: float) -> None:
         sent = self._sent
