@@ -100,6 +100,11 @@ EXPORTER_FLAGS = (
     "--enrich.step-timings=true",
     # Give up an enrichment endpoint at its first bad answer (the /metrics faults below).
     "--enrich.max-attempts=1",
+    # A cap, as on a real server: the 429 burst below halves it (to 250/s) for a few
+    # seconds. Without one the pace falls to half the rate observed before the 429s,
+    # which the idle start-up keeps low, and short-lived items (the invalid one) go
+    # unseen.
+    "--letta.rate-limit=500",
 )
 MODELS = {"openai/gpt-4o-mini": (0.15, 0.6), "anthropic/claude-sonnet-4": (3.0, 15.0)}
 OUTCOMES = [
