@@ -151,6 +151,13 @@ RUN_TOOL_CALLS: Final = MetricSpec(
     "not how often).",
     ("agent", "tool"),
 )
+RUN_TOOL_INVOCATIONS: Final = MetricSpec(
+    "letta_run_tool_invocations",
+    Kind.COUNTER,
+    "Tool calls of finished runs, each call counted, read from the run's messages (only "
+    "where /metrics is not served; letta_run_tool_calls_total counts runs per tool).",
+    ("agent", "tool"),
+)
 RUN_COST: Final = MetricSpec(
     "letta_run_cost_usd",
     Kind.COUNTER,
@@ -207,6 +214,27 @@ API_REQUEST_DURATION: Final = MetricSpec(
     "Latency of HTTP requests to the Letta API.",
     ("endpoint",),
     API_LATENCY_BUCKETS,
+)
+REQUESTS_POSTPONED: Final = MetricSpec(
+    "letta_exporter_requests_postponed",
+    Kind.COUNTER,
+    "Requests to Letta not sent or not retried because Letta asked (Retry-After) to wait "
+    "past the request's deadline; the work is done after that wait.",
+    ("endpoint",),
+)
+REQUEST_RATE_LIMIT: Final = MetricSpec(
+    "letta_exporter_request_rate_limit",
+    Kind.GAUGE,
+    "Requests per second to Letta in force: --letta.rate-limit, halved on each 429 and "
+    "raised step by step after; absent while nothing caps them (--letta.rate-limit=0 and "
+    "no recent 429).",
+)
+ENDPOINT_UP: Final = MetricSpec(
+    "letta_exporter_endpoint_up",
+    Kind.GAUGE,
+    "0 while an enrichment endpoint is not served by Letta (404/405/501 for runs that "
+    "exist) and is not asked; 1 otherwise. Re-checked every few minutes.",
+    ("endpoint",),
 )
 OPEN_RUNS: Final = MetricSpec(
     "letta_exporter_open_runs",
@@ -326,6 +354,7 @@ ALL: Final[tuple[MetricSpec, ...]] = (
     RUN_STEPS,
     STEP_DURATION,
     RUN_TOOL_CALLS,
+    RUN_TOOL_INVOCATIONS,
     RUN_COST,
     RUNS_IN_PROGRESS,
     RUNS_STALE,
@@ -341,6 +370,9 @@ ALL: Final[tuple[MetricSpec, ...]] = (
     POLL_ERRORS,
     API_REQUESTS,
     API_REQUEST_DURATION,
+    REQUESTS_POSTPONED,
+    REQUEST_RATE_LIMIT,
+    ENDPOINT_UP,
     OPEN_RUNS,
     INVALID_ITEMS,
     LABEL_OVERFLOW,

@@ -167,6 +167,7 @@ async def serve(settings: Settings) -> int:
         settings,
         on_request=count_request,
         on_invalid_item=lambda endpoint, reason: aggregates.inc(m.INVALID_ITEMS, (endpoint,)),
+        on_postponed=lambda endpoint: aggregates.inc(m.REQUESTS_POSTPONED, (endpoint,)),
     )
     shipper = (
         SpanShipper(
@@ -184,6 +185,8 @@ async def serve(settings: Settings) -> int:
     collector = RunsCollector(
         web_config_ok=lambda: web is None or web.last_reload_ok,
         scope_verified=lambda: scope.verified,
+        request_rate=client.pace.rate,
+        endpoints_up=lambda: poller.endpoints.up(),
     )
     registry = CollectorRegistry(auto_describe=False)
     registry.register(collector)

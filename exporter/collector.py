@@ -53,11 +53,15 @@ class RunsCollector(Collector):
         *,
         web_config_ok: Callable[[], bool] = lambda: True,
         scope_verified: Callable[[], bool | None] = lambda: None,
+        request_rate: Callable[[], float | None] = lambda: None,
+        endpoints_up: Callable[[], dict[str, bool]] = dict,
     ) -> None:
         self._snapshot = Snapshot()
         self._lock = threading.Lock()
         self._web_config_ok = web_config_ok
         self._scope_verified = scope_verified
+        self._request_rate = request_rate
+        self._endpoints_up = endpoints_up
 
     def publish(self, snapshot: Snapshot) -> None:
         """Make `snapshot` what the next scrape shows."""
@@ -133,6 +137,11 @@ class RunsCollector(Collector):
             {(): health.last_success_s} if health.last_success_s is not None else {},
         )
         yield _gauge(m.POLL_DURATION, {(): health.poll_duration_s})
+        rate = self._request_rate()
+        yield _gauge(m.REQUEST_RATE_LIMIT, {} if rate is None else {(): rate})
+        yield _gauge(
+            m.ENDPOINT_UP, {(name,): float(up) for name, up in self._endpoints_up().items()}
+        )
         yield _gauge(m.OPEN_RUNS, {(): float(snap.followed)})
         yield _gauge(m.ENRICHMENT_BACKLOG, {(): float(snap.enrichment_backlog)})
         yield _gauge(m.BACKFILL_REMAINING, {(): snap.backfill_remaining_s})

@@ -328,7 +328,7 @@ FLAGS: Final = (
         "fetch /usage of each finished run when /steps did not answer (true/false)",
     ),
     Flag("--enrich.steps", "enrich_steps", "fetch /steps: tokens by model, step counts"),
-    Flag("--enrich.metrics", "enrich_metrics", "fetch /metrics: tools used"),
+    Flag("--enrich.metrics", "enrich_metrics", "fetch tools used: /metrics, else messages"),
     Flag("--enrich.step-timings", "enrich_step_timings", "fetch each step's timings"),
     Flag("--enrich.concurrency", "enrich_concurrency", "runs enriched at once"),
     Flag("--enrich.max-attempts", "enrich_max_attempts", "tries before a detail is given up"),

@@ -12,13 +12,16 @@ from typing import Final
 
 from exporter import catalogue as m
 from exporter.agent_names import AgentNames
+from exporter.availability import EndpointAvailability
 from exporter.checkpoint import Checkpoint
+from exporter.enrich_sources import ToolSource, not_served_or_raise
 from exporter.letta.client import LettaClient
 from exporter.letta.errors import (
     LettaAuthError,
     LettaError,
     LettaNotFound,
     LettaNotImplemented,
+    LettaPostponed,
     LettaRequestError,
 )
 from exporter.letta.models import Run, Tool
@@ -38,8 +41,6 @@ _MIN_FIRST_PAGE: Final = 20
 _SEED_APPROVAL_RUNS: Final = 100
 _SEED_THREAD_RUNS: Final = 50
 _SETTLE_SLACK_S: Final = 0.05
-# After a 501 from /trace (no ClickHouse), build traces without asking for this long.
-_TRACE_UNAVAILABLE_NS: Final = 600 * _NS
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +99,11 @@ class Poller:
         self._more_enrichment = False
         self._tool_lookups: dict[str, asyncio.Future[Tool]] = {}
         self._spans_pending = spans_pending
-        self._trace_unavailable_until = 0
+        self.endpoints = EndpointAvailability()
+        self.endpoints.register(*tracker.endpoints)
+        if "metrics" in tracker.endpoints:
+            self.endpoints.register("messages")  # where the tools come from without /metrics
+        self._tools = ToolSource(client, tracker, self.endpoints, self._resolve_tool)
         self._agent_names = agent_names
         self._scope = scope or ScopeCheck(None, None)
         # Until a walk reaches its floor, what the state says was listed (files of 0.1.0:
@@ -326,7 +331,6 @@ class Poller:
 
     async def _enrich_run(self, record: RunRecord, now: int) -> None:
         tracker = self._tracker
-        client = self._client
         assert record.enrich is not None
         for endpoint in list(record.enrich.pending):
             if record.enrich is None:
@@ -334,22 +338,12 @@ class Poller:
             if endpoint not in record.enrich.pending:
                 continue  # made unnecessary by an earlier answer (/usage after /steps)
             try:
-                if endpoint == "usage":
-                    tracker.enriched_usage(record, await client.get_usage(record.id), now)
-                elif endpoint == "steps":
-                    steps = await client.list_steps(record.id)
-                    self._scope.observe(steps)
-                    tracker.enriched_steps(record, steps, now)
-                elif endpoint == "metrics":
-                    metrics = await client.get_run_metrics(record.id)
-                    for tool_id in list(dict.fromkeys(metrics.tools_used or ())):
-                        if tool_id not in tracker.tool_names:
-                            await self._resolve_tool(tool_id)
-                    tracker.enriched_metrics(record, metrics, now)
-                elif endpoint == "step_timings":
-                    tracker.enriched_step_timings(record, await self._step_timings(record), now)
-                elif endpoint == "trace" and not await self._fetch_trace(record, now):
+                if not await self._enrich_endpoint(record, endpoint, now):
                     return  # deferred until the server's spans have settled
+            except LettaPostponed as exc:
+                # Letta asked to wait: not a failed attempt, the run just waits.
+                tracker.defer_enrichment(record, now + int(exc.wait_s * _NS))
+                return
             except LettaNotFound:
                 log.info("run %s: %s answered 404; counting it without", record.id, endpoint)
                 tracker.enrichment_failed(record, endpoint, now, permanent=True)
@@ -358,25 +352,45 @@ class Poller:
                 tracker.enrichment_failed(record, endpoint, now, permanent=False)
                 return  # the run waits its backoff before any further request
 
+    async def _enrich_endpoint(self, record: RunRecord, endpoint: str, now: int) -> bool:
+        """Fetch one endpoint's detail of a run; False when it is too early to ask."""
+        tracker, client = self._tracker, self._client
+        if endpoint == "metrics":
+            await self._tools.fetch(record, now)  # falls back on the run's messages
+            return True
+        if not self.endpoints.should_ask(endpoint, now):
+            tracker.enrichment_skipped(record, endpoint, now)  # not served here
+            return True
+        try:
+            if endpoint == "usage":
+                tracker.enriched_usage(record, await client.get_usage(record.id), now)
+            elif endpoint == "steps":
+                steps = await client.list_steps(record.id)
+                self._scope.observe(steps)
+                tracker.enriched_steps(record, steps, now)
+            elif endpoint == "step_timings":
+                tracker.enriched_step_timings(record, await self._step_timings(record), now)
+            elif endpoint == "trace" and not await self._fetch_trace(record, now):
+                return False
+        except (LettaNotFound, LettaNotImplemented) as exc:
+            await not_served_or_raise(client, self.endpoints, record.id, endpoint, exc, now)
+            if endpoint == "trace":
+                tracker.enrichment_skipped(record, endpoint, now)  # built from run data
+            else:
+                tracker.enrichment_failed(record, endpoint, now, permanent=True)
+            return True
+        self.endpoints.answered(endpoint)
+        return True
+
     async def _fetch_trace(self, record: RunRecord, now: int) -> bool:
         """Fetch and store the run's `/trace` rows; False when it is too early to ask."""
         tracker = self._tracker
         assert tracker.tracer is not None
-        if now < self._trace_unavailable_until:
-            tracker.enriched_trace(record, None, now)
-            return True
         ready = tracker.trace_ready_ns(record)
         if ready > now:
             tracker.defer_enrichment(record, ready)
             return False
-        try:
-            rows = await self._client.get_trace(record.id)
-        except LettaNotImplemented:
-            if self._trace_unavailable_until == 0:
-                log.info("Letta has no /trace (501, no ClickHouse): building traces from run data")
-            self._trace_unavailable_until = now + _TRACE_UNAVAILABLE_NS
-            tracker.enriched_trace(record, None, now)
-            return True
+        rows = await self._client.get_trace(record.id)
         tracker.enriched_trace(record, tracker.tracer.from_rows(record.id, rows), now)
         return True
 

@@ -82,6 +82,8 @@ class Enrichment:
     step_ids: list[tuple[str, str]] | None = None
     num_steps: int | None = None
     tool_ids: list[str] | None = None
+    tool_calls: dict[str, int] | None = None
+    """Calls per tool name, from the run's messages (where /metrics is not served)."""
     step_seconds: list[tuple[str, float]] | None = None
     span_steps: list[dict[str, Any]] | None = None
     trace: FetchedTrace | None = None
@@ -101,6 +103,7 @@ class Enrichment:
             "step_ids": self.step_ids,
             "num_steps": self.num_steps,
             "tool_ids": self.tool_ids,
+            "tool_calls": self.tool_calls,
             "step_seconds": self.step_seconds,
             "span_steps": self.span_steps,
             "step_error": self.step_error,
@@ -126,6 +129,7 @@ class Enrichment:
             else None,
             num_steps=data.get("num_steps"),
             tool_ids=data.get("tool_ids"),
+            tool_calls=data.get("tool_calls"),
             step_seconds=[(str(a), float(b)) for a, b in data["step_seconds"]]
             if data.get("step_seconds") is not None
             else None,
@@ -333,6 +337,11 @@ class Tracker:
         # False until pending approvals older than the first scan have been looked for
         # (a first start, or a state file from before approvals were kept).
         self.approvals_seeded = False
+
+    @property
+    def endpoints(self) -> tuple[str, ...]:
+        """The enrichment endpoints asked for every finished run, in fetch order."""
+        return tuple(self._endpoints)
 
     def begin_cycle(self) -> None:
         """Mark where this cycle starts: a new run older than what earlier cycles saw
@@ -610,6 +619,20 @@ class Tracker:
         record.enrich.num_steps = metrics.num_steps
         record.enrich.tool_ids = list(dict.fromkeys(metrics.tools_used or ()))
         self._endpoint_done(record, "metrics")
+
+    def enriched_tool_calls(self, record: RunRecord, calls: dict[str, int], now: int) -> None:
+        """Store the run's tool calls by name (from its messages) in place of /metrics."""
+        assert record.enrich is not None
+        record.enrich.tool_calls = dict(calls)
+        self._endpoint_done(record, "metrics")
+
+    def enrichment_skipped(self, record: RunRecord, endpoint: str, now: int) -> None:
+        """Letta does not serve `endpoint`: count the run without it (not a failure)."""
+        enrich = record.enrich
+        assert enrich is not None
+        if endpoint == "steps" and "step_timings" in enrich.pending:
+            enrich.pending.remove("step_timings")  # they need the step ids
+        self._endpoint_done(record, endpoint)
 
     def enriched_step_timings(
         self, record: RunRecord, seconds: list[tuple[str, float]], now: int
@@ -928,6 +951,10 @@ class Tracker:
         for tool_id in enrich.tool_ids or ():
             name = free_value(self.tool_names.get(tool_id, tool_id))
             agg.inc(m.RUN_TOOL_CALLS, (agent, self.tool_label(name)))
+        for name, calls in (enrich.tool_calls or {}).items():
+            tool = self.tool_label(free_value(name))
+            agg.inc(m.RUN_TOOL_CALLS, (agent, tool))
+            agg.inc(m.RUN_TOOL_INVOCATIONS, (agent, tool), calls)
         for model, seconds in enrich.step_seconds or ():
             agg.observe(m.STEP_DURATION, (agent, self.model_label(model)), seconds)
 
@@ -941,10 +968,12 @@ class Tracker:
             return fetched.trace_id
         spans_steps = (enrich.span_steps if enrich else None) or ()
         tool_ids = (enrich.tool_ids if enrich else None) or ()
+        called = (enrich.tool_calls if enrich else None) or {}
+        names = [self.tool_names.get(t, t) for t in tool_ids] + list(called)
         info = _run_info(
             record,
             steps=tuple(_step_info(s) for s in spans_steps),
-            tool_names=tuple(dict.fromkeys(self.tool_names.get(t, t) for t in tool_ids)),
+            tool_names=tuple(dict.fromkeys(names)),
         )
         spans, trace_id = self.tracer.build(info)
         self._new_traces.append((record.id, spans))

@@ -57,6 +57,7 @@ import gc
 import heapq
 import itertools
 import json
+import math
 import operator
 import random
 import re
@@ -122,7 +123,7 @@ STOP_REASONS: Final = (
     "context_window_overflow_in_system_prompt",
 )
 FAULT_KINDS: Final = frozenset(
-    {"500", "502", "503", "429", "timeout", "hang", "truncated", "reset"}
+    {"408", "409", "500", "502", "503", "429", "timeout", "hang", "truncated", "reset"}
     | {"garbage", "endless", "huge"}
 )
 
@@ -416,6 +417,7 @@ class _Fault:
     delay: float | None
     size: int
     path_regex: re.Pattern[str] | None = None  # when set, replaces path_prefix
+    retry_after_ms: int | None = None
 
     def matches(self, path: str) -> bool:
         if self.path_regex is not None:
@@ -623,7 +625,10 @@ class FakeLetta:
         require_user_id: validate the ``user_id`` header when present (400 unless it
             matches ``user-<uuid4>``), as the real ``get_headers`` dependency does.
         cloud: the Letta Cloud profile (assumed, not captured: the cloud's source is not
-            public). ``password`` is the API key and only ``Authorization: Bearer`` is
+            public). ``/v1/runs/{id}/metrics`` is absent (404 ``Not Found``, in no
+            version of the SDK's api.md; ``serves_run_metrics`` turns it back on), and
+            :meth:`set_request_budget` models its undocumented rate limit. ``password`` is
+            the API key and only ``Authorization: Bearer`` is
             accepted; runs created with a ``project_id`` belong to that project, and a
             request with ``X-Project-Id`` sees only its project's runs (lists, GET, every
             sub-route, step metrics), while one without the header sees them all. Steps
@@ -681,6 +686,12 @@ class FakeLetta:
         self._tools: dict[str, dict[str, Any]] = {}  # tool id -> Tool JSON (org-wide)
         self._agents: dict[str, tuple[int, dict[str, Any]]] = {}  # id -> (created us, JSON)
         self._faults: list[_Fault] = []
+        self._budget: tuple[float, float] | None = None
+        self._budget_tokens = 0.0
+        self._budget_at = 0.0
+        self.throttled = 0  # requests answered 429 for exceeding the budget
+        # Letta Cloud's SDK documents no /v1/runs/{id}/metrics: the profile lacks it.
+        self.serves_run_metrics = not cloud
         self._requests: list[tuple[str, str, dict[str, list[str]], int]] = []
         # Bulk-loaded runs share one metadata dict (copied before any write) and its JSON.
         self._bulk_meta: dict[str, Any] = {"run_type": "send_message"}
@@ -1348,6 +1359,7 @@ class FakeLetta:
         delay: float | None = None,
         size: int = 50_000_000,
         path_regex: str | None = None,
+        retry_after_ms: int | None = None,
     ) -> None:
         """Make the next ``times`` requests whose path starts with ``path_prefix`` fail.
 
@@ -1356,10 +1368,12 @@ class FakeLetta:
         every run's usage or ``r"^/v1/tools/"`` for tool lookups; ``path_prefix`` is then
         ignored.
 
-        Kinds: ``"500"``, ``"502"``, ``"503"``, ``"429"`` (``Retry-After`` header when
-        ``retry_after`` is given); ``"timeout"`` (wait ``delay`` s, default 30, then answer
-        normally: the client should give up first); ``"hang"`` (never answer until
-        :meth:`stop`); ``"truncated"`` (the real response with the full Content-Length
+        Kinds: ``"408"``, ``"409"`` (0.16.8's answer to a database lock conflict),
+        ``"500"``, ``"502"``, ``"503"``, ``"429"`` (``Retry-After`` header when
+        ``retry_after`` is given, ``retry-after-ms`` with ``retry_after_ms``);
+        ``"timeout"`` (wait ``delay`` s, default 30, then answer normally: the client
+        should give up first); ``"hang"`` (never answer until :meth:`stop`);
+        ``"truncated"`` (the real response with the full Content-Length
         but only half the body, then close); ``"reset"`` (TCP RST, no answer);
         ``"garbage"`` (200 ``application/json`` that is not JSON); ``"endless"`` (200
         chunked JSON-looking bytes until the client goes away); ``"huge"`` (200 valid JSON
@@ -1371,7 +1385,35 @@ class FakeLetta:
             raise ValueError("times must be >= 1")
         pattern = re.compile(path_regex) if path_regex is not None else None  # fail early
         with self._lock:
-            self._faults.append(_Fault(kind, times, path_prefix, retry_after, delay, size, pattern))
+            self._faults.append(
+                _Fault(kind, times, path_prefix, retry_after, delay, size, pattern, retry_after_ms)
+            )
+
+    def set_request_budget(self, per_s: float | None, *, burst: float = 1.0) -> None:
+        """Answer 429 with ``retry-after-ms`` (the wait for the next token) to requests
+        beyond ``per_s`` a second, a bucket of ``burst`` requests; None lifts the budget.
+        How a shared API that publishes no limit answers a client that is too fast."""
+        with self._lock:
+            self._budget = (per_s, burst) if per_s is not None else None
+            self._budget_tokens = burst
+            self._budget_at = time.monotonic()
+
+    def _over_budget(self) -> int | None:
+        """None when the request fits the budget (taking a token), else the wait in ms."""
+        if self._budget is None:
+            return None
+        with self._lock:
+            if self._budget is None:
+                return None
+            per_s, burst = self._budget
+            now = time.monotonic()
+            self._budget_tokens = min(burst, self._budget_tokens + (now - self._budget_at) * per_s)
+            self._budget_at = now
+            if self._budget_tokens >= 1.0:
+                self._budget_tokens -= 1.0
+                return None
+            self.throttled += 1
+            return max(1, math.ceil((1.0 - self._budget_tokens) / per_s * 1000))
 
     def clear_faults(self) -> None:
         """Drop every fault not yet consumed."""
@@ -2005,14 +2047,9 @@ class FakeLetta:
         if route == "steps":
             return self._route_steps(run_id, q)
         if route == "messages":
-            q.get_int("limit", 100)
-            q.get_choice("order", ("asc", "desc"), "asc")
-            q.get_choice("order_by", ("created_at",), "created_at")
-            q.raise_if_invalid()
-            _check_run_id(run_id)
-            with self._lock:
-                self._run_for_route(run_id)
-                return _Resp(200, b"[]")  # messages are not modelled
+            return self._route_messages(run_id, q)
+        if route == "metrics" and not self.serves_run_metrics:
+            return _detail(404, "Not Found")  # no such route: the router's own 404
         _check_run_id(run_id)
         now = self._clock()
         with self._lock:
@@ -2055,6 +2092,90 @@ class FakeLetta:
                     self._promote(maybe_run, now)
                 return _json_resp(200, self._metrics_dict(maybe_run))
         raise AssertionError(f"unrouted {route}")
+
+    def _route_messages(self, run_id: str, q: _Query) -> _Resp:
+        """A tool call message and its return per tool id of each step, oldest first;
+        ``before``/``after`` are absolute on the message sequence, unknown ones 404 (§3.4)."""
+        limit = q.get_int("limit", 100)
+        order = q.get_choice("order", ("asc", "desc"), "asc")
+        q.get_choice("order_by", ("created_at",), "created_at")
+        before, after = q.get_str("before"), q.get_str("after")
+        q.raise_if_invalid()
+        _check_run_id(run_id)
+        with self._lock:
+            messages = self._messages_locked(self._run_for_route(run_id))
+        index = {m["id"]: i for i, m in enumerate(messages)}
+        low, high = 0, len(messages)
+        for cursor, is_after in ((after, True), (before, False)):
+            if cursor is None:
+                continue
+            if cursor not in index:
+                return _not_found("Message", cursor)
+            if is_after:
+                low = max(low, index[cursor] + 1)
+            else:
+                high = min(high, index[cursor])
+        window = messages[low:high]
+        page = window[:limit] if order == "asc" else list(reversed(window))[:limit]
+        return _json_resp(200, page)
+
+    def _messages_locked(self, run: _Run) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for step in run.steps:
+            for n, tool_id in enumerate(step.tool_ids):
+                tool = self._tools.get(tool_id)
+                name = tool["name"] if tool is not None else tool_id
+                call_id = f"call_{step.data['id'][-12:]}{n:04d}"
+                call = {"name": name, "arguments": "{}", "tool_call_id": call_id}
+                common = {
+                    "date": step.data.get("created_at"),
+                    "step_id": step.data["id"],
+                    "run_id": run.sid,
+                    "otid": None,
+                    "sender_id": None,
+                    "is_err": None,
+                    "seq_id": None,
+                    "name": None,
+                }
+                out.append(
+                    {
+                        "id": f"message-{step.data['id'][5:]}-{2 * n:04d}",
+                        "message_type": "tool_call_message",
+                        "tool_call": call,
+                        "tool_calls": [call],
+                        **common,
+                    }
+                )
+                out.append(
+                    {
+                        "id": f"message-{step.data['id'][5:]}-{2 * n + 1:04d}",
+                        "message_type": "tool_return_message",
+                        "tool_return": "ok",
+                        "status": "success",
+                        "tool_call_id": call_id,
+                        **common,
+                        "name": name,
+                    }
+                )
+        return out
+
+    def tool_call_truth(self) -> tuple[Counter[tuple[str, str]], Counter[tuple[str, str]]]:
+        """What the runs' messages show: (runs that called each tool, calls of each tool)
+        by ``(agent_id, tool name)``, over the runs :meth:`truth` counts."""
+        runs: Counter[tuple[str, str]] = Counter()
+        calls: Counter[tuple[str, str]] = Counter()
+        with self._lock:
+            for run in self._finished_locked():
+                names = [
+                    call["tool_call"]["name"]
+                    for call in self._messages_locked(run)
+                    if call["message_type"] == "tool_call_message"
+                ]
+                for name in names:
+                    calls[(run.agent_id, name)] += 1
+                for name in dict.fromkeys(names):
+                    runs[(run.agent_id, name)] += 1
+        return runs, calls
 
     def _route_agents(self, q: _Query) -> _Resp:
         # list_agents: order-relative cursors on (created_at, id), default limit 50,
@@ -2675,6 +2796,12 @@ class _Handler(BaseHTTPRequestHandler):
             split = urlsplit(self.path)
             path, raw_query = split.path, split.query
             query = parse_qs(raw_query, keep_blank_values=True)
+            wait_ms = fake._over_budget()
+            if wait_ms is not None:
+                fake._record(method, path, query, 429)
+                throttled = _FAULT_RESPONSES["429"]
+                self._send(_Resp(429, throttled.body, headers=(("retry-after-ms", str(wait_ms)),)))
+                return
             fault = fake._take_fault(path)
             if fault is not None and self._serve_fault(fault, method, path, raw_query, query):
                 return
@@ -2734,11 +2861,14 @@ class _Handler(BaseHTTPRequestHandler):
         fake = self.server.fake
         stopping = fake._stopping
         kind = fault.kind
-        if kind in ("500", "502", "503", "429"):
+        if kind in _FAULT_RESPONSES:
             resp = _FAULT_RESPONSES[kind]
-            if kind == "429" and fault.retry_after is not None:
-                extra = (("retry-after", str(fault.retry_after)),)
-                resp = _Resp(resp.status, resp.body, resp.content_type, extra)
+            extra: tuple[tuple[str, str], ...] = ()
+            if fault.retry_after is not None:
+                extra += (("retry-after", str(fault.retry_after)),)
+            if fault.retry_after_ms is not None:
+                extra += (("retry-after-ms", str(fault.retry_after_ms)),)
+            resp = _Resp(resp.status, resp.body, resp.content_type, extra)
             fake._record(method, path, query, resp.status)
             self._send(resp)
             return True
@@ -2820,6 +2950,8 @@ _FAULT_RESPONSES: Final[dict[str, _Resp]] = {
     ),
     "503": _Resp(503, b'{"detail":"Service temporarily unavailable"}'),
     "429": _Resp(429, b'{"detail":"Too Many Requests"}'),
+    "408": _Resp(408, b'{"detail":"Request Timeout"}'),
+    "409": _Resp(409, b'{"detail":"Database lock conflict, please retry"}'),
 }
 
 # One realistic Run used as filler by the "endless" and "huge" faults.

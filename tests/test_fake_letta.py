@@ -1275,3 +1275,55 @@ def test_cancelling_the_waiting_run_ends_the_wait_and_conversations_wait_apart(
     listed = http.get("/v1/runs/", params={"conversation_id": "conv-2"}).json()
     assert [r["id"] for r in listed] == [second]
     assert fake.cancel_run(fake.answer_approval("agent-g", conversation_id="conv-2")) == "failed"
+
+
+# ---- the Cloud profile, part 2: no /metrics, lock conflicts, a request budget ---------
+
+
+def test_cloud_profile_has_no_run_metrics_and_messages_carry_the_tool_calls() -> None:
+    with FakeLetta(cloud=True) as fake:
+        tool = fake.add_tool("web_search")
+        run_id = fake.create_run("agent-a")
+        fake.add_step(run_id, tool_ids=[tool, tool])
+        fake.update_run(run_id, status="completed", stop_reason="end_turn")
+        base = f"{fake.base_url}/v1/runs/{run_id}"
+        missing = httpx.get(f"{base}/metrics")
+        assert (missing.status_code, missing.json()) == (404, {"detail": "Not Found"})
+        messages = httpx.get(f"{base}/messages").json()
+        assert [m["message_type"] for m in messages] == [
+            "tool_call_message",
+            "tool_return_message",
+        ] * 2
+        assert {m["tool_call"]["name"] for m in messages if "tool_call" in m} == {"web_search"}
+        second = httpx.get(f"{base}/messages", params={"after": messages[1]["id"]}).json()
+        assert [m["id"] for m in second] == [m["id"] for m in messages[2:]]
+        assert httpx.get(f"{base}/messages", params={"after": "message-nope"}).status_code == 404
+        assert fake.tool_call_truth() == (
+            Counter({("agent-a", "web_search"): 1}),
+            Counter({("agent-a", "web_search"): 2}),
+        )
+
+
+def test_408_409_carry_retry_after_and_429_retry_after_ms() -> None:
+    with FakeLetta() as fake:
+        fake.inject("409", retry_after=1)
+        fake.inject("408", retry_after=2)
+        fake.inject("429", retry_after_ms=250)
+        url = f"{fake.base_url}/v1/runs/"
+        answers = [httpx.get(url) for _ in range(4)]
+        assert [a.status_code for a in answers] == [409, 408, 429, 200]
+        assert answers[0].headers["retry-after"] == "1"
+        assert answers[1].headers["retry-after"] == "2"
+        assert answers[2].headers["retry-after-ms"] == "250"
+
+
+def test_a_request_budget_answers_429_with_the_wait_in_ms() -> None:
+    with FakeLetta(cloud=True) as fake:
+        fake.set_request_budget(0.001, burst=2)
+        url = f"{fake.base_url}/v1/runs/"
+        answers = [httpx.get(url) for _ in range(3)]
+        assert [a.status_code for a in answers] == [200, 200, 429]
+        assert int(answers[2].headers["retry-after-ms"]) > 900_000
+        assert fake.throttled == 1
+        fake.set_request_budget(None)
+        assert httpx.get(url).status_code == 200

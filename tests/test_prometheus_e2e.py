@@ -60,6 +60,10 @@ EMPTY_IN_THIS_SCENARIO = {
         "Letta 0.16.8 never fills ttft_ns (the fake mirrors it), so the TTFT histogram has "
         "no series"
     ),
+    ("letta-runs.json", "Top tools by calls"): (
+        "the fake serves /metrics here, so no tool calls are read from messages "
+        "(tests/test_cloud_backoff.py covers a server without /metrics)"
+    ),
     ("letta-exporter.json", "Project scope"): (
         "the exporter runs without --letta.project-id, so letta_exporter_scope_verified has "
         "no sample (tests/test_cloud.py covers the scoped case)"
@@ -98,6 +102,11 @@ EXPORTER_FLAGS = (
     "--enrich.step-timings=true",
     # Give up an enrichment endpoint at its first bad answer (the /metrics faults below).
     "--enrich.max-attempts=1",
+    # A cap, as on a real server: the 429 burst below halves it (to 250/s) for a few
+    # seconds. Without one the pace falls to half the rate observed before the 429s,
+    # which the idle start-up keeps low, and short-lived items (the invalid one) go
+    # unseen.
+    "--letta.rate-limit=500",
 )
 MODELS = {"openai/gpt-4o-mini": (0.15, 0.6), "anthropic/claude-sonnet-4": (3.0, 15.0)}
 OUTCOMES = [
@@ -350,6 +359,9 @@ class Traffic:
             1.0,
             lambda: fake.inject("429", times=5, retry_after=0.05, path_regex=r"^/v1/runs/?$"),
         )
+        # A lock conflict whose Retry-After (5s) outlasts a request (3 × 1s): that run's
+        # steps are postponed, not waited for.
+        self.at(2.5, lambda: fake.inject("409", retry_after=5, path_regex=r"/steps$"))
         # An item the exporter cannot parse; gone again after a few polls.
         self.at(1.5, self._invalid_item)
         # Runs deleted while open (their agent deleted): 404 on the next look.

@@ -8,7 +8,7 @@ import json
 import logging
 import ssl
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, TypeVar
@@ -16,13 +16,12 @@ from urllib.parse import urlencode
 
 import aiohttp
 import httpx
-from aiolimiter import AsyncLimiter
 from httpx_aiohttp import HttpxAiohttpClient
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
-    retry_if_exception_type,
+    retry_if_exception,
     stop_after_attempt,
     wait_random_exponential,
 )
@@ -37,6 +36,7 @@ from exporter.letta.errors import (
     LettaError,
     LettaNotFound,
     LettaNotImplemented,
+    LettaPostponed,
     LettaRequestError,
     LettaUnavailable,
 )
@@ -50,6 +50,7 @@ from exporter.letta.models import (
     Tool,
     Usage,
 )
+from exporter.letta.pacing import AdaptivePace
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,14 @@ _AGENT_LIST: Final = TypeAdapter(list[Agent])
 AGENTS_PATH: Final = "/v1/agents/"
 STEPS_PAGE: Final = 100
 MAX_STEP_PAGES: Final = 100  # 10,000 steps: far beyond any max_steps a client would set
+MESSAGES_PAGE: Final = 50
+# Tool returns can be large; only names are kept, and no page may exceed this.
+MESSAGES_MAX_BYTES: Final = 4 * 1024 * 1024
+MAX_MESSAGE_PAGES: Final = 100
+# Messages that carry the tool calls a run made (an approval request is a call too, as
+# run_metrics.tools_used counts it).
+_TOOL_CALL_MESSAGES: Final = frozenset({"tool_call_message", "approval_request_message"})
+_NS: Final = 1_000_000_000
 TRACE_LIMIT: Final = 5000  # the route's maximum; a long run has a few spans per step
 USER_AGENT: Final = f"letta-exporter/{__version__}"
 SELF_HOSTED_CREDENTIAL: Final = "check the server password (LETTA_API_KEY or LETTA_API_KEY_FILE)"
@@ -74,6 +83,13 @@ RequestObserver = Callable[[str, str, float], None]
 """Called once per HTTP attempt with (endpoint, code, seconds)."""
 InvalidItemObserver = Callable[[str, str], None]
 """Called once per skipped list item with (endpoint, reason)."""
+PostponeObserver = Callable[[str], None]
+"""Called with the endpoint whenever Letta's Retry-After postpones a request."""
+# Statuses letta-client 1.12 retries (`_should_retry`): request timeout, lock conflict
+# (0.16.8 answers database lock errors with 409 + Retry-After: 1), rate limit, 5xx.
+_RETRIED_4XX: Final = frozenset({408, 409, 429})
+# Answers that say the route is not served: the endpoint, not the run, is missing.
+_NOT_SERVED: Final = frozenset({405, 501})
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +99,7 @@ class ClientOptions:
     timeout: float = 10.0
     total_deadline: float = 60.0
     retries: int = 3
-    retry_max_wait: float = 30.0
+    retry_max_wait: float = 8.0  # letta-client's MAX_RETRY_DELAY
     max_response_bytes: int = 32 * 1024 * 1024
     # What a 401/403 asks the user to check: the key on Cloud, the password self-hosted.
     credential_hint: str = SELF_HOSTED_CREDENTIAL
@@ -144,15 +160,23 @@ def build_http_client(
     )
 
 
-def _retry_after_seconds(value: str | None) -> float | None:
+def _retry_after_seconds(headers: Mapping[str, str]) -> float | None:
+    """How long the server asked to wait, as letta-client reads it: `retry-after-ms`
+    first, then `Retry-After` in seconds or as an HTTP date. None when neither parses."""
+    try:
+        return max(0.0, float(headers.get("retry-after-ms", "")) / 1000)
+    except ValueError:
+        pass
+    value = headers.get("retry-after")
     if not value:
         return None
     try:
         return max(0.0, float(value))
     except ValueError:
         pass
-    parsed = email.utils.parsedate_to_datetime(value) if value else None
-    if parsed is None:
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
         return None
     return max(0.0, parsed.timestamp() - time.time())
 
@@ -161,14 +185,17 @@ class _WaitHonouringRetryAfter:
     """Exponential backoff with jitter, unless the server said how long to wait."""
 
     def __init__(self, max_wait: float) -> None:
-        self._max_wait = max_wait
         self._backoff = wait_random_exponential(multiplier=0.5, max=max_wait)
 
     def __call__(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, LettaUnavailable) and exc.retry_after is not None:
-            return min(exc.retry_after, self._max_wait)
+        if isinstance(exc, LettaUnavailable) and exc.retry_after:
+            return exc.retry_after  # at most the total deadline (`_postpone_if_long`)
         return float(self._backoff(state))
+
+
+def _should_retry(exc: BaseException) -> bool:
+    return isinstance(exc, LettaUnavailable) and exc.retryable
 
 
 class LettaClient:
@@ -181,19 +208,26 @@ class LettaClient:
         *,
         on_request: RequestObserver | None = None,
         on_invalid_item: InvalidItemObserver | None = None,
+        on_postponed: PostponeObserver | None = None,
         rate_limit: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._http = http
         # Absolute URLs built here parse once in httpx; a relative path plus params is
         # parsed, joined to the base URL and re-parsed with the query on every request.
         self._base = str(http.base_url).rstrip("/")
-        # One cap for every request, so backfill and enrichment together stay polite.
-        # A bucket holds at least one request, so rates below 1/s stretch the period.
-        capacity = max(1.0, rate_limit)
-        self._limiter = AsyncLimiter(capacity, capacity / rate_limit) if rate_limit > 0 else None
+        # One pace for every request, so backfill and enrichment together stay polite.
+        self.pace = AdaptivePace(rate_limit, clock=clock, sleep=sleep)
+        self._clock = clock
+        self._sleep = sleep
         self._options = options or ClientOptions()
         self._on_request = on_request or (lambda endpoint, code, seconds: None)
         self._on_invalid_item = on_invalid_item or (lambda endpoint, reason: None)
+        self._on_postponed = on_postponed or (lambda endpoint: None)
+        # Until then, Letta asked for no requests at all (a long Retry-After on a 429/503).
+        self._quiet_until = -float("inf")
+        self._quiet_reason = "http_429"
 
     async def aclose(self) -> None:
         """Close the underlying connection pool."""
@@ -272,6 +306,40 @@ class LettaClient:
             after = page[-1].id
         return steps
 
+    async def tool_calls(self, run_id: str) -> dict[str, int]:
+        """How often the run called each tool, by name, from `GET /v1/runs/{id}/messages`.
+
+        Tool call and approval request messages carry the calls; only their names and
+        call ids are kept from each page, which the byte cap bounds. Pages are read
+        oldest first with the absolute `after` cursor (§3.4); a page with fewer messages
+        than asked ends it (messages the run filters out of its answers hide their tool
+        calls anyway). A call repeated (same call id) counts once.
+        """
+        calls: dict[str, int] = {}
+        seen_calls: set[str] = set()
+        seen_ids: set[str] = set()
+        after: str | None = None
+        limit = MESSAGES_PAGE
+        for _ in range(MAX_MESSAGE_PAGES):
+            params: dict[str, str | int] = {"order": "asc", "limit": limit}
+            if after is not None:
+                params["after"] = after
+            path = f"{RUNS_PATH}{run_id}/messages"
+            try:
+                body = await self._get("run_messages", path, params, MESSAGES_MAX_BYTES)
+            except LettaBadResponse as exc:
+                if exc.reason != "too_large" or limit == 1:
+                    raise
+                limit = max(1, limit // 4)  # large tool returns: ask for fewer at once
+                continue
+            ids = _collect_tool_calls(body, calls, seen_calls)
+            fresh = [i for i in dict.fromkeys(ids) if i not in seen_ids]
+            seen_ids.update(fresh)
+            if len(fresh) < limit:
+                break
+            after = ids[-1]
+        return calls
+
     async def list_agents(self, *, limit: int, after: str | None) -> list[Agent]:
         """One page of the agents list, oldest first, after the agent id `after`.
 
@@ -348,24 +416,42 @@ class LettaClient:
                 self._on_invalid_item(endpoint, "invalid")
         return Page(runs, len(raw))
 
-    async def _get(self, endpoint: str, path: str, params: Mapping[str, str | int] | None) -> bytes:
+    async def _get(
+        self,
+        endpoint: str,
+        path: str,
+        params: Mapping[str, str | int] | None,
+        max_bytes: int | None = None,
+    ) -> bytes:
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self._options.retries + 1),
             wait=_WaitHonouringRetryAfter(self._options.retry_max_wait),
-            retry=retry_if_exception_type(LettaUnavailable),
+            retry=retry_if_exception(_should_retry),
             before_sleep=lambda state: _log_retry(endpoint, state),
+            sleep=self._sleep,
             reraise=True,
         )
         async for attempt in retrying:
             with attempt:
-                return await self._get_once(endpoint, path, params)
+                return await self._get_once(endpoint, path, params, max_bytes)
         raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
 
     async def _get_once(
-        self, endpoint: str, path: str, params: Mapping[str, str | int] | None
+        self,
+        endpoint: str,
+        path: str,
+        params: Mapping[str, str | int] | None,
+        max_bytes: int | None,
     ) -> bytes:
-        if self._limiter is not None:
-            await self._limiter.acquire()
+        quiet_for = self._quiet_until - self._clock()
+        if quiet_for > 0:
+            self._on_postponed(endpoint)
+            raise LettaPostponed(
+                f"{endpoint}: Letta asked for no requests for another {quiet_for:.0f}s",
+                reason=self._quiet_reason,
+                retry_after=quiet_for,
+            )
+        sent_at = await self.pace.acquire()
         started = time.perf_counter()
         code = "error"
         try:
@@ -373,8 +459,14 @@ class LettaClient:
                 url = f"{self._base}{path}?{urlencode(params)}" if params else self._base + path
                 async with self._http.stream("GET", url) as response:
                     code = str(response.status_code)
-                    _raise_for_status(endpoint, response, self._options.credential_hint)
-                    return await self._read_capped(endpoint, response)
+                    if response.status_code == 429:
+                        self.pace.throttled(sent_at)
+                    try:
+                        _raise_for_status(endpoint, response, self._options.credential_hint)
+                    except LettaUnavailable as exc:
+                        self._postpone_if_long(endpoint, response.status_code, exc)
+                        raise
+                    return await self._read_capped(endpoint, response, max_bytes)
         except TimeoutError:
             code = "timeout"
             raise LettaUnavailable(
@@ -403,8 +495,28 @@ class LettaClient:
         finally:
             self._on_request(endpoint, code, time.perf_counter() - started)
 
-    async def _read_capped(self, endpoint: str, response: httpx.Response) -> bytes:
-        cap = self._options.max_response_bytes
+    def _postpone_if_long(self, endpoint: str, status: int, exc: LettaUnavailable) -> None:
+        # A wait the server asks for is honoured in place while it is within the time a
+        # request may take (its total deadline); a longer one would hold the request's
+        # slot past that, so the work is postponed instead.
+        wait = exc.retry_after
+        if not exc.retryable or wait is None or wait <= self._options.total_deadline:
+            return
+        if status in (429, 503):
+            self._quiet_until = max(self._quiet_until, self._clock() + wait)
+            self._quiet_reason = exc.reason
+        self._on_postponed(endpoint)
+        log.info("%s: Letta asked to wait %.0fs; postponing that work", endpoint, wait)
+        raise LettaPostponed(
+            f"{endpoint}: Letta answered {status} and asked to wait {wait:.0f}s",
+            reason=exc.reason,
+            retry_after=wait,
+        ) from None
+
+    async def _read_capped(
+        self, endpoint: str, response: httpx.Response, max_bytes: int | None
+    ) -> bytes:
+        cap = min(self._options.max_response_bytes, max_bytes or self._options.max_response_bytes)
         declared = response.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > cap:
             raise LettaBadResponse(
@@ -452,23 +564,25 @@ def _raise_for_status(endpoint: str, response: httpx.Response, credential_hint: 
     status = response.status_code
     if status < 300:
         return
+    # As in letta-client, the server's `x-should-retry` overrides the status.
+    should_retry = response.headers.get("x-should-retry")
     if status in (401, 403):
         raise LettaAuthError(f"{endpoint}: Letta answered {status}; {credential_hint}")
+    transient = status in _RETRIED_4XX or (status >= 500 and status not in _NOT_SERVED)
+    if transient or should_retry == "true":
+        reason = "http_429" if status == 429 else "http_5xx" if status >= 500 else "http_4xx"
+        raise LettaUnavailable(
+            f"{endpoint}: Letta answered {status}" + (" (rate limited)" if status == 429 else ""),
+            reason=reason,
+            retry_after=_retry_after_seconds(response.headers),
+            retryable=should_retry != "false",
+        )
     if status == 404:
         raise LettaNotFound(f"{endpoint}: 404 not found")
-    if status == 429:
-        raise LettaUnavailable(
-            f"{endpoint}: 429 rate limited",
-            reason="http_429",
-            retry_after=_retry_after_seconds(response.headers.get("retry-after")),
-        )
-    if status == 501:
-        raise LettaNotImplemented(f"{endpoint}: Letta answered 501 (not configured there)")
-    if status >= 500:
-        raise LettaUnavailable(
-            f"{endpoint}: Letta answered {status}",
-            reason="http_5xx",
-            retry_after=_retry_after_seconds(response.headers.get("retry-after")),
+    if status in _NOT_SERVED:
+        raise LettaNotImplemented(
+            f"{endpoint}: Letta answered {status} (the route is not served there)",
+            reason="http_5xx" if status >= 500 else "http_4xx",
         )
     if 300 <= status < 400:
         raise LettaRequestError(
@@ -481,6 +595,37 @@ def _log_retry(endpoint: str, state: RetryCallState) -> None:
     exc = state.outcome.exception() if state.outcome else None
     wait = state.next_action.sleep if state.next_action else 0.0
     log.info("retrying %s in %.1fs after: %s", endpoint, wait, exc)
+
+
+def _collect_tool_calls(body: bytes, calls: dict[str, int], seen_calls: set[str]) -> list[str]:
+    """Add the page's tool calls to `calls`; returns the page's message ids in order."""
+    try:
+        page: Any = json.loads(body)
+    except ValueError:
+        raise LettaBadResponse("run_messages: the body is not JSON") from None
+    if not isinstance(page, list):
+        raise LettaBadResponse(f"run_messages: expected a JSON array, got {type(page).__name__}")
+    ids: list[str] = []
+    for message in page:
+        if not isinstance(message, dict):
+            continue
+        message_id = message.get("id")
+        if isinstance(message_id, str):
+            ids.append(message_id)
+        if message.get("message_type") not in _TOOL_CALL_MESSAGES:
+            continue
+        listed = message.get("tool_calls")
+        single = message.get("tool_call")
+        for n, call in enumerate(listed if isinstance(listed, list) and listed else [single]):
+            if not isinstance(call, dict) or not isinstance(call.get("name"), str):
+                continue
+            call_id = call.get("tool_call_id")
+            key = call_id if isinstance(call_id, str) else f"{message_id}#{n}"
+            if key in seen_calls:
+                continue
+            seen_calls.add(key)
+            calls[call["name"]] = calls.get(call["name"], 0) + 1
+    return ids
 
 
 def _first_error(exc: ValidationError) -> str:
@@ -497,6 +642,7 @@ def client_from_settings(
     *,
     on_request: RequestObserver | None = None,
     on_invalid_item: InvalidItemObserver | None = None,
+    on_postponed: PostponeObserver | None = None,
 ) -> LettaClient:
     """The client the `--letta.*` settings describe (the serve loop and `check` alike)."""
     user_id = settings.user_id
@@ -524,6 +670,7 @@ def client_from_settings(
         ),
         on_request=on_request,
         on_invalid_item=on_invalid_item,
+        on_postponed=on_postponed,
         rate_limit=settings.letta_rate_limit,
     )
 

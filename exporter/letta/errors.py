@@ -1,11 +1,12 @@
 """Why a request to Letta failed, as exception types that carry a bounded `reason` label.
 
     LettaError
-    ├── LettaUnavailable   timeout, connection error, 429, 5xx (retried before raising)
+    ├── LettaUnavailable   timeout, connection error, 408, 409, 429, 5xx (retried first)
+    │   └── LettaPostponed Letta asked to wait longer than the request may take
     ├── LettaAuthError     401 / 403: the API key or password is wrong
     ├── LettaNotFound      404: the run (or its metrics row) does not exist
     ├── LettaRequestError  any other 4xx: the exporter asked for something invalid
-    ├── LettaNotImplemented 501: the server lacks the feature (`/trace` without ClickHouse)
+    ├── LettaNotImplemented 405 / 501: the server does not serve the route
     └── LettaBadResponse   not JSON, wrong shape, or larger than the size cap
 
 Messages name the endpoint and status, never request headers, so the API key cannot leak
@@ -40,11 +41,31 @@ class LettaError(Exception):
 
 
 class LettaUnavailable(LettaError):
-    """The server did not answer usefully; worth retrying later."""
+    """The server did not answer usefully; worth retrying later.
 
-    def __init__(self, message: str, *, reason: str, retry_after: float | None = None) -> None:
+    `retryable` is False when the server said not to retry (`x-should-retry: false`).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str,
+        retry_after: float | None = None,
+        retryable: bool = True,
+    ) -> None:
         super().__init__(message, reason=reason)
         self.retry_after = retry_after
+        self.retryable = retryable
+
+
+class LettaPostponed(LettaUnavailable):
+    """Letta asked to wait `retry_after` seconds, past the request's deadline: the work
+    is to be done again after that, not retried now."""
+
+    def __init__(self, message: str, *, reason: str, retry_after: float) -> None:
+        super().__init__(message, reason=reason, retry_after=retry_after, retryable=False)
+        self.wait_s = retry_after
 
 
 class LettaAuthError(LettaError):
@@ -66,7 +87,8 @@ class LettaRequestError(LettaError):
 
 
 class LettaNotImplemented(LettaError):
-    """501: the server lacks the feature (e.g. `/trace` without ClickHouse); not retried."""
+    """405 or 501: the server does not serve this route (e.g. `/trace` without
+    ClickHouse); not retried."""
 
     reason = "http_5xx"
 

@@ -1,0 +1,78 @@
+"""Where enrichment comes from when Letta may not serve an endpoint.
+
+`not_served_or_raise` tells "this endpoint is not served here" (404 for a run that still
+exists, 405, 501) from "this run is gone" (404, and the run's own GET is 404 too).
+`ToolSource` reads the tools a run used from `/metrics`, or from the run's messages
+where `/metrics` is not served (Letta Cloud documents no such route).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from exporter.availability import EndpointAvailability
+from exporter.letta.client import LettaClient
+from exporter.letta.errors import LettaNotFound, LettaNotImplemented
+from exporter.tracker import RunRecord, Tracker
+
+
+async def not_served_or_raise(
+    client: LettaClient,
+    endpoints: EndpointAvailability,
+    run_id: str,
+    endpoint: str,
+    exc: LettaNotFound | LettaNotImplemented,
+    now: int,
+) -> None:
+    """Record a "not served" answer of `endpoint`; re-raises `exc` when the run is gone."""
+    status = "404"
+    if isinstance(exc, LettaNotFound):
+        try:
+            await client.get_run(run_id)
+        except LettaNotFound:
+            raise exc from None
+    else:
+        status = "405/501"
+    endpoints.not_served(endpoint, now, status)
+
+
+class ToolSource:
+    """The tools a run used: `/metrics` where served, else the run's messages."""
+
+    def __init__(
+        self,
+        client: LettaClient,
+        tracker: Tracker,
+        endpoints: EndpointAvailability,
+        resolve_tool: Callable[[str], Awaitable[None]],
+    ) -> None:
+        self._client = client
+        self._tracker = tracker
+        self._endpoints = endpoints
+        self._resolve_tool = resolve_tool
+
+    async def fetch(self, record: RunRecord, now: int) -> None:
+        """Store the run's tools in the tracker (or count it without, if neither is served)."""
+        client, endpoints, tracker = self._client, self._endpoints, self._tracker
+        if endpoints.should_ask("metrics", now):
+            try:
+                metrics = await client.get_run_metrics(record.id)
+            except (LettaNotFound, LettaNotImplemented) as exc:
+                await not_served_or_raise(client, endpoints, record.id, "metrics", exc, now)
+            else:
+                endpoints.answered("metrics")
+                for tool_id in dict.fromkeys(metrics.tools_used or ()):
+                    if tool_id not in tracker.tool_names:
+                        await self._resolve_tool(tool_id)
+                tracker.enriched_metrics(record, metrics, now)
+                return
+        if endpoints.should_ask("messages", now):
+            try:
+                calls = await client.tool_calls(record.id)
+            except (LettaNotFound, LettaNotImplemented) as exc:
+                await not_served_or_raise(client, endpoints, record.id, "messages", exc, now)
+            else:
+                endpoints.answered("messages")
+                tracker.enriched_tool_calls(record, calls, now)
+                return
+        tracker.enrichment_skipped(record, "metrics", now)
