@@ -33,9 +33,9 @@ import httpx
 import pytest
 import yaml
 
+from tests.dashboard_files import DASHBOARD_FILES, RULES, dashboard_targets, load_dashboard
 from tests.fake_letta import FakeLetta
 from tests.harness import Exporter, poll_until, running
-from tests.test_dashboards import DASHBOARD_FILES, RULES, dashboard_targets, load_dashboard
 from tests.tools import require_tool
 
 pytestmark = pytest.mark.e2e
