@@ -141,7 +141,7 @@ def test_a_status_flip_within_grace_counts_the_final_status_and_later_flips_are_
                 and exp.value("letta_runs_in_progress") == 0
                 and exp.finished() == {}
             ),
-            what="the exporter to see the first status and wait out the grace period",
+            what="the exporter to see the first status (settling within its grace period)",
         )
         fake.update_run(early, status="cancelled", stop_reason="cancelled")
         assert_totals_match(exp, fake)
