@@ -172,6 +172,20 @@ class Exporter:
         return None if self._proc is None else self._proc.poll()
 
 
+def wait_polls(exporter: Exporter, cycles: int, timeout: float = 30.0) -> None:
+    """Wait until `cycles` more poll cycles have finished (`letta_exporter_polls_total`).
+
+    The first of them may have begun before the call: `cycles=2` is the fewest that
+    guarantees one whole cycle after it. Use this, never a fixed sleep, before asserting
+    that something did not happen."""
+    target = exporter.value("letta_exporter_polls_total") + cycles
+    exporter.wait_for(
+        lambda: exporter.value("letta_exporter_polls_total") >= target,
+        timeout,
+        f"{cycles} more poll cycles",
+    )
+
+
 @contextmanager
 def running(exporter: Exporter) -> Iterator[Exporter]:
     """Start, yield, and always stop the process."""

@@ -17,7 +17,7 @@ import pytest
 
 from tests.campaign import ScheduleResult, run_schedule
 from tests.fake_letta import Backend, FakeLetta, Semantics
-from tests.harness import Exporter, expected, running
+from tests.harness import Exporter, expected, running, wait_polls
 
 pytestmark = pytest.mark.e2e
 
@@ -169,18 +169,28 @@ def test_regression_seed_5023_reduced_garbage_body_on_get_run(tmp_path: Path) ->
     each cycle refreshes it with GET /v1/runs/{id}; that GET answers 200 with HTML once.
     The exporter must treat it like any bad response (a failed poll), not exit."""
     with FakeLetta() as fake:
+        created = time.time()
         run_id = fake.create_run("agent-a", status="running")
         exporter = Exporter(fake.base_url, tmp_path / "s.sqlite", "--poll.lookback=1s")
         with running(exporter) as exp:
             exp.wait_ready()
-            time.sleep(1.2)
+            exp.wait_for(
+                lambda: exp.value("letta_runs_in_progress") == 1, what="the open run followed"
+            )
+            time.sleep(max(0.0, created + 1.2 - time.time()))  # older than --poll.lookback
             fake.create_run("agent-a")  # a newer head: the open run leaves the window
             exp.wait_for(
                 lambda: any(r[1] == f"/v1/runs/{run_id}" for r in fake.requests),
                 what="the open run to be refreshed by GET",
             )
+            errors = exp.value("letta_exporter_poll_errors_total")
             fake.inject("garbage", path_regex=r"^/v1/runs/run-[^/]+$")
-            time.sleep(2.0)  # ten poll cycles: the next refresh gets the garbage
+            # The next refresh gets the garbage: a failed poll, then the exporter polls on.
+            exp.wait_for(
+                lambda: exp.value("letta_exporter_poll_errors_total") > errors,
+                what="the garbage GET to fail a poll",
+            )
+            wait_polls(exp, 3)
             assert exp.returncode is None, "the exporter exited:\n" + "\n".join(exp.logs[-20:])
             fake.update_run(run_id, status="completed", stop_reason="end_turn")
             exp.wait_for(lambda: exp.finished() == expected(fake.truth()), what="the run counted")

@@ -31,9 +31,9 @@ import yaml
 from compose_pydantic.models import ComposeSpecification  # type: ignore[import-untyped]
 
 from exporter.config import FLAGS, Settings
+from tests.dockerfile_model import DOCKERFILE, parse, runtime_env, stages
 from tests.harness import poll_until
 from tests.podman import Podman, bookworm_python_rootfs
-from tests.test_dockerfile import DOCKERFILE, parse, runtime_env, stages
 
 ROOT = Path(__file__).parents[1]
 COMPOSE_DIR = ROOT / "deploy" / "compose"

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,11 +21,15 @@ import yaml
 from exporter import catalogue
 from exporter.catalogue import Kind, MetricSpec
 from exporter.reference import series
+from tests.dashboard_files import (
+    DASHBOARD_FILES,
+    DASHBOARDS,
+    RULES,
+    dashboard_targets,
+    load_dashboard,
+    panels,
+)
 
-ROOT = Path(__file__).parents[1]
-DASHBOARDS = ROOT / "dashboards"
-RULES = ROOT / "alerts" / "letta-runs.rules.yml"
-DASHBOARD_FILES = {"letta-runs.json": "letta-runs", "letta-exporter.json": "letta-exporter"}
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 
 # Catalogue metrics deliberately on no dashboard, with the reason. Empty today: every
@@ -154,26 +156,6 @@ def parse_promql(expr: str) -> Parsed:
 
 
 # ------------------------------------------------------------------ dashboards
-
-
-def load_dashboard(name: str) -> dict[str, Any]:
-    """One dashboard file, parsed."""
-    data: dict[str, Any] = json.loads((DASHBOARDS / name).read_text())
-    return data
-
-
-def panels(dashboard: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    """Every panel, rows included, also those nested in collapsed rows."""
-    for panel in dashboard["panels"]:
-        yield panel
-        yield from panel.get("panels", [])
-
-
-def dashboard_targets(dashboard: dict[str, Any]) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
-    """(panel, target) for every query target of the dashboard."""
-    for panel in panels(dashboard):
-        for target in panel.get("targets", []):
-            yield panel, target
 
 
 def variable_queries(dashboard: dict[str, Any]) -> list[str]:

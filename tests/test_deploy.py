@@ -24,8 +24,8 @@ import yaml
 from cloudcoil.models.prometheus_operator import v1 as operator
 
 from exporter.config import FLAGS, Settings
+from tests.dockerfile_model import runtime_env, runtime_user
 from tests.roundtrip import lost_in_round_trip
-from tests.test_dockerfile import runtime_env, runtime_user
 
 ROOT = Path(__file__).parents[1]
 DEPLOY = ROOT / "deploy"

@@ -12,7 +12,7 @@ from exporter.labels import CappedLabel
 from exporter.letta.models import RunMetrics, Step, Usage
 from exporter.pricing import ModelPrice, PriceFileError, PriceTable, load_prices
 from exporter.tracker import Phase, RunRecord, Tracker, TrackerOptions
-from tests.test_tracker import S, at, make_run
+from tests.run_factory import S, at, make_run
 
 ALL = ("usage", "steps", "metrics")
 

@@ -8,14 +8,13 @@ enrichments are pending loses nothing.
 from __future__ import annotations
 
 import random
-import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from tests.fake_letta import FakeLetta
-from tests.harness import Exporter, expected, running
+from tests.harness import Exporter, expected, running, wait_polls
 
 pytestmark = pytest.mark.e2e
 
@@ -97,7 +96,7 @@ def test_failing_enrichment_endpoints_delay_but_never_lose_or_double(
             lambda: exported_tokens(exp) == truth, timeout=90, what="tokens after the faults"
         )
         assert exp.finished() == expected(fake.truth())
-        time.sleep(1.0)
+        wait_polls(exp, 6)
         assert exported_tokens(exp) == truth, "a late success counted nothing twice"
 
 

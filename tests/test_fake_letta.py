@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pydantic
 import pytest
 
 from tests.fake_letta import Backend, FakeLetta, Semantics
@@ -42,7 +43,7 @@ def _fixture_dir() -> Path:
     ):
         if candidate and (Path(candidate) / "index.json").is_file():
             return Path(candidate)
-    pytest.skip("Letta 0.16.8 fixtures not found", allow_module_level=True)
+    raise FileNotFoundError("Letta 0.16.8 fixtures not found (tests/fixtures/letta-0.16.8)")
 
 
 FIXTURES = _fixture_dir()
@@ -486,7 +487,6 @@ def test_redirects_to_trailing_slash_and_keeps_query(
     ],
 )
 def test_query_validation_matches_pydantic(client: httpx.Client, params: dict[str, str]) -> None:
-    pydantic = pytest.importorskip("pydantic")
     from typing import Annotated, Literal
 
     stop_reasons = Literal[

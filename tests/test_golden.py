@@ -6,11 +6,9 @@ UPDATE_GOLDEN=1 rewrites the file; review the diff like code.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
@@ -23,6 +21,7 @@ from exporter.pricing import ModelPrice, PriceTable
 from exporter.snapshot import Health, Snapshot
 from exporter.tracker import Tracker, TrackerOptions
 from tests.conftest import FIXTURES, load_fixture
+from tests.tools import require_tool
 
 GOLDEN = Path(__file__).parent / "golden" / "metrics.prom"
 S = 1_000_000_000
@@ -112,10 +111,9 @@ def test_every_catalogued_metric_is_in_the_golden_file() -> None:
         assert f"# TYPE {spec.exposed_name} {spec.kind.value}" in golden, spec.name
 
 
-@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed")
 def test_promtool_finds_nothing_to_complain_about() -> None:
     result = subprocess.run(
-        ["promtool", "check", "metrics"],
+        [require_tool("promtool", "prometheus"), "check", "metrics"],
         input=GOLDEN.read_bytes(),
         capture_output=True,
         timeout=60,

@@ -21,10 +21,10 @@ import httpx
 import pytest
 import trustme
 
+from tests.dockerfile_model import runtime_user
 from tests.fake_letta import FakeLetta
 from tests.harness import FAST_FLAGS, poll_until
 from tests.image import Built, Podman, build, components, locked, rlimits, sbom
-from tests.test_dockerfile import runtime_user
 
 # The first test waits for the build: about 1.5 min on a new machine with overlay storage
 # (base included), 4 to 5 min with vfs.

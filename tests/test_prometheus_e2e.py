@@ -20,7 +20,6 @@ import json
 import math
 import random
 import re
-import shutil
 import socket
 import subprocess
 import threading
@@ -34,13 +33,13 @@ import httpx
 import pytest
 import yaml
 
+from tests.dashboard_files import DASHBOARD_FILES, RULES, dashboard_targets, load_dashboard
 from tests.fake_letta import FakeLetta
 from tests.harness import Exporter, poll_until, running
-from tests.test_dashboards import DASHBOARD_FILES, RULES, dashboard_targets, load_dashboard
+from tests.tools import require_tool
 
 pytestmark = pytest.mark.e2e
 
-PROMETHEUS = shutil.which("prometheus")
 
 # Grafana's variables, replaced the way Grafana would for "All" and a short time range.
 VARIABLES = {
@@ -177,11 +176,11 @@ class Prometheus:
         self._proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        assert PROMETHEUS is not None
+        prometheus = require_tool("prometheus", "prometheus")
         with self.log_path.open("wb") as log:
             self._proc = subprocess.Popen(
                 [
-                    PROMETHEUS,
+                    prometheus,
                     f"--config.file={self.config_path}",
                     f"--storage.tsdb.path={self.data}",
                     f"--web.listen-address=127.0.0.1:{self.port}",
@@ -437,7 +436,6 @@ def has_data(result: list[dict[str, Any]]) -> bool:
     return any(not math.isnan(float(sample["value"][1])) for sample in result)
 
 
-@pytest.mark.skipif(PROMETHEUS is None, reason="prometheus not installed (Debian 'prometheus')")
 def test_every_panel_returns_data_and_the_alerts_fire(tmp_path: Path) -> None:
     queries = [
         (file, panel["title"], target["refId"], substitute(target["expr"]))

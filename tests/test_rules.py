@@ -9,14 +9,14 @@ by a promql_expr_test. Annotations point at sections of docs/runbook.md that exi
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import tomllib
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
+
+from tests.tools import require_tool
 
 ROOT = Path(__file__).parents[1]
 RULES = ROOT / "alerts" / "letta-runs.rules.yml"
@@ -27,11 +27,6 @@ REPOSITORY = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["ur
 RUNBOOK_URL = f"{REPOSITORY}/blob/main/docs/runbook.md"
 SEVERITIES = {"critical", "warning", "info"}
 ANNOTATIONS = {"summary", "description", "runbook_url"}
-
-PROMTOOL = shutil.which("promtool")
-needs_promtool = pytest.mark.skipif(
-    PROMTOOL is None, reason="promtool not installed (Debian package 'prometheus')"
-)
 
 
 def _rules() -> list[dict[str, Any]]:
@@ -55,20 +50,18 @@ def _github_anchor(heading: str) -> str:
 
 
 def _promtool(*args: str) -> subprocess.CompletedProcess[str]:
-    assert PROMTOOL is not None
+    promtool = require_tool("promtool", "prometheus")
     return subprocess.run(
-        [PROMTOOL, *args], capture_output=True, text=True, timeout=120, check=False, cwd=ROOT
+        [promtool, *args], capture_output=True, text=True, timeout=120, check=False, cwd=ROOT
     )
 
 
-@needs_promtool
 def test_promtool_check_rules() -> None:
     result = _promtool("check", "rules", str(RULES))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout
 
 
-@needs_promtool
 def test_promtool_test_rules() -> None:
     result = _promtool("test", "rules", str(RULE_TESTS))
     assert result.returncode == 0, result.stdout + result.stderr

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.fake_letta import FakeLetta
-from tests.harness import Exporter, expected, running
+from tests.harness import Exporter, expected, running, wait_polls
 
 pytestmark = pytest.mark.e2e
 
@@ -71,7 +71,7 @@ def test_runs_are_counted_exactly_once_across_pages(fake: FakeLetta, tmp_path: P
         assert_totals_match(exp, fake)
         finish_runs(fake, 12, agents, start=30)
         assert_totals_match(exp, fake)
-        time.sleep(1.0)  # more cycles re-scan the same window: still no double count
+        wait_polls(exp, 6)  # five more whole cycles re-scan the same window: no double count
         assert exp.finished() == expected(fake.truth())
         assert exp.value("letta_up") == 1
 
@@ -133,7 +133,16 @@ def test_a_status_flip_within_grace_counts_the_final_status_and_later_flips_are_
         exp.wait_ready()
         early = fake.create_run("agent-a")
         fake.update_run(early, status="completed", stop_reason="requires_approval")
-        time.sleep(0.2)
+        # The flip must come after a poll saw the first status: the run settling (followed,
+        # neither in progress nor counted).
+        exp.wait_for(
+            lambda: (
+                exp.value("letta_exporter_open_runs") == 1
+                and exp.value("letta_runs_in_progress") == 0
+                and exp.finished() == {}
+            ),
+            what="the exporter to see the first status (settling within its grace period)",
+        )
         fake.update_run(early, status="cancelled", stop_reason="cancelled")
         assert_totals_match(exp, fake)
         assert exp.finished() == {("agent-a", "cancelled", "cancelled"): 1}
@@ -274,7 +283,11 @@ def test_first_start_counts_from_now_and_backfill_counts_history(tmp_path: Path)
 
         with running(Exporter(fake.base_url, tmp_path / "a.sqlite")) as exp:
             exp.wait_ready()
-            time.sleep(0.6)
+            exp.wait_for(
+                lambda: exp.value("letta_runs_in_progress") == 1,
+                what="the scan to reach the run active at start, past the history",
+            )
+            wait_polls(exp, 3)
             assert exp.finished() == {}, "history before the first start is not counted"
             fake.update_run(open_at_start, status="failed", stop_reason="llm_api_error")
             exp.wait_for(

@@ -11,7 +11,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 
 from exporter.span_codec import span_from_dict, span_to_dict
 from exporter.spans import build_run_spans, spans_from_trace_rows
-from tests.test_spans import rich_run, rows, run_info
+from tests.span_inputs import rich_run, rows, run_info
 
 RESOURCE = Resource({"service.name": "letta-exporter", "deployment.environment": "test"})
 

@@ -9,7 +9,6 @@ spans without losing them or stalling the metrics.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from collections import Counter
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ from prometheus_client.openmetrics.parser import (
 from tests.fake_letta import FakeLetta
 from tests.harness import Exporter, expected, running
 from tests.otlp_receiver import OtlpReceiver, ReceivedSpan
+from tests.tools import require_tool
 
 pytestmark = pytest.mark.e2e
 
@@ -134,15 +134,13 @@ def test_built_traces_match_the_metrics_and_keep_their_ids_across_restarts(
             }
             assert ("letta_run_duration_seconds_bucket", ok_root.trace_id) in exemplars
             # ...and the classic text form still passes promtool (which reads only that).
-            promtool = shutil.which("promtool")
-            if promtool is not None:
-                check = subprocess.run(
-                    [promtool, "check", "metrics"],
-                    input=exp.metrics_text(),
-                    capture_output=True,
-                    text=True,
-                )
-                assert check.returncode == 0, check.stdout + check.stderr
+            check = subprocess.run(
+                [require_tool("promtool", "prometheus"), "check", "metrics"],
+                input=exp.metrics_text(),
+                capture_output=True,
+                text=True,
+            )
+            assert check.returncode == 0, check.stdout + check.stderr
 
             assert exp.terminate() == 0
         first = ids(receiver.spans)

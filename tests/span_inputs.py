@@ -1,0 +1,89 @@
+"""Runs to build spans from (captured and hand-made), for test_spans and test_span_codec."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from exporter.letta.models import Run, Step
+from exporter.spans import RunInfo, StepInfo
+from tests.conftest import load_fixture
+
+ROWS = Path(__file__).parent / "fixtures" / "trace_rows"
+MS = 1_000_000
+
+
+def rows(name: str) -> list[dict[str, Any]]:
+    data: list[dict[str, Any]] = json.loads((ROWS / name).read_text())["rows"]
+    return data
+
+
+def run_info(scenario: str, *, agent_name: str | None = None, **changes: Any) -> RunInfo:
+    """A RunInfo from a captured run, ended where the duration metric would end it."""
+    run = Run.model_validate(load_fixture(f"runs/{scenario}/run.json"))
+    metrics = load_fixture(f"runs/{scenario}/metrics.json")
+    steps = [
+        StepInfo.from_step(Step.model_validate(s))
+        for s in load_fixture(f"runs/{scenario}/steps.json")
+    ]
+    info = RunInfo.from_run(
+        run,
+        end_ns=run.created_ns + metrics["run_ns"],
+        agent_name=agent_name,
+        steps=steps,
+        tool_names=changes.pop("tool_names", ()),
+    )
+    if changes:
+        from dataclasses import replace
+
+        info = replace(info, **changes)
+    return info
+
+
+def step(n: int, **fields: Any) -> StepInfo:
+    data: dict[str, Any] = {
+        "id": f"step-{n:08d}-0000-4000-8000-000000000000",
+        "model": "gpt-4o-mini",
+        "model_handle": "openai/gpt-4o-mini",
+        "provider_name": "openai",
+        "prompt_tokens": 1000 + n,
+        "completion_tokens": 50 + n,
+        "total_tokens": 1050 + 2 * n,
+        "cached_input_tokens": None,
+        "cache_write_tokens": None,
+        "reasoning_tokens": None,
+        "status": "success",
+        "stop_reason": None,
+        "trace_id": None,
+        "error_type": None,
+    }
+    data.update(fields)
+    return StepInfo(**data)
+
+
+T0 = 1_795_435_250_000_000_000
+
+
+def rich_run(**fields: Any) -> RunInfo:
+    data: dict[str, Any] = {
+        "run_id": "run-11111111-2222-4333-8444-555555555555",
+        "agent_id": "agent-aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee",
+        "agent_name": "support-bot",
+        "status": "completed",
+        "stop_reason": "end_turn",
+        "background": True,
+        "conversation_id": "conv-123",
+        "run_type": "send_conversation_message",
+        "created_ns": T0,
+        "end_ns": T0 + 3_000 * MS,
+        "error_type": None,
+        "steps": (
+            step(1, cached_input_tokens=800, cache_write_tokens=120),
+            step(2, reasoning_tokens=33),
+            step(3, stop_reason="end_turn"),
+        ),
+        "tool_names": ("conversation_search", "send_message"),
+    }
+    data.update(fields)
+    return RunInfo(**data)
