@@ -27,7 +27,7 @@ from tests.realserver.stack import Stack
 from tests.realserver.truth import Truth
 from tests.realserver.workload import Hooks, Workload, read_truth_of
 
-pytestmark = [pytest.mark.letta_server, pytest.mark.timeout(1800)]
+pytestmark = [pytest.mark.e2e, pytest.mark.letta_server, pytest.mark.timeout(1800)]
 
 # Real-server timings: requests can take seconds on a busy 2-core machine, and a
 # requires_approval run that is cancelled must change before it is counted.

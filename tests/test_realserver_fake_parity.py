@@ -22,7 +22,7 @@ from tests.fake_letta import FakeLetta
 from tests.realserver.stack import Stack, start_letta_process
 from tests.realserver.workload import Workload
 
-pytestmark = [pytest.mark.letta_server, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.e2e, pytest.mark.letta_server, pytest.mark.timeout(900)]
 
 TERMINAL = ("completed", "failed", "cancelled")
 # Values that legitimately differ between two servers, however faithful.
