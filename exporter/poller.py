@@ -41,6 +41,7 @@ _MIN_FIRST_PAGE: Final = 20
 _SEED_APPROVAL_RUNS: Final = 100
 _SEED_THREAD_RUNS: Final = 50
 _SETTLE_SLACK_S: Final = 0.05
+_MIN_ENRICH_BUDGET_S: Final = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,15 +320,24 @@ class Poller:
             return False
         more = len(due) > self._options.enrich_batch
         semaphore = asyncio.Semaphore(self._options.enrich_concurrency)
+        # Counts reach /metrics only when the cycle commits: while Letta is slow or the
+        # pace is cut by 429s, runs not started within the budget wait for the next
+        # cycle (at once) rather than holding back what was already fetched.
+        stop_starting = time.monotonic() + max(self._options.interval_s, _MIN_ENRICH_BUDGET_S)
+        skipped = False
 
         async def enrich_one(record: RunRecord) -> None:
+            nonlocal skipped
             async with semaphore:
+                if time.monotonic() > stop_starting:
+                    skipped = True
+                    return
                 await self._enrich_run(record, now)
 
         async with asyncio.TaskGroup() as group:
             for record in due[: self._options.enrich_batch]:
                 group.create_task(enrich_one(record))
-        return more
+        return more or skipped
 
     async def _enrich_run(self, record: RunRecord, now: int) -> None:
         tracker = self._tracker

@@ -79,10 +79,26 @@ class Podman:
         finally:
             archive.unlink()
 
-    def build(self, context: Path, tag: str, containerfile: Path | None = None) -> None:
+    def build(
+        self,
+        context: Path,
+        tag: str,
+        containerfile: Path | None = None,
+        build_args: dict[str, str] | None = None,
+    ) -> None:
         """Build `tag` from `context` with local images only; RUN steps may reach PyPI."""
         file_args = ["-f", str(containerfile)] if containerfile else []
-        self("build", "--pull=never", "--network=host", "-t", tag, *file_args, str(context))
+        arg_args = [f"--build-arg={k}={v}" for k, v in (build_args or {}).items()]
+        self(
+            "build",
+            "--pull=never",
+            "--network=host",
+            "-t",
+            tag,
+            *file_args,
+            *arg_args,
+            str(context),
+        )
 
     def build_prometheus(self, base: str, tag: str) -> None:
         """An image laid out like prom/prometheus, of Debian's prometheus binary."""

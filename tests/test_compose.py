@@ -31,8 +31,9 @@ import yaml
 from compose_pydantic.models import ComposeSpecification  # type: ignore[import-untyped]
 
 from exporter.config import FLAGS, Settings
-from tests.dockerfile_model import DOCKERFILE, parse, runtime_env, stages
+from tests.dockerfile_model import DOCKERFILE, runtime_env
 from tests.harness import poll_until
+from tests.image import pinned_base
 from tests.podman import Podman, bookworm_python_rootfs
 
 ROOT = Path(__file__).parents[1]
@@ -206,7 +207,9 @@ def test_the_exporter_and_prometheus_services_run_with_podman(
     tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     podman = Podman(tmp_path / "podman")
-    base = stages(parse(DOCKERFILE.read_text()))[0][0].args.split()[0]
+    # The stand-in base takes the tag of the Dockerfile's pinned base (a digest names the
+    # upstream image only) and is passed in as PYTHON_IMAGE, as tests/image.py does.
+    base = pinned_base().partition("@")[0]
     rootfs = bookworm_python_rootfs(request.config.cache.mkdir("bookworm-python"))
     letta_url = interpolate(service("letta-exporter")["environment"]["LETTA_BASE_URL"], {})
     letta_host, _, letta_port = letta_url.rpartition("/")[2].partition(":")
@@ -223,7 +226,12 @@ def test_the_exporter_and_prometheus_services_run_with_podman(
     try:
         podman.import_rootfs(rootfs, base)
         exporter = service("letta-exporter")
-        podman.build(COMPOSE_DIR / exporter["build"]["context"], exporter["image"], DOCKERFILE)
+        podman.build(
+            COMPOSE_DIR / exporter["build"]["context"],
+            exporter["image"],
+            DOCKERFILE,
+            build_args={"PYTHON_IMAGE": base},
+        )
         podman.build_prometheus(base, STAND_INS["prometheus"])
         podman("pod", "create", "--name", "letta-demo", "--network", "none")
         podman(
