@@ -1,5 +1,5 @@
 """`python -m exporter` is the same as the `letta-exporter` command."""
 
-from exporter.cli import main
+from exporter.cli.main import main
 
 raise SystemExit(main())

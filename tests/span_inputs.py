@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from exporter.letta.models import Run, Step
-from exporter.spans import RunInfo, StepInfo
+from exporter.traces.spans import RunInfo, StepInfo
 from tests.conftest import load_fixture
 
 ROWS = Path(__file__).parent / "fixtures" / "trace_rows"

@@ -6,9 +6,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from exporter import agent_names
-from exporter.agent_names import AgentNames
 from exporter.letta.client import ClientOptions, LettaClient, build_http_client
+from exporter.poll import agent_names
+from exporter.poll.agent_names import AgentNames
 from tests.fake_letta import FakeLetta
 
 

@@ -1,4 +1,4 @@
-"""Pending approvals per agent and conversation, from the runs alone (exporter.approvals)."""
+"""Pending approvals per agent and conversation, from the runs alone (exporter.core.approvals)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from exporter.approvals import ApprovalBook, refused_for_pending_approval
+from exporter.core.approvals import ApprovalBook, refused_for_pending_approval
 from exporter.letta.models import Run, to_epoch_ns
 from tests.conftest import load_fixture
 
@@ -174,9 +174,9 @@ def test_a_zombie_continuation_hides_the_wait_only_until_it_is_stale() -> None:
 
 
 def test_the_tracker_feeds_the_book_from_every_observation() -> None:
-    from exporter.aggregates import Aggregates
-    from exporter.labels import CappedLabel
-    from exporter.tracker import Tracker, TrackerOptions
+    from exporter.core.labels import CappedLabel
+    from exporter.core.tracker import Tracker, TrackerOptions
+    from exporter.metrics.aggregates import Aggregates
 
     gamma = [Run.model_validate(r) for r in load_fixture("list/runs_agent_id_gamma.json")]
     tracker = Tracker(TrackerOptions(grace_ns=0), Aggregates(), CappedLabel("agent", 10))

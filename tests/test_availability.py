@@ -9,7 +9,7 @@ import httpx
 import pytest
 import respx
 
-from exporter.availability import RECHECK_NS, RUNS_TO_DECIDE, EndpointAvailability
+from exporter.core.availability import RECHECK_NS, RUNS_TO_DECIDE, EndpointAvailability
 from exporter.letta.client import MESSAGES_PAGE, ClientOptions, LettaClient, build_http_client
 from tests.conftest import load_fixture
 
@@ -24,7 +24,7 @@ def test_an_endpoint_is_down_after_a_few_runs_in_a_row_and_logged_once(
     endpoints = EndpointAvailability()
     endpoints.register("metrics")
     assert endpoints.up() == {"metrics": True}
-    caplog.set_level(logging.INFO, "exporter.availability")
+    caplog.set_level(logging.INFO, "exporter.core.availability")
     for _ in range(RUNS_TO_DECIDE - 1):
         endpoints.not_served("metrics", 0, "404")
     assert endpoints.up() == {"metrics": True}

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from exporter.check import percentile
+from exporter.cli.check import percentile
 from tests.fake_letta import Backend, FakeLetta
 
 

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from exporter.check_wait import FIRST_PAUSE_S, MAX_PAUSE_S, pauses
+from exporter.cli.check_wait import FIRST_PAUSE_S, MAX_PAUSE_S, pauses
 from tests.fake_letta import FakeLetta
 from tests.harness import poll_until
 

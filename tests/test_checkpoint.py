@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from exporter import catalogue as m
-from exporter.aggregates import Aggregates
-from exporter.checkpoint import SCHEMA_VERSION, Checkpoint, CheckpointError
-from exporter.tracker import Phase, RunRecord
+from exporter.core.tracker import Phase, RunRecord
+from exporter.metrics import catalogue as m
+from exporter.metrics.aggregates import Aggregates
+from exporter.store.checkpoint import SCHEMA_VERSION, Checkpoint, CheckpointError
 
 
 def record(run_id: str, phase: Phase = Phase.OPEN) -> RunRecord:

@@ -10,13 +10,13 @@ import pytest
 import respx
 
 from exporter import __version__
-from exporter.config import load_settings
+from exporter.cli.client import client_from_settings
+from exporter.cli.config import load_settings
 from exporter.letta.auth import BearerAuth
 from exporter.letta.client import (
     ClientOptions,
     LettaClient,
     build_http_client,
-    client_from_settings,
 )
 from exporter.letta.errors import LettaAuthError
 

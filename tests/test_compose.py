@@ -30,7 +30,7 @@ import pytest
 import yaml
 from compose_pydantic.models import ComposeSpecification  # type: ignore[import-untyped]
 
-from exporter.config import FLAGS, Settings
+from exporter.cli.config import FLAGS, Settings
 from tests.dockerfile_model import DOCKERFILE, runtime_env
 from tests.harness import poll_until
 from tests.image import pinned_base

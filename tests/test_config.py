@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from exporter.config import FLAGS, ConfigError, Settings, load_settings, parse_duration
+from exporter.cli.config import FLAGS, ConfigError, Settings, load_settings
+from exporter.core.durations import parse_duration
 
 
 def test_defaults_point_at_a_local_letta() -> None:

@@ -23,7 +23,7 @@ import pydantic
 import yaml
 from cloudcoil.models.prometheus_operator import v1 as operator
 
-from exporter.config import FLAGS, Settings
+from exporter.cli.config import FLAGS, Settings
 from tests.dockerfile_model import runtime_env, runtime_user
 from tests.roundtrip import lost_in_round_trip
 
@@ -36,7 +36,7 @@ PROMETHEUS_RULE = KUBERNETES / "prometheusrule.yaml"
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 ENV_NAMES = {flag.env for flag in FLAGS} | {"LETTA_API_KEY"}
 FLAG_NAMES = {flag.flag for flag in FLAGS}
-APP_PATHS = {"/healthz", "/readyz", "/metrics"}  # exporter/server.py
+APP_PATHS = {"/healthz", "/readyz", "/metrics"}  # exporter/web/server.py
 README = (DEPLOY / "README.md").read_text()
 # The prometheus-operator kinds, as models generated from the operator's CRDs.
 OPERATOR_MODELS: dict[str, type[pydantic.BaseModel]] = {
@@ -277,9 +277,9 @@ def test_probes_ask_the_exporters_health_endpoints() -> None:
     }
     for probe in ("livenessProbe", "readinessProbe"):
         assert container[probe]["httpGet"]["port"] in ports
-    server = (ROOT / "exporter" / "server.py").read_text()
+    server = (ROOT / "exporter" / "web" / "server.py").read_text()
     for path in ("/healthz", "/readyz"):
-        assert f'"{path}"' in server, f"exporter/server.py serves no {path}"
+        assert f'"{path}"' in server, f"exporter/web/server.py serves no {path}"
 
 
 def test_security_context_matches_the_image_user() -> None:

@@ -9,11 +9,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from exporter.direction import FLIP_AFTER, Answer, CursorDirection, classify
+from exporter.core.direction import FLIP_AFTER, Answer, CursorDirection, classify
+from exporter.core.walk import Walk
 from exporter.letta.client import LettaClient, build_http_client
 from exporter.letta.models import Run
-from exporter.pager import RunPager, next_limit
-from exporter.walk import Walk
+from exporter.poll.pager import RunPager, next_limit
 from tests.fake_letta import Backend, FakeLetta, Semantics, UnknownCursor
 
 S = 1_000_000_000

@@ -19,7 +19,7 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from exporter.config import FLAGS, Settings
+from exporter.cli.config import FLAGS, Settings
 from tests.dockerfile_model import (
     DOCKERFILE,
     GLOBAL_ARGS,

@@ -9,16 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from exporter import catalogue as m
-from exporter.aggregates import Aggregates
-from exporter.availability import RECHECK_NS
-from exporter.checkpoint import Checkpoint
-from exporter.cli import tracker_options
-from exporter.config import load_settings
-from exporter.labels import CappedLabel
-from exporter.letta.client import client_from_settings
-from exporter.poller import Poller, PollOptions
-from exporter.tracker import Tracker
+from exporter.cli.client import client_from_settings
+from exporter.cli.config import load_settings
+from exporter.cli.main import tracker_options
+from exporter.core.availability import RECHECK_NS
+from exporter.core.labels import CappedLabel
+from exporter.core.tracker import Tracker
+from exporter.metrics import catalogue as m
+from exporter.metrics.aggregates import Aggregates
+from exporter.poll.cycle import Poller, PollOptions
+from exporter.store.checkpoint import Checkpoint
 from tests.fake_letta import FakeLetta
 
 START = 1_800_000_000.0

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from exporter import catalogue as m
-from exporter.aggregates import Aggregates
-from exporter.labels import CappedLabel
+from exporter.core.labels import CappedLabel
+from exporter.core.pricing import ModelPrice, PriceFileError, PriceTable, load_prices
+from exporter.core.tracker import Phase, RunRecord, Tracker, TrackerOptions
 from exporter.letta.models import RunMetrics, Step, Usage
-from exporter.pricing import ModelPrice, PriceFileError, PriceTable, load_prices
-from exporter.tracker import Phase, RunRecord, Tracker, TrackerOptions
+from exporter.metrics import catalogue as m
+from exporter.metrics.aggregates import Aggregates
 from tests.run_factory import S, at, make_run
 
 ALL = ("usage", "steps", "metrics")

@@ -12,14 +12,14 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
-from exporter import catalogue as m
-from exporter.aggregates import Aggregates
-from exporter.collector import RunsCollector
-from exporter.labels import CappedLabel, free_value
+from exporter.core.labels import CappedLabel, free_value
+from exporter.core.pricing import ModelPrice, PriceTable
+from exporter.core.tracker import Tracker, TrackerOptions
 from exporter.letta.models import Run, RunMetrics, Step, Usage, to_epoch_ns
-from exporter.pricing import ModelPrice, PriceTable
-from exporter.snapshot import Health, Snapshot
-from exporter.tracker import Tracker, TrackerOptions
+from exporter.metrics import catalogue as m
+from exporter.metrics.aggregates import Aggregates
+from exporter.metrics.collector import RunsCollector
+from exporter.metrics.snapshot import Health, Snapshot
 from tests.conftest import FIXTURES, load_fixture
 from tests.tools import require_tool
 

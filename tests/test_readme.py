@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from exporter import catalogue as m
-from exporter.config import FLAGS
-from exporter.spans import SEMCONV_VERSION
+from exporter.cli.config import FLAGS
+from exporter.metrics import catalogue as m
+from exporter.traces.spans import SEMCONV_VERSION
 
 ROOT = Path(__file__).parents[1]
 README = (ROOT / "README.md").read_text()

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from exporter import catalogue
-from exporter.catalogue import Kind, MetricSpec
-from exporter.reference import render, series
+from exporter.metrics import catalogue
+from exporter.metrics.catalogue import Kind, MetricSpec
+from exporter.metrics.reference import render, series
 
 ROOT = Path(__file__).parents[1]
 METRICS_MD = ROOT / "docs" / "metrics.md"
-REGENERATE = "python -m exporter.reference > docs/metrics.md"
+REGENERATE = "python -m exporter.metrics.reference > docs/metrics.md"
 
 
 def test_the_committed_reference_is_up_to_date() -> None:
@@ -23,7 +23,7 @@ def test_the_committed_reference_is_up_to_date() -> None:
 
 def test_the_module_prints_the_reference() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "exporter.reference"],
+        [sys.executable, "-m", "exporter.metrics.reference"],
         capture_output=True,
         text=True,
         check=True,

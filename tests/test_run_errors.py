@@ -6,12 +6,12 @@ from typing import Any
 
 import pytest
 
-from exporter import catalogue as m
-from exporter.aggregates import Aggregates
-from exporter.labels import OTHER, CappedLabel
+from exporter.core.labels import OTHER, CappedLabel
+from exporter.core.run_errors import error_type_from_metadata, normalise_error_type
+from exporter.core.tracker import Tracker, TrackerOptions
 from exporter.letta.models import Run, Step, is_failure
-from exporter.run_errors import error_type_from_metadata, normalise_error_type
-from exporter.tracker import Tracker, TrackerOptions
+from exporter.metrics import catalogue as m
+from exporter.metrics.aggregates import Aggregates
 from tests.conftest import FIXTURES, load_fixture
 
 S = 1_000_000_000

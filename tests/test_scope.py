@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from exporter.letta.models import Step
-from exporter.scope import ScopeCheck
+from exporter.poll.scope import ScopeCheck
 
 
 def steps(*projects: str | None) -> list[Step]:
@@ -27,7 +27,7 @@ def test_steps_of_the_project_verify_it_and_a_foreign_one_warns_once_for_good(
     assert check.verified is False
     check.observe(steps("proj-a", "proj-a"))
     assert check.verified is True
-    with caplog.at_level(logging.WARNING, logger="exporter.scope"):
+    with caplog.at_level(logging.WARNING, logger="exporter.poll.scope"):
         check.observe(steps("proj-a", "proj-b"))
         check.observe(steps("proj-c"))
         check.observe(steps("proj-a"))

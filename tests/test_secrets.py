@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter.config import load_settings
+from exporter.cli.config import load_settings
 from tests.fake_letta import FakeLetta
 from tests.harness import Exporter, expected, running
 from tests.otlp_receiver import OtlpReceiver
@@ -90,7 +90,11 @@ def test_the_key_appears_nowhere_through_faults_traces_and_rejections(tmp_path: 
                 exp.get("/readyz").text,
             ]
             assert exp.terminate() == 0
-        texts += ["\n".join(exporter.logs), repr(receiver.spans), repr(receiver.request_headers)]
+        texts += [
+            "\n".join(exporter.logs),
+            repr(receiver.spans),
+            repr(receiver.request_headers),
+        ]
         texts += [p.read_bytes() for p in tmp_path.glob("s.sqlite*")]
 
         # A server that rejects the key: the 401 path logs, but never the key.

@@ -1,6 +1,6 @@
 """Semantic-convention compliance of the spans we build.
 
-Every `gen_ai.*` attribute name exporter/spans.py emits must be a constant of the
+Every `gen_ai.*` attribute name exporter/traces/spans.py emits must be a constant of the
 installed opentelemetry-semantic-conventions package (never a hand-typed string), must
 not be one the conventions replaced, and the pinned version must be the package's. The
 same idea as OpenLLMetry's shared compliance tests: renames upstream fail here first.
@@ -21,8 +21,15 @@ from opentelemetry.semconv._incubating.attributes.gen_ai_attributes import (
 from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
 from opentelemetry.semconv.schemas import Schemas
 
-from exporter import spans as spans_module
-from exporter.spans import SCHEMA_URL, SCOPE, SEMCONV_VERSION, RunInfo, StepInfo, build_run_spans
+from exporter.traces import spans as spans_module
+from exporter.traces.spans import (
+    SCHEMA_URL,
+    SCOPE,
+    SEMCONV_VERSION,
+    RunInfo,
+    StepInfo,
+    build_run_spans,
+)
 
 GEN_AI_CONSTANTS = {
     value
@@ -144,6 +151,6 @@ def test_the_pinned_version_is_the_installed_packages() -> None:
     assert SCHEMA_URL.endswith(f"/schemas/{SEMCONV_VERSION}")
     assert newest.value == SCHEMA_URL, (
         "opentelemetry-semantic-conventions was upgraded: review the gen_ai names, then "
-        "move SEMCONV_VERSION / SCHEMA_URL in exporter/spans.py"
+        "move SEMCONV_VERSION / SCHEMA_URL in exporter/traces/spans.py"
     )
     assert SCOPE.schema_url == SCHEMA_URL

@@ -9,8 +9,8 @@ from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 
-from exporter.span_codec import span_from_dict, span_to_dict
-from exporter.spans import build_run_spans, spans_from_trace_rows
+from exporter.traces.codec import span_from_dict, span_to_dict
+from exporter.traces.spans import build_run_spans, spans_from_trace_rows
 from tests.span_inputs import rich_run, rows, run_info
 
 RESOURCE = Resource({"service.name": "letta-exporter", "deployment.environment": "test"})

@@ -23,7 +23,16 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import SpanKind, StatusCode
 
 from exporter import __version__
-from exporter.spans import (
+from exporter.traces.sink import (
+    DROPPED,
+    EXPORTED,
+    FAILED,
+    SpanSink,
+    exporter_from_environment,
+    resource_from_environment,
+    sink_from_environment,
+)
+from exporter.traces.spans import (
     LETTA_TIMING,
     LETTA_TOOL_STATUS,
     SCHEMA_URL,
@@ -33,15 +42,6 @@ from exporter.spans import (
     spans_from_trace_rows,
     trace_id_for,
     ttft_seconds_from_rows,
-)
-from exporter.tracing import (
-    DROPPED,
-    EXPORTED,
-    FAILED,
-    SpanSink,
-    exporter_from_environment,
-    resource_from_environment,
-    sink_from_environment,
 )
 from tests.conftest import load_fixture
 from tests.otlp_receiver import OtlpReceiver
@@ -422,7 +422,7 @@ def test_malformed_rows_are_skipped_and_counted(caplog: pytest.LogCaptureFixture
     result = convert_trace_rows(data, RESOURCE)
     assert [s.name for s in result.spans] == ["agent_step"]
     assert result.skipped == len(data) - 1
-    with caplog.at_level(logging.WARNING, logger="exporter.spans"):
+    with caplog.at_level(logging.WARNING, logger="exporter.traces.spans"):
         assert len(spans_from_trace_rows(data, RESOURCE)) == 1
     assert f"skipped {len(data) - 1} of {len(data)}" in caplog.text
     # Garbage of every shape: never raises.

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from exporter.checkpoint import Checkpoint
+from exporter.store.checkpoint import Checkpoint
 
 _PR_CAPBSET_DROP = 24
 _CAP_DAC_OVERRIDE = 1

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from exporter import catalogue as m
-from exporter.aggregates import Aggregates
-from exporter.checkpoint import Checkpoint
-from exporter.walk import Walk
+from exporter.core.walk import Walk
+from exporter.metrics import catalogue as m
+from exporter.metrics.aggregates import Aggregates
+from exporter.store.checkpoint import Checkpoint
 from tests.fake_letta import FakeLetta
 from tests.harness import Exporter, expected, running
 

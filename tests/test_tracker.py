@@ -7,11 +7,11 @@ from typing import Any
 import pytest
 from opentelemetry.sdk.resources import Resource
 
-from exporter import catalogue as m
-from exporter.aggregates import Aggregates
-from exporter.labels import OTHER, CappedLabel
-from exporter.run_traces import FetchedTrace, RunTracer
-from exporter.tracker import Enrichment, Phase, RunRecord, Tracker, TrackerOptions
+from exporter.core.labels import OTHER, CappedLabel
+from exporter.core.tracker import Enrichment, Phase, RunRecord, Tracker, TrackerOptions
+from exporter.metrics import catalogue as m
+from exporter.metrics.aggregates import Aggregates
+from exporter.traces.run_tracer import FetchedTrace, RunTracer
 from tests.run_factory import S, at, make_run
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from exporter.core.walk import Walk
 from exporter.letta.models import Run
-from exporter.walk import Walk
 
 T0 = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
 

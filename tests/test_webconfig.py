@@ -21,11 +21,11 @@ import pytest
 import trustme
 from prometheus_client import CollectorRegistry
 
-from exporter import webconfig
-from exporter.config import load_settings
-from exporter.server import App, HttpServer
-from exporter.snapshot import Health
-from exporter.webconfig import WebConfigError, WebConfigWatcher, WebSecurity, load_web_config
+from exporter.cli.config import load_settings
+from exporter.metrics.snapshot import Health
+from exporter.web import config as webconfig
+from exporter.web.config import WebConfigError, WebConfigWatcher, WebSecurity, load_web_config
+from exporter.web.server import App, HttpServer
 from tests import harness
 from tests.fake_letta import FakeLetta
 

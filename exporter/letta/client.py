@@ -27,8 +27,6 @@ from tenacity import (
 )
 
 from exporter import __version__
-from exporter.config import Settings
-from exporter.direction import CursorParam
 from exporter.letta.auth import BearerAuth
 from exporter.letta.errors import (
     LettaAuthError,
@@ -40,9 +38,9 @@ from exporter.letta.errors import (
     LettaRequestError,
     LettaUnavailable,
 )
-from exporter.letta.headers import reveal
 from exporter.letta.models import (
     Agent,
+    CursorParam,
     Run,
     RunMetrics,
     Step,
@@ -370,7 +368,7 @@ class LettaClient:
         """`GET /v1/runs/{id}/trace`: the server's span rows (§7.3), as loose JSON objects.
 
         Raises LettaNotImplemented (501) when the server has no ClickHouse. The rows are
-        not validated here: `exporter.spans` converts what it can and counts the rest.
+        not validated here: `exporter.traces.spans` converts what it can and counts the rest.
         """
         body = await self._get("run_trace", f"{RUNS_PATH}{run_id}/trace", {"limit": TRACE_LIMIT})
         try:
@@ -637,49 +635,10 @@ def _first_error(exc: ValidationError) -> str:
     return f"{location}: {first.get('msg', 'invalid')}"
 
 
-def client_from_settings(
-    settings: Settings,
-    *,
-    on_request: RequestObserver | None = None,
-    on_invalid_item: InvalidItemObserver | None = None,
-    on_postponed: PostponeObserver | None = None,
-) -> LettaClient:
-    """The client the `--letta.*` settings describe (the serve loop and `check` alike)."""
-    user_id = settings.user_id
-    if settings.cloud and user_id is not None:
-        log.warning("--letta.user-id does not apply to Letta Cloud (the API key is the user)")
-        user_id = None
-    http = build_http_client(
-        settings.base_url,
-        api_key=settings.api_key.get_secret_value() if settings.api_key else None,
-        api_key_file=settings.api_key_file,
-        user_id=user_id,
-        project_id=settings.project_id,
-        project=settings.project,
-        timeout=settings.letta_timeout,
-        extra_headers=reveal(settings.extra_headers),
-    )
-    return LettaClient(
-        http,
-        ClientOptions(
-            timeout=settings.letta_timeout,
-            total_deadline=settings.letta_timeout * 3,
-            retries=settings.letta_retries,
-            max_response_bytes=settings.letta_max_response_bytes,
-            credential_hint=CLOUD_CREDENTIAL if settings.cloud else SELF_HOSTED_CREDENTIAL,
-        ),
-        on_request=on_request,
-        on_invalid_item=on_invalid_item,
-        on_postponed=on_postponed,
-        rate_limit=settings.letta_rate_limit,
-    )
-
-
 __all__ = [
     "ClientOptions",
     "LettaClient",
     "LettaError",
     "Page",
     "build_http_client",
-    "client_from_settings",
 ]

@@ -2,13 +2,13 @@
 
 Enums are kept as plain strings: a server newer than 0.16.8 may add a status or stop
 reason, and dropping such a run would lose it. Label sanitising happens where values
-become labels (`exporter.labels`), not here.
+become labels (`exporter.core.labels`), not here.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -53,6 +53,10 @@ def to_epoch_ns(value: datetime) -> int:
     """Nanoseconds since the Unix epoch; a naive datetime is UTC (Letta's `completed_at`)."""
     delta = value - (_EPOCH_NAIVE if value.tzinfo is None else _EPOCH)
     return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
+
+
+CursorParam = Literal["before", "after"]
+"""The list parameter that pages older than a cursor (`before` on 0.16.8)."""
 
 
 class Run(BaseModel):

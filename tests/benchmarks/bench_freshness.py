@@ -38,7 +38,7 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.config import parse_duration
+from exporter.core.durations import parse_duration
 from tests.fake_letta import FakeLetta
 from tests.harness import Exporter
 

@@ -38,16 +38,16 @@ from pathlib import Path
 import psutil
 from prometheus_client import CollectorRegistry, generate_latest
 
-from exporter import catalogue as m
-from exporter.aggregates import Aggregates
-from exporter.checkpoint import Checkpoint
-from exporter.cli import tracker_options
-from exporter.collector import RunsCollector
-from exporter.config import load_settings
-from exporter.labels import CappedLabel
-from exporter.letta.client import client_from_settings
-from exporter.poller import Poller, PollOptions
-from exporter.tracker import Tracker
+from exporter.cli.client import client_from_settings
+from exporter.cli.config import load_settings
+from exporter.cli.main import tracker_options
+from exporter.core.labels import CappedLabel
+from exporter.core.tracker import Tracker
+from exporter.metrics import catalogue as m
+from exporter.metrics.aggregates import Aggregates
+from exporter.metrics.collector import RunsCollector
+from exporter.poll.cycle import Poller, PollOptions
+from exporter.store.checkpoint import Checkpoint
 from tests.fake_letta import FakeLetta
 
 AGENTS = [f"agent-{i:03d}" for i in range(50)]

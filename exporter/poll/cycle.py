@@ -10,11 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
-from exporter import catalogue as m
-from exporter.agent_names import AgentNames
-from exporter.availability import EndpointAvailability
-from exporter.checkpoint import Checkpoint
-from exporter.enrich_sources import ToolSource, not_served_or_raise
+from exporter.core.availability import EndpointAvailability
+from exporter.core.tracker import RunRecord, Tracker
+from exporter.core.walk import Walk
 from exporter.letta.client import LettaClient
 from exporter.letta.errors import (
     LettaAuthError,
@@ -25,11 +23,13 @@ from exporter.letta.errors import (
     LettaRequestError,
 )
 from exporter.letta.models import Run, Tool
-from exporter.pager import RunPager, next_limit
-from exporter.scope import ScopeCheck
-from exporter.snapshot import Health, Snapshot
-from exporter.tracker import RunRecord, Tracker
-from exporter.walk import Walk
+from exporter.metrics import catalogue as m
+from exporter.metrics.snapshot import Health, Snapshot
+from exporter.poll.agent_names import AgentNames
+from exporter.poll.enrich_sources import ToolSource, not_served_or_raise
+from exporter.poll.pager import RunPager, next_limit
+from exporter.poll.scope import ScopeCheck
+from exporter.store.checkpoint import Checkpoint
 
 log = logging.getLogger(__name__)
 

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Final, Literal
+from typing import Final
 
-CursorParam = Literal["before", "after"]
+from exporter.letta.models import CursorParam
+
 Key = tuple[int, str]
 """The list's sort key: (created_at in epoch ns, run id)."""
 

@@ -69,12 +69,12 @@ from opentelemetry.trace import (
 from opentelemetry.util.types import AttributeValue
 
 from exporter import __version__
-from exporter.letta.models import FAILED_STOP_REASONS, Run, Step
-from exporter.run_errors import (
+from exporter.core.run_errors import (
     error_type_from_metadata,
     failure_error_type,
     normalise_error_type,
 )
+from exporter.letta.models import FAILED_STOP_REASONS, Run, Step
 
 log = logging.getLogger(__name__)
 

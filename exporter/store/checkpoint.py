@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from exporter.aggregates import Labels
-from exporter.tracker import RunRecord
+from exporter.core.tracker import RunRecord
+from exporter.metrics.aggregates import Labels
 
 SCHEMA_VERSION: Final = 1
 APPLICATION_ID: Final = 0x4C455850  # "LEXP": tells our files from other SQLite files
@@ -45,7 +45,7 @@ CREATE TABLE IF NOT EXISTS label_values (
 
 @dataclass(frozen=True, slots=True)
 class OutboxEntry:
-    """One counted run's spans waiting to be exported (JSON of `exporter.span_codec`)."""
+    """One counted run's spans waiting to be exported (JSON of `exporter.traces.codec`)."""
 
     run_id: str
     spans_json: str

@@ -26,20 +26,20 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any, Final
 
-from exporter import catalogue as m
-from exporter.aggregates import Aggregates
-from exporter.approvals import (
+from exporter.core.approvals import (
     APPROVAL_STOP_REASON,
     ApprovalBook,
     refused_for_pending_approval,
 )
-from exporter.labels import NONE, CappedLabel, enum_value, free_value
+from exporter.core.labels import NONE, CappedLabel, enum_value, free_value
+from exporter.core.pricing import PriceTable
+from exporter.core.run_errors import error_type_from_metadata, failure_error_type
+from exporter.core.walk import Walk
 from exporter.letta.models import Run, RunMetrics, Step, Usage, is_failure, to_epoch_ns
-from exporter.pricing import PriceTable
-from exporter.run_errors import error_type_from_metadata, failure_error_type
-from exporter.run_traces import FetchedTrace, RunTracer
-from exporter.spans import RunInfo, StepInfo
-from exporter.walk import Walk
+from exporter.metrics import catalogue as m
+from exporter.metrics.aggregates import Aggregates
+from exporter.traces.run_tracer import FetchedTrace, RunTracer
+from exporter.traces.spans import RunInfo, StepInfo
 
 _NS: Final = 1_000_000_000
 # Letta has a few dozen error classes and three run types; the caps only guard against a

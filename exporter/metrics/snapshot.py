@@ -5,8 +5,8 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 
-from exporter.aggregates import Aggregates
-from exporter.tracker import ApprovalWaitView, OpenRunView
+from exporter.core.tracker import ApprovalWaitView, OpenRunView
+from exporter.metrics.aggregates import Aggregates
 
 
 @dataclass(slots=True)

@@ -3,7 +3,7 @@
 A run's spans are built (or converted from `/trace` rows) once, when the run is counted,
 and stored in the same transaction. What is stored is the span itself, not what it was
 made from: a restart sends exactly what would have been sent, with the same ids, and no
-message content (already dropped by `exporter.spans`) ever reaches the disk.
+message content (already dropped by `exporter.traces.spans`) ever reaches the disk.
 """
 
 from __future__ import annotations

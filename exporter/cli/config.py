@@ -25,29 +25,11 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from exporter.core.durations import parse_duration
 from exporter.letta.headers import HeaderError, merge, parse_headers, read_headers_file
 
 ENV_PREFIX: Final = "LETTA_EXPORTER_"
-_UNITS: Final = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
-_DURATION: Final = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 CLOUD_HOSTS: Final = ("api.letta.com",)
-
-
-def parse_duration(value: Any) -> Any:
-    """'90s', '5m', '1h30m', '7d' or a plain number of seconds -> seconds (float)."""
-    if isinstance(value, int | float):
-        return float(value)
-    if not isinstance(value, str):
-        return value
-    text = value.strip().lower()
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    parts = _DURATION.findall(text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        raise ValueError(f"{value!r} is not a duration like 30s, 5m, 1h30m or 7d")
-    return sum(float(n) * _UNITS[u] for n, u in parts)
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]

@@ -46,7 +46,7 @@ import bcrypt
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from exporter.config import parse_duration
+from exporter.core.durations import parse_duration
 
 log = logging.getLogger("exporter.web")
 

@@ -19,25 +19,26 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from exporter import __version__, check
-from exporter import catalogue as m
-from exporter.agent_names import UNKNOWN_REFRESH_S, AgentNames
-from exporter.aggregates import Aggregates
-from exporter.checkpoint import Checkpoint, CheckpointError, StateLocationError
-from exporter.collector import RunsCollector
-from exporter.config import FLAGS, ConfigError, Settings, load_settings, setting_error
-from exporter.labels import AgentFilter, CappedLabel
-from exporter.letta.client import client_from_settings
-from exporter.logs import configure
-from exporter.poller import Poller, PollOptions
-from exporter.pricing import PriceFileError, load_prices
-from exporter.run_traces import RunTracer
-from exporter.scope import ScopeCheck
-from exporter.server import App, HttpServer
-from exporter.shipper import ShipperOptions, SpanShipper
-from exporter.tracing import SpanSink, resource_from_environment, sink_from_environment
-from exporter.tracker import ERROR_TYPE_LIMIT, RUN_TYPE_LIMIT, Tracker, TrackerOptions
-from exporter.webconfig import WebConfigError, WebConfigWatcher, load_web_config
+from exporter import __version__
+from exporter.cli import check
+from exporter.cli.client import client_from_settings
+from exporter.cli.config import FLAGS, ConfigError, Settings, load_settings, setting_error
+from exporter.cli.logs import configure
+from exporter.core.labels import AgentFilter, CappedLabel
+from exporter.core.pricing import PriceFileError, load_prices
+from exporter.core.tracker import ERROR_TYPE_LIMIT, RUN_TYPE_LIMIT, Tracker, TrackerOptions
+from exporter.metrics import catalogue as m
+from exporter.metrics.aggregates import Aggregates
+from exporter.metrics.collector import RunsCollector
+from exporter.poll.agent_names import UNKNOWN_REFRESH_S, AgentNames
+from exporter.poll.cycle import Poller, PollOptions
+from exporter.poll.scope import ScopeCheck
+from exporter.store.checkpoint import Checkpoint, CheckpointError, StateLocationError
+from exporter.traces.run_tracer import RunTracer
+from exporter.traces.shipper import ShipperOptions, SpanShipper
+from exporter.traces.sink import SpanSink, resource_from_environment, sink_from_environment
+from exporter.web.config import WebConfigError, WebConfigWatcher, load_web_config
+from exporter.web.server import App, HttpServer
 
 log = logging.getLogger("exporter")
 _NS = 1_000_000_000

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from exporter.availability import EndpointAvailability
+from exporter.core.availability import EndpointAvailability
+from exporter.core.tracker import RunRecord, Tracker
 from exporter.letta.client import LettaClient
 from exporter.letta.errors import LettaNotFound, LettaNotImplemented
-from exporter.tracker import RunRecord, Tracker
 
 
 async def not_served_or_raise(

@@ -19,11 +19,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from exporter import catalogue as m
-from exporter.aggregates import Aggregates
-from exporter.checkpoint import Checkpoint, OutboxEntry
-from exporter.span_codec import span_from_dict
-from exporter.tracing import DROPPED, SpanSink
+from exporter.metrics import catalogue as m
+from exporter.metrics.aggregates import Aggregates
+from exporter.store.checkpoint import Checkpoint, OutboxEntry
+from exporter.traces.codec import span_from_dict
+from exporter.traces.sink import DROPPED, SpanSink
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 Each run still open is read with `GET /v1/runs/{id}` once a round. The pause between
 rounds grows from half a second to a few seconds, and every request passes the client's
 rate cap (`--letta.rate-limit`), so a long wait stays gentle on Letta. Rendering the
-result and choosing the exit code is `exporter.check`'s job.
+result and choosing the exit code is `exporter.cli.check`'s job.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from exporter.core.walk import Walk
 from exporter.letta.client import LettaClient
 from exporter.letta.errors import LettaNotFound, LettaUnavailable
 from exporter.letta.models import Run, to_epoch_ns
-from exporter.pager import RunPager, next_limit
-from exporter.walk import Walk
+from exporter.poll.pager import RunPager, next_limit
 
 FIRST_PAUSE_S: Final = 0.5
 MAX_PAUSE_S: Final = 5.0

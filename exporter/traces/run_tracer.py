@@ -3,7 +3,7 @@
 `/v1/runs/{id}/trace` rows (the server's own spans) are converted as soon as they are
 fetched, so the rows, which can hold message text, are never kept. When the server has
 no ClickHouse, or answers `[]`, the trace is built from what the exporter knows of the
-run. Either way the result is a list of JSON-ready span dicts (`exporter.span_codec`)
+run. Either way the result is a list of JSON-ready span dicts (`exporter.traces.codec`)
 plus the trace id the duration and TTFT exemplars point at.
 """
 
@@ -15,8 +15,8 @@ from typing import Any
 
 from opentelemetry.sdk.resources import Resource
 
-from exporter.span_codec import span_to_dict
-from exporter.spans import (
+from exporter.traces.codec import span_to_dict
+from exporter.traces.spans import (
     RunInfo,
     build_run_spans,
     convert_trace_rows,

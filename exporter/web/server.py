@@ -16,8 +16,8 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from prometheus_client import CollectorRegistry, make_wsgi_app
 
 from exporter import __version__
-from exporter.snapshot import Health
-from exporter.webconfig import REALM, WebConfigWatcher
+from exporter.metrics.snapshot import Health
+from exporter.web.config import REALM, WebConfigWatcher
 
 log = logging.getLogger("exporter.web")
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from exporter.direction import Answer, CursorDirection, CursorParam, classify, other
+from exporter.core.direction import Answer, CursorDirection, classify, other
+from exporter.core.walk import Key, StepResult, Walk
 from exporter.letta.client import MAX_LIST_LIMIT, LettaClient, Page
 from exporter.letta.errors import LettaNotFound
-from exporter.walk import Key, StepResult, Walk
+from exporter.letta.models import CursorParam
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ stop reason with duration and TTFT percentiles, and exits 1 if any of them faile
 `completed`), 2 on bad usage or when Letta cannot be read, else 0. No state file is used.
 
 With `--wait` it judges given runs (`--run`) or an agent's open runs instead, once they
-have ended (`exporter.check_wait`); a timeout, an unknown or a deleted run exit 2.
+have ended (`exporter.cli.check_wait`); a timeout, an unknown or a deleted run exit 2.
 """
 
 from __future__ import annotations
@@ -22,13 +22,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from exporter.check_wait import UnknownRun, WaitResult, open_run_ids, wait_for_runs
-from exporter.config import FLAGS, ConfigError, Settings, load_settings, parse_duration
-from exporter.letta.client import client_from_settings
+from exporter.cli.check_wait import UnknownRun, WaitResult, open_run_ids, wait_for_runs
+from exporter.cli.client import client_from_settings
+from exporter.cli.config import FLAGS, ConfigError, Settings, load_settings
+from exporter.core.durations import parse_duration
+from exporter.core.walk import Walk
 from exporter.letta.errors import LettaError
 from exporter.letta.models import Run, is_failure, to_epoch_ns
-from exporter.pager import RunPager, next_limit
-from exporter.walk import Walk
+from exporter.poll.pager import RunPager, next_limit
 
 _NS: Final = 1_000_000_000
 _MAX_PAGES: Final = 10_000  # 10M runs at 1000 a page: a window this big is a mistake

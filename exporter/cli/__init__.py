@@ -1,0 +1,1 @@
+"""The `letta-exporter` command: flags, wiring, `serve` and `check`."""

@@ -1,0 +1,26 @@
+"""Durations as operators write them: 90s, 5m, 1h30m, 7d."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Final
+
+_UNITS: Final = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+_DURATION: Final = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+
+
+def parse_duration(value: Any) -> Any:
+    """'90s', '5m', '1h30m', '7d' or a plain number of seconds -> seconds (float)."""
+    if isinstance(value, int | float):
+        return float(value)
+    if not isinstance(value, str):
+        return value
+    text = value.strip().lower()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    parts = _DURATION.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise ValueError(f"{value!r} is not a duration like 30s, 5m, 1h30m or 7d")
+    return sum(float(n) * _UNITS[u] for n, u in parts)

@@ -1,0 +1,1 @@
+"""The metric catalogue, aggregates, the published snapshot and its Prometheus rendering."""

@@ -1,0 +1,1 @@
+"""Talking to Letta each cycle: discovery, following, enrichment, commit."""

@@ -1,0 +1,1 @@
+"""Runs as OpenTelemetry spans: built or passed through, encoded, queued and shipped."""

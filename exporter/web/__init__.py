@@ -1,0 +1,1 @@
+"""The HTTP endpoints and their TLS/basic-auth configuration."""
