@@ -30,8 +30,8 @@ from exporter.core.walk import Walk
 from exporter.letta.errors import LettaError
 from exporter.letta.models import Run, is_failure, to_epoch_ns
 from exporter.poll.pager import RunPager, next_limit
+from exporter.units import NS_PER_S
 
-_NS: Final = 1_000_000_000
 _MAX_PAGES: Final = 10_000  # 10M runs at 1000 a page: a window this big is a mistake
 _CONNECTION_FIELDS: Final = frozenset(
     {
@@ -132,7 +132,7 @@ def main(argv: Sequence[str]) -> int:
 async def fetch_runs(settings: Settings, since_s: float) -> list[Run]:
     """Every run created in the last `since_s` seconds, newest first (one walk)."""
     client = client_from_settings(settings)
-    floor = int((time.time() - since_s) * _NS)
+    floor = int((time.time() - since_s) * NS_PER_S)
     walk = Walk(floor_ns=floor, count=True, first=True)
     pager = RunPager(client, on_lost_cursor=lambda: None)
     limit = settings.letta_page_size
@@ -157,7 +157,9 @@ def summarise(runs: Sequence[Run]) -> list[Group]:
     groups = []
     for (agent, status, reason), members in by_key.items():
         durations = sorted(d for d in map(_duration_s, members) if d is not None)
-        ttfts = sorted(r.ttft_ns / _NS for r in members if r.ttft_ns is not None and r.ttft_ns >= 0)
+        ttfts = sorted(
+            r.ttft_ns / NS_PER_S for r in members if r.ttft_ns is not None and r.ttft_ns >= 0
+        )
         groups.append(Group(agent, status, reason, len(members), tuple(durations), tuple(ttfts)))
     return sorted(groups, key=lambda g: (-g.runs, g.agent, g.status, g.stop_reason or ""))
 
@@ -165,9 +167,9 @@ def summarise(runs: Sequence[Run]) -> list[Group]:
 def _duration_s(run: Run) -> float | None:
     # The exporter's rule: Letta's total_duration_ns, else completed_at - created_at.
     if run.total_duration_ns is not None and run.total_duration_ns >= 0:
-        return run.total_duration_ns / _NS
+        return run.total_duration_ns / NS_PER_S
     if run.completed_at is not None:
-        seconds = (to_epoch_ns(run.completed_at) - run.created_ns) / _NS
+        seconds = (to_epoch_ns(run.completed_at) - run.created_ns) / NS_PER_S
         return seconds if seconds >= 0 else None
     return None
 

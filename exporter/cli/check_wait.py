@@ -19,6 +19,7 @@ from exporter.letta.client import LettaClient
 from exporter.letta.errors import LettaNotFound, LettaUnavailable
 from exporter.letta.models import Run, to_epoch_ns
 from exporter.poll.pager import RunPager, next_limit
+from exporter.units import NS_PER_S
 
 FIRST_PAUSE_S: Final = 0.5
 MAX_PAUSE_S: Final = 5.0
@@ -26,7 +27,6 @@ _PAUSE_GROWTH: Final = 1.5
 # With nothing changing, the "still waiting" line repeats this often (CI logs stay short).
 _HEARTBEAT_S: Final = 30.0
 _MAX_ACTIVE_PAGES: Final = 1000
-_NS: Final = 1_000_000_000
 
 Report = Callable[[str], None]
 
@@ -141,7 +141,7 @@ def _waiting_line(waiting: Sequence[str], latest: dict[str, Run], left_s: float)
         for run_id in waiting
     )
     plural = "run" if len(waiting) == 1 else "runs"
-    return f"waiting for {len(waiting)} {plural} (gives up in {_span(left_s * _NS)}): {states}"
+    return f"waiting for {len(waiting)} {plural} (gives up in {_span(left_s * NS_PER_S)}): {states}"
 
 
 def _ended_line(run: Run) -> str:
@@ -154,7 +154,7 @@ def _ended_line(run: Run) -> str:
 
 def _span(ns: float) -> str:
     """12s, 3m05s, 1h02m: how long, to the second (clock skew never shows as negative)."""
-    seconds = max(0, round(ns / _NS))
+    seconds = max(0, round(ns / NS_PER_S))
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
     if hours:

@@ -37,11 +37,11 @@ from exporter.store.checkpoint import Checkpoint, CheckpointError, StateLocation
 from exporter.traces.run_tracer import RunTracer
 from exporter.traces.shipper import ShipperOptions, SpanShipper
 from exporter.traces.sink import SpanSink, resource_from_environment, sink_from_environment
+from exporter.units import NS_PER_S
 from exporter.web.config import WebConfigError, WebConfigWatcher, load_web_config
 from exporter.web.server import App, HttpServer
 
 log = logging.getLogger("exporter")
-_NS = 1_000_000_000
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,16 +84,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 def tracker_options(settings: Settings) -> TrackerOptions:
     """Durations in the settings (seconds) as the tracker's nanoseconds."""
     return TrackerOptions(
-        lookback_ns=int(settings.poll_lookback * _NS),
-        grace_ns=int(settings.runs_grace_period * _NS),
-        callback_wait_ns=int(settings.runs_callback_wait * _NS),
-        stale_after_ns=int(settings.runs_stale_after * _NS),
-        stale_refresh_ns=int(max(settings.poll_interval, 300) * _NS),
-        forget_after_ns=int(settings.runs_forget_after * _NS),
+        lookback_ns=int(settings.poll_lookback * NS_PER_S),
+        grace_ns=int(settings.runs_grace_period * NS_PER_S),
+        callback_wait_ns=int(settings.runs_callback_wait * NS_PER_S),
+        stale_after_ns=int(settings.runs_stale_after * NS_PER_S),
+        stale_refresh_ns=int(max(settings.poll_interval, 300) * NS_PER_S),
+        forget_after_ns=int(settings.runs_forget_after * NS_PER_S),
         max_open_runs=settings.runs_max_open,
         enrich=settings.enrich_endpoints,
         enrich_max_attempts=settings.enrich_max_attempts,
-        trace_delay_ns=int(settings.traces_settle_delay * _NS),
+        trace_delay_ns=int(settings.traces_settle_delay * NS_PER_S),
     )
 
 
@@ -199,7 +199,9 @@ async def serve(settings: Settings) -> int:
             interval_s=settings.poll_interval,
             page_size=settings.letta_page_size,
             max_pages=settings.poll_max_pages,
-            backfill_ns=int(settings.backfill * _NS) if settings.backfill is not None else None,
+            backfill_ns=int(settings.backfill * NS_PER_S)
+            if settings.backfill is not None
+            else None,
             enrich_concurrency=settings.enrich_concurrency,
         ),
         publish=collector.publish,

@@ -14,11 +14,12 @@ import logging
 from dataclasses import dataclass
 from typing import Final
 
+from exporter.units import NS_PER_S
+
 log = logging.getLogger(__name__)
 
-_NS: Final = 1_000_000_000
 RUNS_TO_DECIDE: Final = 3
-RECHECK_NS: Final = 300 * _NS
+RECHECK_NS: Final = 300 * NS_PER_S
 
 
 @dataclass(slots=True)
@@ -78,7 +79,7 @@ class EndpointAvailability:
             endpoint,
             status,
             state.misses,
-            self._recheck_ns / _NS,
+            self._recheck_ns / NS_PER_S,
         )
 
     def up(self) -> dict[str, bool]:

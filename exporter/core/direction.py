@@ -17,12 +17,12 @@ from enum import IntEnum
 from typing import Final
 
 from exporter.letta.models import CursorParam
+from exporter.units import NS_PER_S
 
 Key = tuple[int, str]
 """The list's sort key: (created_at in epoch ns, run id)."""
 
 FLIP_AFTER: Final = 2
-_NS_PER_S: Final = 1_000_000_000
 
 
 class Answer(IntEnum):
@@ -46,7 +46,7 @@ def classify(keys: list[Key], cursor: Key) -> Answer:
         return Answer.EMPTY
     if keys[0] >= cursor:
         return Answer.NOT_OLDER
-    if keys[-1][0] // _NS_PER_S < cursor[0] // _NS_PER_S:
+    if keys[-1][0] // NS_PER_S < cursor[0] // NS_PER_S:
         return Answer.OLDER
     return Answer.SAME_SECOND
 

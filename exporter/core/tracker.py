@@ -40,8 +40,8 @@ from exporter.metrics import catalogue as m
 from exporter.metrics.aggregates import Aggregates
 from exporter.traces.run_tracer import FetchedTrace, RunTracer
 from exporter.traces.spans import RunInfo, StepInfo
+from exporter.units import NS_PER_S
 
-_NS: Final = 1_000_000_000
 # Letta has a few dozen error classes and three run types; the caps only guard against a
 # server that puts something unbounded there.
 ERROR_TYPE_LIMIT: Final = 50
@@ -50,7 +50,7 @@ RUN_TYPE_LIMIT: Final = 20
 # ones may be refusals, open ones are still working: the approval book sorts those out).
 _ANSWERING_STATUSES: Final = frozenset({"completed", "cancelled"})
 # A run that completed this long ago has had every late write (duration, callback) land.
-SETTLED_AGE_NS: Final = 600 * _NS
+SETTLED_AGE_NS: Final = 600 * NS_PER_S
 
 
 class Phase(StrEnum):
@@ -259,17 +259,17 @@ class RunRecord:
 class TrackerOptions:
     """Timing and bounds, all in nanoseconds or counts."""
 
-    lookback_ns: int = 300 * _NS
-    grace_ns: int = 5 * _NS
-    callback_wait_ns: int = 30 * _NS
-    stale_after_ns: int = 3600 * _NS
-    stale_refresh_ns: int = 300 * _NS
-    forget_after_ns: int = 7 * 86400 * _NS
+    lookback_ns: int = 300 * NS_PER_S
+    grace_ns: int = 5 * NS_PER_S
+    callback_wait_ns: int = 30 * NS_PER_S
+    stale_after_ns: int = 3600 * NS_PER_S
+    stale_refresh_ns: int = 300 * NS_PER_S
+    forget_after_ns: int = 7 * 86400 * NS_PER_S
     max_open_runs: int = 100_000
     enrich: tuple[str, ...] = ()
     enrich_max_attempts: int = 5
-    enrich_backoff_ns: int = 2 * _NS
-    trace_delay_ns: int = 20 * _NS
+    enrich_backoff_ns: int = 2 * NS_PER_S
+    trace_delay_ns: int = 20 * NS_PER_S
 
 
 @dataclass(frozen=True, slots=True)
@@ -445,7 +445,9 @@ class Tracker:
                     run.agent_id,
                     run.status,
                     run.stop_reason,
-                    duration / _NS if duration is not None else (completed - created) / _NS,
+                    duration / NS_PER_S
+                    if duration is not None
+                    else (completed - created) / NS_PER_S,
                     run.ttft_ns,
                     _callback_result(
                         run.callback_url is not None,
@@ -674,7 +676,7 @@ class Tracker:
         if not permanent and enrich.attempts + 1 < opts.enrich_max_attempts:
             enrich.attempts += 1
             backoff = opts.enrich_backoff_ns * 2 ** (enrich.attempts - 1)
-            enrich.next_try_ns = now + min(backoff, 300 * _NS)
+            enrich.next_try_ns = now + min(backoff, 300 * NS_PER_S)
             self._dirty.add(record.id)
             return
         given_up = [endpoint]
@@ -925,7 +927,7 @@ class Tracker:
         if duration_s is not None and duration_s >= 0:
             agg.observe(m.RUN_DURATION, (agent, status_label), duration_s, exemplar)
         if ttft_ns is not None and ttft_ns >= 0:
-            agg.observe(m.RUN_TTFT, (agent,), ttft_ns / _NS, exemplar)
+            agg.observe(m.RUN_TTFT, (agent,), ttft_ns / NS_PER_S, exemplar)
         if callback is not None:
             agg.inc(m.RUN_CALLBACKS, (agent, callback))
 
@@ -988,9 +990,9 @@ class Tracker:
 def run_duration_seconds(record: RunRecord) -> float | None:
     """Letta's own run_ns when the list gave it, else completed_at - created_at."""
     if record.duration_ns is not None and record.duration_ns >= 0:
-        return record.duration_ns / _NS
+        return record.duration_ns / NS_PER_S
     if record.completed_ns is not None and record.completed_ns >= record.created_ns:
-        return (record.completed_ns - record.created_ns) / _NS
+        return (record.completed_ns - record.created_ns) / NS_PER_S
     return None
 
 

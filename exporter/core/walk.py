@@ -25,11 +25,11 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from exporter.letta.models import Run
+from exporter.units import NS_PER_S
 
 Key = tuple[int, str]
 """The list's sort key: (created_at in epoch ns, run id)."""
 
-_NS_PER_S: Final = 1_000_000_000
 _MAX_CURSORS: Final = 4
 
 
@@ -151,7 +151,7 @@ class Walk:
             return StepResult(fresh, created, stalled=True, lost_cursor=lost)
         if done:
             return StepResult(fresh, created, done=True, lost_cursor=lost)
-        if can_widen and keys[0][0] // _NS_PER_S == keys[-1][0] // _NS_PER_S:
+        if can_widen and keys[0][0] // NS_PER_S == keys[-1][0] // NS_PER_S:
             return StepResult(
                 fresh, created, lost_cursor=lost, widen=True
             )  # same cursor, more rows
@@ -192,10 +192,10 @@ class Walk:
 def _next_cursors(keys: list[Key]) -> list[tuple[str, Key]]:
     """Cursor candidates, preferred first (see the module docstring on SQLite)."""
     last = len(keys) - 1
-    tail_second = keys[last][0] // _NS_PER_S
+    tail_second = keys[last][0] // NS_PER_S
     order: list[int] = []
     for index in range(last, -1, -1):
-        if keys[index][0] // _NS_PER_S > tail_second:
+        if keys[index][0] // NS_PER_S > tail_second:
             order.append(index)
             break
     order.extend(i for i in range(last, max(-1, last - _MAX_CURSORS), -1) if i not in order)

@@ -68,7 +68,6 @@ MAX_MESSAGE_PAGES: Final = 100
 # Messages that carry the tool calls a run made (an approval request is a call too, as
 # run_metrics.tools_used counts it).
 _TOOL_CALL_MESSAGES: Final = frozenset({"tool_call_message", "approval_request_message"})
-_NS: Final = 1_000_000_000
 TRACE_LIMIT: Final = 5000  # the route's maximum; a long run has a few spans per step
 USER_AGENT: Final = f"letta-exporter/{__version__}"
 SELF_HOSTED_CREDENTIAL: Final = "check the server password (LETTA_API_KEY or LETTA_API_KEY_FILE)"

@@ -12,8 +12,9 @@ from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from exporter.units import NS_PER_S
+
 # The values a 0.16.8 server can produce (letta-runs-api.md §2.2, §2.3).
-RUN_STATUSES: Final = frozenset({"created", "running", "completed", "failed", "cancelled"})
 OPEN_STATUSES: Final = frozenset({"created", "running"})
 TERMINAL_STATUSES: Final = frozenset({"completed", "failed", "cancelled"})
 FAILED_STOP_REASONS: Final = frozenset(
@@ -37,14 +38,6 @@ def is_failure(status: str, stop_reason: str | None) -> bool:
     return status == "failed" or stop_reason in FAILED_STOP_REASONS
 
 
-STOP_REASONS: Final = FAILED_STOP_REASONS | {
-    "end_turn",
-    "max_steps",
-    "tool_rule",
-    "requires_approval",
-    "cancelled",
-}
-
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _EPOCH_NAIVE: Final = datetime(1970, 1, 1)
 
@@ -52,7 +45,7 @@ _EPOCH_NAIVE: Final = datetime(1970, 1, 1)
 def to_epoch_ns(value: datetime) -> int:
     """Nanoseconds since the Unix epoch; a naive datetime is UTC (Letta's `completed_at`)."""
     delta = value - (_EPOCH_NAIVE if value.tzinfo is None else _EPOCH)
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
+    return (delta.days * 86_400 + delta.seconds) * NS_PER_S + delta.microseconds * 1_000
 
 
 CursorParam = Literal["before", "after"]

@@ -30,10 +30,10 @@ from exporter.poll.enrich_sources import ToolSource, not_served_or_raise
 from exporter.poll.pager import RunPager, next_limit
 from exporter.poll.scope import ScopeCheck
 from exporter.store.checkpoint import Checkpoint
+from exporter.units import NS_PER_S
 
 log = logging.getLogger(__name__)
 
-_NS: Final = 1_000_000_000
 _GET_CONCURRENCY: Final = 8
 _MIN_FIRST_PAGE: Final = 20
 # Looking for approvals that wait since before the first scan: the newest runs that
@@ -118,7 +118,7 @@ class Poller:
         self._history_until_ns = self._now() if first_start else 0
 
     def _now(self) -> int:
-        return int(self._clock() * _NS)
+        return int(self._clock() * NS_PER_S)
 
     async def cycle(self) -> bool:
         """Run one cycle; returns True when every request of it succeeded."""
@@ -181,7 +181,7 @@ class Poller:
             # it is counted within one interval plus the grace period of finishing.
             settle = self._tracker.next_settle_ns(self._now())
             if settle is not None:
-                delay = min(delay, (settle - self._now()) / _NS + _SETTLE_SLACK_S)
+                delay = min(delay, (settle - self._now()) / NS_PER_S + _SETTLE_SLACK_S)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=delay if delay > 0 else 0.001)
 
@@ -196,13 +196,13 @@ class Poller:
             followed=tracker.followed_count(),
             enrichment_backlog=tracker.enrichment_backlog(),
             health=self.health.copy(),
-            backfill_remaining_s=(tracker.scan.remaining_ns() / _NS) if tracker.scan else 0.0,
+            backfill_remaining_s=(tracker.scan.remaining_ns() / NS_PER_S) if tracker.scan else 0.0,
             spans_pending=self._spans_pending(),
             agent_info=self._agent_names.info(tracker.agent_label.values())
             if self._agent_names is not None
             else (),
             cursor_param=self._pager.direction.label,
-            counting_lag_s=self._counting_lag_ns(now) / _NS,
+            counting_lag_s=self._counting_lag_ns(now) / NS_PER_S,
         )
 
     async def _read_agent_names(self) -> None:
@@ -352,7 +352,7 @@ class Poller:
                     return  # deferred until the server's spans have settled
             except LettaPostponed as exc:
                 # Letta asked to wait: not a failed attempt, the run just waits.
-                tracker.defer_enrichment(record, now + int(exc.wait_s * _NS))
+                tracker.defer_enrichment(record, now + int(exc.wait_s * NS_PER_S))
                 return
             except LettaNotFound:
                 log.info("run %s: %s answered 404; counting it without", record.id, endpoint)
@@ -429,7 +429,7 @@ class Poller:
             except LettaNotFound:
                 continue  # a step without a metrics row has no timing to report
             if metrics.step_ns is not None and metrics.step_ns >= 0:
-                seconds.append((model, metrics.step_ns / _NS))
+                seconds.append((model, metrics.step_ns / NS_PER_S))
         return seconds
 
     async def _refresh_approvals(self, since: int) -> None:
@@ -601,6 +601,6 @@ class Poller:
             walk.pages,
             walk.runs,
             rate,
-            remaining / _NS,
+            remaining / NS_PER_S,
             f"{eta:.0f} s" if eta != float("inf") else "unknown",
         )

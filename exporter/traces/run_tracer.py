@@ -23,10 +23,9 @@ from exporter.traces.spans import (
     trace_id_of,
     ttft_seconds_from_rows,
 )
+from exporter.units import NS_PER_S
 
 log = logging.getLogger(__name__)
-
-_NS = 1_000_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +54,7 @@ class RunTracer:
         return FetchedTrace(
             spans=[span_to_dict(span) for span in result.spans],
             trace_id=trace_id,
-            ttft_ns=round(ttft * _NS) if ttft is not None else None,
+            ttft_ns=round(ttft * NS_PER_S) if ttft is not None else None,
             skipped_rows=result.skipped,
         )
 

@@ -24,11 +24,11 @@ from exporter.metrics.aggregates import Aggregates
 from exporter.store.checkpoint import Checkpoint, OutboxEntry
 from exporter.traces.codec import span_from_dict
 from exporter.traces.sink import DROPPED, SpanSink
+from exporter.units import NS_PER_S
 
 log = logging.getLogger(__name__)
 
-_NS: Final = 1_000_000_000
-_MAX_BACKOFF_NS: Final = 300 * _NS
+_MAX_BACKOFF_NS: Final = 300 * NS_PER_S
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +38,7 @@ class ShipperOptions:
     interval_s: float = 1.0
     batch_runs: int = 256
     max_pending_runs: int = 10_000
-    backoff_ns: int = 2 * _NS
+    backoff_ns: int = 2 * NS_PER_S
 
 
 class SpanShipper:
@@ -63,7 +63,7 @@ class SpanShipper:
 
     async def ship_once(self) -> int:
         """Export one batch of due entries; returns how many runs went out."""
-        now = int(self._clock() * _NS)
+        now = int(self._clock() * NS_PER_S)
         entries = self._checkpoint.outbox_due(now, self._options.batch_runs)
         if not entries:
             return 0

@@ -75,6 +75,7 @@ from exporter.core.run_errors import (
     normalise_error_type,
 )
 from exporter.letta.models import FAILED_STOP_REASONS, Run, Step
+from exporter.units import NS_PER_S
 
 log = logging.getLogger(__name__)
 
@@ -561,7 +562,7 @@ def _parse_time(value: Any) -> int:
     if isinstance(value, datetime):
         moment: datetime = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
         delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
-        return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
+        return (delta.days * 86_400 + delta.seconds) * NS_PER_S + delta.microseconds * 1000
     if not isinstance(value, str):
         raise _MalformedRow(f"timestamp of type {type(value).__name__}")
     text = value.strip()
@@ -584,7 +585,7 @@ def _parse_time(value: Any) -> int:
         offset = timedelta(hours=int(digits[:2]), minutes=int(digits[2:4] or 0))
         seconds -= sign * int(offset.total_seconds())
     nanos = int((fraction or "0").ljust(9, "0"))
-    return seconds * 1_000_000_000 + nanos
+    return seconds * NS_PER_S + nanos
 
 
 def _parse_duration(value: Any) -> int:
