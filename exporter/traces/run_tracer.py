@@ -15,14 +15,10 @@ from typing import Any
 
 from opentelemetry.sdk.resources import Resource
 
+from exporter.traces.build import RunInfo, build_run_spans
 from exporter.traces.codec import span_to_dict
-from exporter.traces.spans import (
-    RunInfo,
-    build_run_spans,
-    convert_trace_rows,
-    trace_id_of,
-    ttft_seconds_from_rows,
-)
+from exporter.traces.ids import trace_id_of
+from exporter.traces.passthrough import convert_trace_rows, ttft_seconds_from_rows
 from exporter.units import NS_PER_S
 
 log = logging.getLogger(__name__)
@@ -49,7 +45,7 @@ class RunTracer:
         result = convert_trace_rows(rows, self.resource)
         if result.skipped:
             log.warning("run %s: skipped %d malformed /trace rows", run_id, result.skipped)
-        ttft = ttft_seconds_from_rows([row for row in rows if isinstance(row, dict)])
+        ttft = ttft_seconds_from_rows(rows)
         trace_id = f"{trace_id_of(result.spans[0]):032x}" if result.spans else None
         return FetchedTrace(
             spans=[span_to_dict(span) for span in result.spans],

@@ -82,7 +82,7 @@ class SpanShipper:
             else:  # larger than the whole queue: it never will fit (counted as dropped)
                 log.warning("run %s: %d spans exceed the export queue", entry.run_id, len(spans))
                 abandoned.append(entry.run_id)
-        report = await self._sink.flush_report()
+        report = await self._sink.flush()
         retry = []
         for run_id in report.failed:
             attempts = queued[run_id].attempts + 1

@@ -6,9 +6,8 @@ Built for a poll loop that must never wait on a trace backend:
   reported), so a slow or dead collector costs traces, never metrics.
 - `SpanSink.flush` exports what is queued in a worker thread (the OTLP exporters block,
   and retry with backoff up to their timeout) and reports, per submission key, what went
-  out and what failed. Failed submissions are *not* re-queued: the caller owns the
-  "spanned" marks in its checkpoint, and rebuilding a run's spans gives the same ids, so
-  it simply submits them again later.
+  out and what failed. Failed submissions are *not* re-queued: the caller (the shipper)
+  keeps them in the span outbox and submits them again later, with the same ids.
 - Every outcome is counted through `on_result(result, spans)` with result one of
   "exported", "failed", "dropped" (`letta_exporter_spans_exported_total{result}`).
 
@@ -104,8 +103,8 @@ class _Submission:
 class SpanSink:
     """A bounded, non-blocking queue of span batches in front of a blocking `SpanExporter`.
 
-    Call `submit` from the poll loop, `await flush()` once per cycle, `shutdown()` on exit
-    (after a last flush: queued spans are dropped, and reported as such, at shutdown).
+    Call `submit` per run, then `await flush()`; `shutdown()` on exit (after a last
+    flush: queued spans are dropped, and reported as such, at shutdown).
     """
 
     def __init__(
@@ -129,18 +128,12 @@ class SpanSink:
         self._flushing = asyncio.Lock()
         self._closed = False
 
-    @property
-    def queued_spans(self) -> int:
-        """Spans waiting for the next flush."""
-        return self._queued_spans
-
     def submit(self, spans: Sequence[ReadableSpan], key: str | None = None) -> bool:
         """Queue one run's spans for the next flush; never blocks.
 
         All or nothing: when they do not fit (or the sink is shut down) none are queued,
-        `on_result("dropped", n)` is called and False returned, so the caller keeps the
-        run un-spanned and may submit it again later. `key` (e.g. the run id) names the
-        submission in the `FlushReport`.
+        `on_result("dropped", n)` is called and False returned. `key` (e.g. the run id)
+        names the submission in the `FlushReport`.
         """
         batch = _Submission(key, tuple(spans))
         with self._lock:
@@ -152,11 +145,7 @@ class SpanSink:
             self._report(DROPPED, len(batch.spans))
         return fits
 
-    async def flush(self) -> bool:
-        """Export everything queued; True if all of it was exported (or nothing was queued)."""
-        return (await self.flush_report()).ok
-
-    async def flush_report(self) -> FlushReport:
+    async def flush(self) -> FlushReport:
         """Export everything queued, in a worker thread, and say which submissions failed.
 
         Submissions are packed whole into requests of at most `max_export_batch` spans (a
