@@ -1,22 +1,17 @@
-"""The span sink: a bounded queue, export outcomes, and OTLP configured from `OTEL_*`.
+"""The span sink: a bounded queue in front of an exporter, and what each flush reports.
 
 The end-to-end tests send through the real OTLP/HTTP exporter to tests/otlp_receiver.py.
 """
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from exporter import __version__
 from exporter.traces.build import build_run_spans
 from exporter.traces.passthrough import convert_trace_rows
 from exporter.traces.semconv import SCHEMA_URL
@@ -26,28 +21,11 @@ from exporter.traces.sink import (
     FAILED,
     FlushReport,
     SpanSink,
-    exporter_from_environment,
-    resource_from_environment,
-    sink_from_environment,
 )
-from tests.otlp_receiver import OtlpReceiver
+from tests.otlp_receiver import OtlpReceiver, no_leftover_threads  # noqa: F401 - autouse
 from tests.span_inputs import rich_run, rows, step
 
 RESOURCE = Resource({"service.name": "letta-exporter", "service.namespace": "agents"})
-
-
-@pytest.fixture(autouse=True)
-def no_leftover_threads() -> Iterator[None]:
-    """Every receiver, exporter and worker thread a test starts is gone when it ends."""
-    before = set(threading.enumerate())
-    yield
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        extra = [t for t in threading.enumerate() if t not in before and t.is_alive()]
-        if not extra:
-            return
-        time.sleep(0.02)
-    pytest.fail(f"threads left behind: {extra}")
 
 
 def ctx(span: ReadableSpan) -> tuple[int, int]:
@@ -220,98 +198,3 @@ async def test_export_batches_never_split_a_run_and_errors_are_failures() -> Non
     assert results.calls == [(FAILED, 6)]
     broken.shutdown()
     sink.shutdown()
-
-
-async def test_sink_from_environment_over_http_with_gzip_and_headers() -> None:
-    with OtlpReceiver() as receiver:
-        env = {
-            "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.base_url + "/",
-            "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION": "gzip",
-            "OTEL_EXPORTER_OTLP_HEADERS": "x-tenant=acme,authorization=Bearer%20s3cret",
-            "OTEL_EXPORTER_OTLP_TIMEOUT": "5",
-        }
-        sink = sink_from_environment(env)
-        assert sink is not None
-        try:
-            assert sink.submit(build_run_spans(rich_run(), RESOURCE))
-            assert (await sink.flush()).ok
-        finally:
-            sink.shutdown()
-        assert receiver.encodings == ["gzip"]
-        headers = receiver.request_headers[0]
-        assert headers["x-tenant"] == "acme"
-        assert headers["authorization"] == "Bearer s3cret"
-        assert len(receiver.spans) == 6
-
-
-@pytest.mark.parametrize(
-    "env",
-    [
-        {},
-        {"OTEL_SERVICE_NAME": "x"},
-        {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9", "OTEL_SDK_DISABLED": "true"},
-        {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9", "OTEL_TRACES_EXPORTER": "none"},
-    ],
-)
-def test_tracing_is_off_unless_configured(env: dict[str, str]) -> None:
-    assert sink_from_environment(env) is None
-
-
-def _close(exporter: SpanExporter) -> None:
-    exporter.shutdown()  # typed here; the OTLP exporters' own shutdown is not annotated
-
-
-def test_exporter_choice_from_environment() -> None:
-    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
-        OTLPSpanExporter as GrpcExporter,
-    )
-    from opentelemetry.sdk.trace.export import ConsoleSpanExporter
-
-    http = exporter_from_environment(
-        {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://127.0.0.1:9/v1/traces"}
-    )
-    assert isinstance(http, OTLPSpanExporter)
-    _close(http)
-    grpc = exporter_from_environment(
-        {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}
-    )
-    assert isinstance(grpc, GrpcExporter)
-    _close(grpc)
-    console = exporter_from_environment({"OTEL_TRACES_EXPORTER": "console"})
-    assert isinstance(console, ConsoleSpanExporter)
-    both = exporter_from_environment({"OTEL_TRACES_EXPORTER": "otlp,console"})
-    assert both is not None and not isinstance(both, OTLPSpanExporter | ConsoleSpanExporter)
-    both.shutdown()
-    for bad in (
-        {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://x", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"},
-        {"OTEL_TRACES_EXPORTER": "zipkin"},
-        {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://x", "OTEL_EXPORTER_OTLP_TIMEOUT": "soon"},
-        {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://x", "OTEL_EXPORTER_OTLP_COMPRESSION": "zstd"},
-    ):
-        with pytest.raises(ValueError):
-            exporter_from_environment(bad)
-
-
-def test_resource_from_environment() -> None:
-    default = resource_from_environment({})
-    assert default.attributes["service.name"] == "letta-exporter"
-    assert default.attributes["service.version"] == __version__
-    assert default.attributes["telemetry.sdk.language"] == "python"
-    custom = resource_from_environment(
-        {
-            "OTEL_RESOURCE_ATTRIBUTES": (
-                "service.name=from-attrs,deployment.environment=prod,team=a%2Cb,broken"
-            ),
-            "OTEL_SERVICE_NAME": "letta-exporter-eu",
-        }
-    )
-    assert custom.attributes["service.name"] == "letta-exporter-eu"  # OTEL_SERVICE_NAME wins
-    assert custom.attributes["deployment.environment"] == "prod"
-    assert custom.attributes["team"] == "a,b"
-    assert "broken" not in custom.attributes
-    assert (
-        resource_from_environment({"OTEL_RESOURCE_ATTRIBUTES": "service.name=svc"}).attributes[
-            "service.name"
-        ]
-        == "svc"
-    )

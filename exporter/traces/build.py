@@ -249,7 +249,7 @@ def _status(error_type: str | None) -> Status:
     return Status(StatusCode.ERROR, error_type)
 
 
-def provider_name(step: StepInfo) -> str | None:
+def _provider_name(step: StepInfo) -> str | None:
     """The step's `gen_ai.provider.name`: a well-known value when one applies."""
     if not step.provider_name:
         return None
@@ -362,7 +362,7 @@ def _step_span(
         LETTA_STEP_INDEX: index,
         LETTA_TIMING: timing,
     }
-    _put(attributes, GEN_AI_PROVIDER_NAME, provider_name(step))
+    _put(attributes, GEN_AI_PROVIDER_NAME, _provider_name(step))
     _put(attributes, GEN_AI_REQUEST_MODEL, step.model)
     _put(attributes, GEN_AI_AGENT_NAME, run.agent_name)
     _put(attributes, GEN_AI_CONVERSATION_ID, run.conversation_id)
