@@ -207,7 +207,7 @@ async def serve(settings: Settings) -> int:
         ),
         publish=collector.publish,
         first_start=loaded.fresh,
-        spans_pending=lambda: shipper.pending if shipper is not None else 0,
+        spans_pending=lambda: shipper.pending_runs if shipper is not None else 0,
         agent_names=AgentNames(
             client,
             # A new agent is named within two cycles, at most every 30 s.

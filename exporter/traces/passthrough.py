@@ -264,7 +264,7 @@ def _row_status(code: Any, message: Any) -> Status:
     return Status(status_code)
 
 
-class _Resources:
+class _ResourceCache:
     """One Resource per distinct attribute set, so the encoder groups spans under it."""
 
     def __init__(self, base: Resource) -> None:
@@ -301,7 +301,7 @@ def _scope(
 
 def _row_span(
     row: Any,
-    resources: _Resources,
+    resources: _ResourceCache,
     scopes: dict[tuple[str, str], InstrumentationScope],
 ) -> tuple[ReadableSpan, int]:
     if not isinstance(row, Mapping):
@@ -358,7 +358,7 @@ def convert_trace_rows(rows: Sequence[Any], resource: Resource) -> RowConversion
     `CONTENT_ATTRIBUTE_PREFIXES`). Both the flattened and the JSON-typed column layouts
     are read. Malformed rows and repeated span ids are skipped and counted; nothing raises.
     """
-    resources = _Resources(resource)
+    resources = _ResourceCache(resource)
     scopes: dict[tuple[str, str], InstrumentationScope] = {}
     spans: list[ReadableSpan] = []
     seen: set[tuple[int, int]] = set()

@@ -38,11 +38,11 @@ class RunTracer:
     """Turns trace rows or a RunInfo into stored spans, under the exporter's resource."""
 
     def __init__(self, resource: Resource) -> None:
-        self.resource = resource
+        self._resource = resource
 
     def from_rows(self, run_id: str, rows: list[Any]) -> FetchedTrace:
         """Convert `/trace` rows; malformed rows are skipped (and logged), never fatal."""
-        result = convert_trace_rows(rows, self.resource)
+        result = convert_trace_rows(rows, self._resource)
         if result.skipped:
             log.warning("run %s: skipped %d malformed /trace rows", run_id, result.skipped)
         ttft = ttft_seconds_from_rows(rows)
@@ -56,5 +56,5 @@ class RunTracer:
 
     def build(self, info: RunInfo) -> tuple[list[dict[str, Any]], str]:
         """The built trace of a run (root, steps, tools) and its trace id."""
-        spans = build_run_spans(info, self.resource)
+        spans = build_run_spans(info, self._resource)
         return [span_to_dict(span) for span in spans], f"{trace_id_of(spans[0]):032x}"
