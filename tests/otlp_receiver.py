@@ -18,11 +18,14 @@ from __future__ import annotations
 
 import gzip
 import threading
+import time
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
+import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -273,3 +276,17 @@ class OtlpReceiver:
             self._state.requests = 0
             self._state.encodings.clear()
             self._state.headers.clear()
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_threads() -> Iterator[None]:
+    """Every receiver, exporter and worker thread a test starts is gone when it ends."""
+    before = set(threading.enumerate())
+    yield
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        extra = [t for t in threading.enumerate() if t not in before and t.is_alive()]
+        if not extra:
+            return
+        time.sleep(0.02)
+    pytest.fail(f"threads left behind: {extra}")

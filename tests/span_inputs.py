@@ -1,4 +1,4 @@
-"""Runs to build spans from (captured and hand-made), for test_spans and test_span_codec."""
+"""Runs to build spans from (captured and hand-made), for the span tests."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from exporter.letta.models import Run, Step
-from exporter.traces.spans import RunInfo, StepInfo
+from exporter.traces.build import RunInfo, StepInfo
 from tests.conftest import load_fixture
 
 ROWS = Path(__file__).parent / "fixtures" / "trace_rows"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from exporter.cli.config import FLAGS
 from exporter.metrics import catalogue as m
-from exporter.traces.spans import SEMCONV_VERSION
+from exporter.traces.semconv import SEMCONV_VERSION
 
 ROOT = Path(__file__).parents[1]
 README = (ROOT / "README.md").read_text()

@@ -1,6 +1,6 @@
 """Semantic-convention compliance of the spans we build.
 
-Every `gen_ai.*` attribute name exporter/traces/spans.py emits must be a constant of the
+Every `gen_ai.*` attribute name exporter/traces/ emits must be a constant of the
 installed opentelemetry-semantic-conventions package (never a hand-typed string), must
 not be one the conventions replaced, and the pinned version must be the package's. The
 same idea as OpenLLMetry's shared compliance tests: renames upstream fail here first.
@@ -21,15 +21,9 @@ from opentelemetry.semconv._incubating.attributes.gen_ai_attributes import (
 from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
 from opentelemetry.semconv.schemas import Schemas
 
-from exporter.traces import spans as spans_module
-from exporter.traces.spans import (
-    SCHEMA_URL,
-    SCOPE,
-    SEMCONV_VERSION,
-    RunInfo,
-    StepInfo,
-    build_run_spans,
-)
+from exporter.traces import build, passthrough, semconv
+from exporter.traces.build import RunInfo, StepInfo, build_run_spans
+from exporter.traces.semconv import SCHEMA_URL, SCOPE, SEMCONV_VERSION
 
 GEN_AI_CONSTANTS = {
     value
@@ -127,10 +121,11 @@ def test_no_replaced_names_are_used() -> None:
     assert not replaced & set(_emitted())
 
 
-def test_the_module_has_no_hand_typed_gen_ai_names() -> None:
-    source = inspect.getsource(spans_module)
-    assert not re.findall(r"""["']gen_ai\.""", source)
-    assert not re.findall(r"""["']error\.type["']""", source)
+def test_the_modules_have_no_hand_typed_gen_ai_names() -> None:
+    for module in (semconv, build, passthrough):
+        source = inspect.getsource(module)
+        assert not re.findall(r"""["']gen_ai\.""", source), module.__name__
+        assert not re.findall(r"""["']error\.type["']""", source), module.__name__
 
 
 def test_standard_values() -> None:
@@ -151,6 +146,6 @@ def test_the_pinned_version_is_the_installed_packages() -> None:
     assert SCHEMA_URL.endswith(f"/schemas/{SEMCONV_VERSION}")
     assert newest.value == SCHEMA_URL, (
         "opentelemetry-semantic-conventions was upgraded: review the gen_ai names, then "
-        "move SEMCONV_VERSION / SCHEMA_URL in exporter/traces/spans.py"
+        "move SEMCONV_VERSION / SCHEMA_URL in exporter/traces/semconv.py"
     )
     assert SCOPE.schema_url == SCHEMA_URL

@@ -9,8 +9,9 @@ from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 
+from exporter.traces.build import build_run_spans
 from exporter.traces.codec import span_from_dict, span_to_dict
-from exporter.traces.spans import build_run_spans, spans_from_trace_rows
+from exporter.traces.passthrough import convert_trace_rows
 from tests.span_inputs import rich_run, rows, run_info
 
 RESOURCE = Resource({"service.name": "letta-exporter", "deployment.environment": "test"})
@@ -26,8 +27,8 @@ def roundtrip(spans: list[ReadableSpan]) -> list[ReadableSpan]:
     [
         pytest.param(build_run_spans(rich_run(), RESOURCE), id="built-rich"),
         pytest.param(build_run_spans(run_info("stream_fail_after_2"), RESOURCE), id="built-failed"),
-        pytest.param(spans_from_trace_rows(rows("stream_two_steps.json"), RESOURCE), id="rows"),
-        pytest.param(spans_from_trace_rows(rows("json_typed.json"), RESOURCE), id="json-typed"),
+        pytest.param(convert_trace_rows(rows("stream_two_steps.json"), RESOURCE).spans, id="rows"),
+        pytest.param(convert_trace_rows(rows("json_typed.json"), RESOURCE).spans, id="json-typed"),
     ],
 )
 def test_stored_spans_encode_to_the_same_otlp_request(spans: list[ReadableSpan]) -> None:

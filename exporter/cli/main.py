@@ -34,9 +34,10 @@ from exporter.poll.agent_names import UNKNOWN_REFRESH_S, AgentNames
 from exporter.poll.cycle import Poller, PollOptions
 from exporter.poll.scope import ScopeCheck
 from exporter.store.checkpoint import Checkpoint, CheckpointError, StateLocationError
+from exporter.traces.otel_environment import resource_from_environment, sink_from_environment
 from exporter.traces.run_tracer import RunTracer
 from exporter.traces.shipper import ShipperOptions, SpanShipper
-from exporter.traces.sink import SpanSink, resource_from_environment, sink_from_environment
+from exporter.traces.sink import SpanSink
 from exporter.units import NS_PER_S
 from exporter.web.config import WebConfigError, WebConfigWatcher, load_web_config
 from exporter.web.server import App, HttpServer
@@ -206,7 +207,7 @@ async def serve(settings: Settings) -> int:
         ),
         publish=collector.publish,
         first_start=loaded.fresh,
-        spans_pending=lambda: shipper.pending if shipper is not None else 0,
+        spans_pending=lambda: shipper.pending_runs if shipper is not None else 0,
         agent_names=AgentNames(
             client,
             # A new agent is named within two cycles, at most every 30 s.

@@ -38,8 +38,8 @@ from exporter.core.walk import Walk
 from exporter.letta.models import Run, RunMetrics, Step, Usage, is_failure, to_epoch_ns
 from exporter.metrics import catalogue as m
 from exporter.metrics.aggregates import Aggregates
+from exporter.traces.build import RunInfo, StepInfo
 from exporter.traces.run_tracer import FetchedTrace, RunTracer
-from exporter.traces.spans import RunInfo, StepInfo
 from exporter.units import NS_PER_S
 
 # Letta has a few dozen error classes and three run types; the caps only guard against a

@@ -3,7 +3,7 @@
 A run's spans are built (or converted from `/trace` rows) once, when the run is counted,
 and stored in the same transaction. What is stored is the span itself, not what it was
 made from: a restart sends exactly what would have been sent, with the same ids, and no
-message content (already dropped by `exporter.traces.spans`) ever reaches the disk.
+message content (already dropped by `exporter.traces.passthrough`) ever reaches the disk.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from typing import Any
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import Link, SpanContext, SpanKind, TraceFlags, TraceState
+from opentelemetry.trace import Link, SpanKind
 from opentelemetry.trace.status import Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
-_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+from exporter.traces.ids import span_context
 
 
 def span_to_dict(span: ReadableSpan) -> dict[str, Any]:
@@ -62,13 +62,13 @@ def span_from_dict(data: Mapping[str, Any]) -> ReadableSpan:
     scope = data.get("scope")
     return ReadableSpan(
         name=str(data["name"]),
-        context=_context(trace_id, int(data["span_id"], 16), data.get("trace_state", "")),
-        parent=_context(trace_id, int(parent, 16)) if parent else None,
+        context=span_context(trace_id, int(data["span_id"], 16), data.get("trace_state")),
+        parent=span_context(trace_id, int(parent, 16)) if parent else None,
         resource=Resource(_attrs_in(resource_attrs), schema_url or None),
         attributes=_attrs_in(data["attributes"]),
         events=[Event(name, _attrs_in(attrs), int(ts)) for name, ts, attrs in data["events"]],
         links=[
-            Link(_context(int(t, 16), int(s, 16), state), _attrs_in(attrs))
+            Link(span_context(int(t, 16), int(s, 16), state), _attrs_in(attrs))
             for t, s, state, attrs in data["links"]
         ],
         kind=SpanKind[data["kind"]],
@@ -78,11 +78,6 @@ def span_from_dict(data: Mapping[str, Any]) -> ReadableSpan:
         end_time=int(data["end"]),
         instrumentation_scope=InstrumentationScope(scope[0], scope[1], scope[2]) if scope else None,
     )
-
-
-def _context(trace_id: int, span_id: int, trace_state: str = "") -> SpanContext:
-    state = TraceState.from_header([trace_state]) if trace_state else TraceState()
-    return SpanContext(trace_id, span_id, is_remote=False, trace_flags=_SAMPLED, trace_state=state)
 
 
 def _attrs_out(attributes: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -15,14 +15,10 @@ from typing import Any
 
 from opentelemetry.sdk.resources import Resource
 
+from exporter.traces.build import RunInfo, build_run_spans
 from exporter.traces.codec import span_to_dict
-from exporter.traces.spans import (
-    RunInfo,
-    build_run_spans,
-    convert_trace_rows,
-    trace_id_of,
-    ttft_seconds_from_rows,
-)
+from exporter.traces.ids import trace_id_of
+from exporter.traces.passthrough import convert_trace_rows, ttft_seconds_from_rows
 from exporter.units import NS_PER_S
 
 log = logging.getLogger(__name__)
@@ -42,14 +38,14 @@ class RunTracer:
     """Turns trace rows or a RunInfo into stored spans, under the exporter's resource."""
 
     def __init__(self, resource: Resource) -> None:
-        self.resource = resource
+        self._resource = resource
 
     def from_rows(self, run_id: str, rows: list[Any]) -> FetchedTrace:
         """Convert `/trace` rows; malformed rows are skipped (and logged), never fatal."""
-        result = convert_trace_rows(rows, self.resource)
+        result = convert_trace_rows(rows, self._resource)
         if result.skipped:
             log.warning("run %s: skipped %d malformed /trace rows", run_id, result.skipped)
-        ttft = ttft_seconds_from_rows([row for row in rows if isinstance(row, dict)])
+        ttft = ttft_seconds_from_rows(rows)
         trace_id = f"{trace_id_of(result.spans[0]):032x}" if result.spans else None
         return FetchedTrace(
             spans=[span_to_dict(span) for span in result.spans],
@@ -60,5 +56,5 @@ class RunTracer:
 
     def build(self, info: RunInfo) -> tuple[list[dict[str, Any]], str]:
         """The built trace of a run (root, steps, tools) and its trace id."""
-        spans = build_run_spans(info, self.resource)
+        spans = build_run_spans(info, self._resource)
         return [span_to_dict(span) for span in spans], f"{trace_id_of(spans[0]):032x}"

@@ -58,7 +58,7 @@ class SpanShipper:
         self._aggregates = aggregates
         self._options = options
         self._clock = clock
-        self.pending = checkpoint.outbox_size()
+        self.pending_runs = checkpoint.outbox_size()
         self._failing = False
 
     async def ship_once(self) -> int:
@@ -82,7 +82,7 @@ class SpanShipper:
             else:  # larger than the whole queue: it never will fit (counted as dropped)
                 log.warning("run %s: %d spans exceed the export queue", entry.run_id, len(spans))
                 abandoned.append(entry.run_id)
-        report = await self._sink.flush_report()
+        report = await self._sink.flush()
         retry = []
         for run_id in report.failed:
             attempts = queued[run_id].attempts + 1
@@ -96,7 +96,7 @@ class SpanShipper:
         if dropped:
             log.warning("span outbox full: dropped the oldest %d spans", dropped)
             self._aggregates.inc(m.SPANS_EXPORTED, (DROPPED,), dropped)
-        self.pending = self._checkpoint.outbox_size()
+        self.pending_runs = self._checkpoint.outbox_size()
         self._log_outcome(report.ok)
         return len(report.exported)
 
@@ -115,7 +115,7 @@ class SpanShipper:
     def _log_outcome(self, ok: bool) -> None:
         # One line when export starts failing and one when it recovers: no log storm.
         if not ok and not self._failing:
-            log.warning("span export failing; %d runs' spans wait in the outbox", self.pending)
+            log.warning("span export failing; %d runs' spans wait in the outbox", self.pending_runs)
         elif ok and self._failing:
             log.info("span export recovered")
         self._failing = not ok
