@@ -14,22 +14,15 @@ import threading
 import time
 from pathlib import Path
 
+from exporter.letta.auth import Fingerprint, file_fingerprint
 from exporter.web.config import WebSecurity, load_web_config
 from exporter.web.errors import WebConfigError
 
 log = logging.getLogger("exporter.web")
 
 
-def _fingerprint(paths: tuple[Path, ...]) -> tuple[tuple[int, int, int] | None, ...]:
-    def stat(path: Path) -> tuple[int, int, int] | None:
-        try:
-            # Follows symlinks: a Kubernetes secret swaps its ..data link, not the files.
-            st = path.stat()
-        except OSError:
-            return None
-        return (st.st_ino, st.st_mtime_ns, st.st_size)
-
-    return tuple(stat(path) for path in paths)
+def _fingerprint(paths: tuple[Path, ...]) -> tuple[Fingerprint, ...]:
+    return tuple(file_fingerprint(path) for path in paths)
 
 
 class WebConfigWatcher:
