@@ -15,6 +15,7 @@ from tenacity import (
 
 from exporter.letta.errors import LettaUnavailable
 
+# The client's messages keep the logger name they had before the modules split.
 log = logging.getLogger("exporter.letta.client")
 
 
@@ -41,7 +42,7 @@ class _WaitHonouringRetryAfter:
     def __call__(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, LettaUnavailable) and exc.retry_after:
-            return exc.retry_after  # at most the total deadline (`_postpone_if_long`)
+            return exc.retry_after  # at most the total deadline (`Requester._postpone_if_long`)
         return float(self._backoff(state))
 
 
