@@ -6,7 +6,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from exporter.letta.client import ClientOptions, LettaClient, build_http_client
+from exporter.letta.client import LettaClient
+from exporter.letta.http import build_http_client
+from exporter.letta.requester import ClientOptions
 from exporter.poll import agent_names
 from exporter.poll.agent_names import AgentNames
 from tests.fake_letta import FakeLetta

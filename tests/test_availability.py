@@ -10,7 +10,9 @@ import pytest
 import respx
 
 from exporter.core.availability import RECHECK_NS, RUNS_TO_DECIDE, EndpointAvailability
-from exporter.letta.client import MESSAGES_PAGE, ClientOptions, LettaClient, build_http_client
+from exporter.letta.client import MESSAGES_PAGE, LettaClient
+from exporter.letta.http import build_http_client
+from exporter.letta.requester import ClientOptions
 from tests.conftest import load_fixture
 
 letta_api = respx.MockRouter(using="httpx", assert_all_called=False)

@@ -14,7 +14,7 @@ import pytest
 import respx
 import trustme
 
-from exporter.letta.client import ClientOptions, LettaClient, build_http_client
+from exporter.letta.client import LettaClient
 from exporter.letta.errors import (
     LettaAuthError,
     LettaBadResponse,
@@ -22,6 +22,8 @@ from exporter.letta.errors import (
     LettaRequestError,
     LettaUnavailable,
 )
+from exporter.letta.http import build_http_client
+from exporter.letta.requester import ClientOptions
 from tests.conftest import load_fixture
 from tests.fake_letta import FakeLetta
 
@@ -37,7 +39,7 @@ def make_client(
     invalid: list[str] | None = None,
     **options: Any,
 ) -> LettaClient:
-    opts = {"retries": 2, "retry_max_wait": 0.01, "timeout": 1.0, **options}
+    opts = {"retries": 2, "retry_max_wait": 0.01, **options}
     seen_calls = calls if calls is not None else []
     seen_invalid = invalid if invalid is not None else []
     return LettaClient(
@@ -264,7 +266,7 @@ async def test_a_body_that_does_not_decode_is_a_bad_response() -> None:
 def socket_client(base_url: str, calls: list[tuple[str, str]]) -> LettaClient:
     return LettaClient(
         build_http_client(base_url, api_key="sekret-key", user_id=None, timeout=0.3),
-        ClientOptions(retries=0, timeout=0.3),
+        ClientOptions(retries=0),
         on_request=lambda endpoint, code, seconds: calls.append((endpoint, code)),
     )
 

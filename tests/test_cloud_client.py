@@ -13,12 +13,10 @@ from exporter import __version__
 from exporter.cli.client import client_from_settings
 from exporter.cli.config import load_settings
 from exporter.letta.auth import BearerAuth
-from exporter.letta.client import (
-    ClientOptions,
-    LettaClient,
-    build_http_client,
-)
+from exporter.letta.client import LettaClient
 from exporter.letta.errors import LettaAuthError
+from exporter.letta.http import build_http_client
+from exporter.letta.requester import ClientOptions
 
 letta_api = respx.MockRouter(using="httpx", assert_all_called=False)
 SELF_HOSTED = "http://letta.test"

@@ -11,7 +11,8 @@ import pytest
 
 from exporter.core.direction import FLIP_AFTER, Answer, CursorDirection, classify
 from exporter.core.walk import Walk
-from exporter.letta.client import LettaClient, build_http_client
+from exporter.letta.client import LettaClient
+from exporter.letta.http import build_http_client
 from exporter.letta.models import Run
 from exporter.poll.pager import RunPager, next_limit
 from tests.fake_letta import Backend, FakeLetta, Semantics, UnknownCursor

@@ -9,7 +9,7 @@ import httpx
 import pytest
 import respx
 
-from exporter.letta.client import ClientOptions, LettaClient, build_http_client
+from exporter.letta.client import LettaClient
 from exporter.letta.errors import (
     LettaNotFound,
     LettaNotImplemented,
@@ -17,6 +17,7 @@ from exporter.letta.errors import (
     LettaRequestError,
     LettaUnavailable,
 )
+from exporter.letta.http import build_http_client
 from exporter.letta.pacing import (
     CUT_INTERVAL_S,
     FLOOR_PER_S,
@@ -25,6 +26,7 @@ from exporter.letta.pacing import (
     RECOVERY_INTERVAL_S,
     AdaptivePace,
 )
+from exporter.letta.requester import ClientOptions
 
 letta_api = respx.MockRouter(using="httpx", assert_all_called=False)
 BASE = "http://letta.test"
@@ -53,7 +55,7 @@ def make_client(
     postponed: list[str] | None = None,
     **options: Any,
 ) -> LettaClient:
-    opts = {"retries": 3, "retry_max_wait": 8.0, "timeout": 10.0, "total_deadline": 30.0}
+    opts = {"retries": 3, "retry_max_wait": 8.0, "total_deadline": 30.0}
     opts.update(options)
     seen = postponed if postponed is not None else []
     return LettaClient(

@@ -5,17 +5,16 @@ from __future__ import annotations
 import logging
 
 from exporter.cli.config import Settings
-from exporter.letta.client import (
+from exporter.letta.client import InvalidItemObserver, LettaClient
+from exporter.letta.headers import reveal
+from exporter.letta.http import build_http_client
+from exporter.letta.requester import (
     CLOUD_CREDENTIAL,
     SELF_HOSTED_CREDENTIAL,
     ClientOptions,
-    InvalidItemObserver,
-    LettaClient,
     PostponeObserver,
     RequestObserver,
-    build_http_client,
 )
-from exporter.letta.headers import reveal
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +44,6 @@ def client_from_settings(
     return LettaClient(
         http,
         ClientOptions(
-            timeout=settings.letta_timeout,
             total_deadline=settings.letta_timeout * 3,
             retries=settings.letta_retries,
             max_response_bytes=settings.letta_max_response_bytes,

@@ -122,11 +122,7 @@ class Settings(BaseSettings):
     def _readable(cls, value: Path | None) -> Path | None:
         # Checked here, not only where the key is read, so the error names this setting.
         if value is not None:
-            try:
-                with value.open("rb"):
-                    pass
-            except OSError as exc:
-                raise ValueError(f"cannot read {value}: {exc.strerror}") from None
+            _read_key(value)
         return value
 
     @field_validator("project_id", "project")
@@ -165,51 +161,23 @@ class Settings(BaseSettings):
         if self.api_key_file is not None:
             if self.api_key is not None:
                 raise ValueError("set LETTA_API_KEY or LETTA_API_KEY_FILE, not both")
-            try:
-                key = self.api_key_file.read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise ValueError(f"cannot read {self.api_key_file}: {exc.strerror}") from None
+            key = _read_key(self.api_key_file)
             object.__setattr__(self, "api_key", SecretStr(key) if key else None)
         return self
 
-    @field_validator("custom_headers")
+    @field_validator("custom_headers", "letta_headers_file")
     @classmethod
-    def _parsable_headers(cls, value: SecretStr | None) -> SecretStr | None:
-        # Checked per field, so the error names the variable (values never shown).
-        if value is not None:
-            try:
-                parse_headers(value.get_secret_value(), "LETTA_CUSTOM_HEADERS")
-            except HeaderError as exc:
-                raise ValueError(str(exc)) from None
-        return value
-
-    @field_validator("letta_headers_file")
-    @classmethod
-    def _readable_headers_file(cls, value: Path | None) -> Path | None:
-        if value is not None:
-            try:
-                read_headers_file(value)
-            except HeaderError as exc:
-                raise ValueError(str(exc)) from None
+    def _parsable_headers(cls, value: SecretStr | Path | None) -> SecretStr | Path | None:
+        # Checked per field, so the error names the variable or flag (values never shown).
+        _headers_from(value)
         return value
 
     @model_validator(mode="after")
     def _custom_headers(self) -> Settings:
         # The file wins over the variable: it is the deployment's own, mounted secret.
-        try:
-            from_env = (
-                parse_headers(self.custom_headers.get_secret_value(), "LETTA_CUSTOM_HEADERS")
-                if self.custom_headers is not None
-                else {}
-            )
-            from_file = (
-                read_headers_file(self.letta_headers_file)
-                if self.letta_headers_file is not None
-                else {}
-            )
-        except HeaderError as exc:
-            raise ValueError(str(exc)) from None
-        self._extra_headers = merge(from_env, from_file)
+        self._extra_headers = merge(
+            _headers_from(self.custom_headers), _headers_from(self.letta_headers_file)
+        )
         return self
 
     @property
@@ -239,6 +207,26 @@ class Settings(BaseSettings):
         """(host, port); an empty host means all interfaces."""
         host, _, port = self.web_listen_address.rpartition(":")
         return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def _read_key(path: Path) -> str:
+    """The key in LETTA_API_KEY_FILE, stripped; ValueError when the file cannot be read."""
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def _headers_from(source: SecretStr | Path | None) -> dict[str, SecretStr]:
+    """The headers of LETTA_CUSTOM_HEADERS (text) or --letta.headers-file (a path)."""
+    try:
+        if isinstance(source, Path):
+            return read_headers_file(source)
+        if source is not None:
+            return parse_headers(source.get_secret_value(), "LETTA_CUSTOM_HEADERS")
+    except HeaderError as exc:
+        raise ValueError(str(exc)) from None
+    return {}
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,8 +39,10 @@ from exporter.traces.run_tracer import RunTracer
 from exporter.traces.shipper import ShipperOptions, SpanShipper
 from exporter.traces.sink import SpanSink
 from exporter.units import NS_PER_S
-from exporter.web.config import WebConfigError, WebConfigWatcher, load_web_config
+from exporter.web.config import load_web_config
+from exporter.web.errors import WebConfigError
 from exporter.web.server import App, HttpServer
+from exporter.web.watcher import WebConfigWatcher
 
 log = logging.getLogger("exporter")
 

@@ -23,8 +23,10 @@ _CHECK_EVERY_S: Final = 1.0
 Fingerprint = tuple[int, int, int] | None
 
 
-def _fingerprint(path: Path) -> Fingerprint:
+def file_fingerprint(path: Path) -> Fingerprint:
+    """What changes when the file is replaced or rewritten; None while it is missing."""
     try:
+        # Follows symlinks: a Kubernetes secret swaps its ..data link, not the files.
         st = path.stat()
     except OSError:
         return None
@@ -46,7 +48,7 @@ class BearerAuth(httpx.Auth):
         self._file = key_file
         self._clock = clock
         self._check_every_s = check_every_s
-        self._fingerprint = _fingerprint(key_file) if key_file is not None else None
+        self._fingerprint = file_fingerprint(key_file) if key_file is not None else None
         self._next_check = clock() + check_every_s
         self._problem: str | None = None
         self._lock = threading.Lock()
@@ -64,7 +66,7 @@ class BearerAuth(httpx.Auth):
 
     def _reload(self) -> None:
         assert self._file is not None
-        seen = _fingerprint(self._file)
+        seen = file_fingerprint(self._file)
         if seen == self._fingerprint and self._problem is None:
             return
         try:

@@ -52,10 +52,13 @@ CursorParam = Literal["before", "after"]
 """The list parameter that pages older than a cursor (`before` on 0.16.8)."""
 
 
-class Run(BaseModel):
-    """One element of `GET /v1/runs/` or the body of `GET /v1/runs/{id}` (§2.1)."""
-
+class _Answer(BaseModel):
+    # Letta adds fields between releases; the exporter reads only the ones it names.
     model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class Run(_Answer):
+    """One element of `GET /v1/runs/` or the body of `GET /v1/runs/{id}` (§2.1)."""
 
     id: str
     agent_id: str
@@ -92,20 +95,16 @@ class Run(BaseModel):
         return self.completed_at is not None or self.stop_reason is not None
 
 
-class Usage(BaseModel):
+class Usage(_Answer):
     """`GET /v1/runs/{id}/usage`: three totals over the run's 50 newest steps (§2.4, §3.5)."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
 
 
-class Step(BaseModel):
+class Step(_Answer):
     """One element of `GET /v1/runs/{id}/steps` (§2.6); only what the exporter uses."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
 
     id: str
     model: str | None = None
@@ -124,10 +123,8 @@ class Step(BaseModel):
     project_id: str | None = None  # Letta Cloud; null self-hosted
 
 
-class RunMetrics(BaseModel):
+class RunMetrics(_Answer):
     """`GET /v1/runs/{id}/metrics` (§2.5): `num_steps` counts at most 50 steps."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
 
     id: str
     run_ns: int | None = None
@@ -135,28 +132,22 @@ class RunMetrics(BaseModel):
     tools_used: list[str] | None = None
 
 
-class Agent(BaseModel):
+class Agent(_Answer):
     """One element of `GET /v1/agents/`: only what labels the runs' agents."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
 
     id: str
     name: str | None = None
 
 
-class Tool(BaseModel):
+class Tool(_Answer):
     """`GET /v1/tools/{id}`: only the name is needed, to label tool metrics."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
 
     id: str
     name: str
 
 
-class StepMetrics(BaseModel):
+class StepMetrics(_Answer):
     """`GET /v1/steps/{id}/metrics`: per-step timings in nanoseconds (§2.6)."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
 
     id: str
     step_ns: int | None = None

@@ -17,7 +17,8 @@ from prometheus_client import CollectorRegistry, make_wsgi_app
 
 from exporter import __version__
 from exporter.metrics.snapshot import Health
-from exporter.web.config import REALM, WebConfigWatcher
+from exporter.web.basic_auth import REALM
+from exporter.web.watcher import WebConfigWatcher
 
 log = logging.getLogger("exporter.web")
 
