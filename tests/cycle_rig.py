@@ -53,6 +53,8 @@ from tests.fake_letta import FakeLetta
 
 BASE_URL = "http://letta.test"
 # The fixtures' day: runs the tests create sit around here unless they say otherwise.
+# The model handle of the steps `RigLetta.finished` adds; Letta reports the part after "/".
+MODEL = "openai/gpt-4o-mini"
 START = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC).timestamp()
 
 
@@ -68,6 +70,8 @@ class RigLetta(FakeLetta):
         super().__init__(clock=clock)
         self._failures: list[_Failure] = []
         self.log: list[httpx.Request] = []
+        self.ignore_cursors = False
+        """A broken server: list requests are answered as if they had no cursor."""
 
     def inject(self, *args: Any, **kwargs: Any) -> None:
         raise NotImplementedError("the rig's Letta has no socket: use fail()")
@@ -96,10 +100,16 @@ class RigLetta(FakeLetta):
         status: str = "completed",
         stop_reason: str | None = "end_turn",
         took: float = 2.0,
+        tokens: tuple[int, int] | None = None,
+        created_at: float | None = None,
         **create: Any,
     ) -> str:
-        """A run created `took` seconds ago that finishes now; returns its id."""
-        run_id = self.create_run(agent_id, created_at=self._clock() - took, **create)
+        """A run created `took` seconds ago (or at `created_at`) that finishes now, with
+        one step of `tokens` (prompt, completion) if given; returns its id."""
+        created = created_at if created_at is not None else self._clock() - took
+        run_id = self.create_run(agent_id, created_at=created, **create)
+        if tokens is not None:
+            self.add_step(run_id, model=MODEL, prompt_tokens=tokens[0], completion_tokens=tokens[1])
         self.update_run(run_id, status=status, stop_reason=stop_reason)
         return run_id
 
@@ -119,10 +129,14 @@ class RigLetta(FakeLetta):
                 if failure.times <= 0:
                     self._failures.remove(failure)
                 return httpx.Response(failure.status, json=failure.body)
+        query = request.url.query.decode()
+        if self.ignore_cursors:
+            params = request.url.params.remove("before").remove("after")
+            query = str(params)
         resp = self._dispatch(
             request.method,
             path,
-            request.url.query.decode(),
+            query,
             request.headers,  # type: ignore[arg-type]  # only .get() is used
             request.url.host,
         )
