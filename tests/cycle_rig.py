@@ -158,7 +158,7 @@ class Samples:
     """The samples of one scrape of /metrics, as Prometheus would read them."""
 
     def __init__(self, text: str) -> None:
-        self.text = text
+        self._text = text
         self._samples: list[tuple[str, dict[str, str], float]] = [
             (sample.name, dict(sample.labels), sample.value)
             for family in text_string_to_metric_families(text)
@@ -172,6 +172,11 @@ class Samples:
             for sample, have, value in self._samples
             if sample == name and all(have.get(k) == v for k, v in labels.items())
         )
+
+    def __repr__(self) -> str:
+        # What a failed assertion shows: the scrape's samples, without the buckets.
+        lines = (line for line in self._text.splitlines() if not line.startswith("#"))
+        return "\n".join(line for line in lines if "_bucket{" not in line)
 
     def series(self, name: str) -> dict[tuple[tuple[str, str], ...], float]:
         """Every sample named `name`, by its sorted labels."""
@@ -189,8 +194,15 @@ class CycleRig:
         self.now = start
         self._monotonic = 1000.0
         self.letta = RigLetta(clock=lambda: self.now)
-        self._state_path = state_path
-        self._settings = settings
+        self.settings = load_settings(
+            {
+                "base_url": BASE_URL,
+                "state_path": state_path,
+                # The rig's requests cost nothing; a pace would only make the client wait.
+                "letta_rate_limit": 0,
+                **settings,
+            }
+        )
         self._parts: _Exporter | None = None
 
     # ---- the clock ------------------------------------------------------------------
@@ -200,7 +212,12 @@ class CycleRig:
         self.now += seconds
         self._monotonic += seconds
 
-    async def _sleep(self, seconds: float) -> None:
+    def monotonic(self) -> float:
+        """The exporter's monotonic clock (seconds), which `advance` moves too."""
+        return self._monotonic
+
+    async def sleep(self, seconds: float) -> None:
+        """What the exporter's waits do on the rig: time passes, at once."""
         self.advance(max(0.0, seconds))
         await asyncio.sleep(0)
 
@@ -209,18 +226,13 @@ class CycleRig:
     def start(self) -> None:
         """Start the exporter on the state file (as the process does, minus the server)."""
         assert self._parts is None, "already started"
-        self._parts = _Exporter(self)
+        self._parts = _Exporter(self.settings, self)
 
     async def stop(self) -> None:
         """Stop it as SIGTERM does: the state file keeps what the last cycle committed."""
         if self._parts is not None:
             await self._parts.close()
             self._parts = None
-
-    async def restart(self) -> None:
-        """A new exporter process on the same state file and the same Letta."""
-        await self.stop()
-        self.start()
 
     async def cycle(self) -> bool:
         """One poll cycle; True when every request of it succeeded."""
@@ -238,26 +250,11 @@ class CycleRig:
         assert self._parts is not None, "not started"
         return Samples(generate_latest(self._parts.registry).decode())
 
-    def settings(self) -> Settings:
-        return self._parts.settings if self._parts is not None else _settings(self)
-
-
-def _settings(rig: CycleRig) -> Settings:
-    values: dict[str, Any] = {
-        "base_url": BASE_URL,
-        "state_path": rig._state_path,
-        # The rig's requests cost nothing; a pace would only make the client wait.
-        "letta_rate_limit": 0,
-        **rig._settings,
-    }
-    return load_settings(values)
-
 
 class _Exporter:
     """The parts `exporter.cli.main.serve` wires, without the HTTP server and tracing."""
 
-    def __init__(self, rig: CycleRig) -> None:
-        settings = self.settings = _settings(rig)
+    def __init__(self, settings: Settings, rig: CycleRig) -> None:
         self.checkpoint = Checkpoint(settings.state_path)
         loaded = self.checkpoint.load()
         aggregates = Aggregates()
@@ -288,7 +285,6 @@ class _Exporter:
             aggregates.inc(m.API_REQUESTS, (endpoint, code))
             aggregates.observe(m.API_REQUEST_DURATION, (endpoint,), seconds)
 
-        monotonic = lambda: rig._monotonic  # noqa: E731 - read at call time
         self.client = LettaClient(
             build_http_client(
                 settings.base_url, api_key=None, user_id=None, timeout=settings.letta_timeout
@@ -300,8 +296,8 @@ class _Exporter:
             on_invalid_item=lambda endpoint, reason: aggregates.inc(m.INVALID_ITEMS, (endpoint,)),
             on_postponed=lambda endpoint: aggregates.inc(m.REQUESTS_POSTPONED, (endpoint,)),
             rate_limit=settings.letta_rate_limit,
-            clock=monotonic,
-            sleep=rig._sleep,
+            clock=rig.monotonic,
+            sleep=rig.sleep,
         )
         scope = ScopeCheck(settings.project_id, settings.project)
         collector = RunsCollector(
@@ -330,7 +326,7 @@ class _Exporter:
             agent_names=AgentNames(
                 self.client,
                 unknown_refresh_s=min(UNKNOWN_REFRESH_S, 2 * settings.poll_interval),
-                clock=monotonic,
+                clock=rig.monotonic,
             )
             if settings.agents_names
             else None,

@@ -124,3 +124,25 @@ async def test_backfill_counts_the_history_it_covers_once(tmp_path: Path) -> Non
         assert samples.value(FINISHED, agent="agent-a") == 5
         assert samples.value(FINISHED, agent="agent-old") == 0
         assert samples.value("letta_exporter_backfill_remaining_seconds") == 0
+
+
+async def test_cycles_that_fail_while_letta_is_down_lose_no_run(tmp_path: Path) -> None:
+    async with open_rig(tmp_path, letta_retries=3) as rig:
+        assert await rig.cycle()
+        rig.advance(15)
+        await burst(rig, 4)
+        listed = rig.letta.count_requests(LIST)
+        rig.letta.fail(LIST, 503, times=8)  # two cycles of 1 + 3 retried attempts
+        assert not await rig.cycle()
+        samples = rig.metrics()
+        assert samples.value("letta_up") == 0
+        assert samples.value("letta_exporter_poll_errors_total", reason="http_5xx") == 1
+        assert not await rig.cycle()
+        assert rig.letta.count_requests(LIST) == listed + 8
+        rig.advance(15)
+        assert await rig.cycle()
+        await rig.cycles(2, every=15)
+        samples = rig.metrics()
+        assert samples.value("letta_up") == 1
+        assert samples.value("letta_exporter_poll_errors_total") == 2
+        assert samples.value(FINISHED) == 4
