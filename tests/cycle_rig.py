@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -52,9 +53,9 @@ from exporter.units import NS_PER_S
 from tests.fake_letta import FakeLetta
 
 BASE_URL = "http://letta.test"
-# The fixtures' day: runs the tests create sit around here unless they say otherwise.
 # The model handle of the steps `RigLetta.finished` adds; Letta reports the part after "/".
 MODEL = "openai/gpt-4o-mini"
+# The fixtures' day: runs the tests create sit around here unless they say otherwise.
 START = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC).timestamp()
 
 
@@ -66,7 +67,7 @@ class RigLetta(FakeLetta):
     socket-level faults (`inject`) do not: use `fail`.
     """
 
-    def __init__(self, clock: Any) -> None:
+    def __init__(self, clock: Callable[[], float]) -> None:
         super().__init__(clock=clock)
         self._failures: list[_Failure] = []
         self.log: list[httpx.Request] = []
@@ -133,6 +134,7 @@ class RigLetta(FakeLetta):
         if self.ignore_cursors:
             params = request.url.params.remove("before").remove("after")
             query = str(params)
+        # FakeLetta's own router, minus its socket (and its socket-level faults).
         resp = self._dispatch(
             request.method,
             path,
@@ -146,12 +148,12 @@ class RigLetta(FakeLetta):
         return httpx.Response(resp.status, content=resp.body, headers=headers)
 
 
+@dataclass(slots=True)
 class _Failure:
-    def __init__(self, pattern: re.Pattern[str], status: int, body: Any, times: int) -> None:
-        self.pattern = pattern
-        self.status = status
-        self.body = body
-        self.times = times
+    pattern: re.Pattern[str]
+    status: int
+    body: Any
+    times: int
 
 
 class Samples:
