@@ -41,7 +41,9 @@ from exporter.cli.config import Settings, load_settings
 from exporter.cli.main import tracker_options
 from exporter.core.labels import AgentFilter, CappedLabel
 from exporter.core.tracker import ERROR_TYPE_LIMIT, RUN_TYPE_LIMIT, Tracker
-from exporter.letta.client import ClientOptions, LettaClient, build_http_client
+from exporter.letta.client import LettaClient
+from exporter.letta.http import build_http_client
+from exporter.letta.requester import ClientOptions
 from exporter.metrics import catalogue as m
 from exporter.metrics.aggregates import Aggregates
 from exporter.metrics.collector import RunsCollector
