@@ -17,7 +17,8 @@ from exporter.core.labels import CappedLabel
 from exporter.core.tracker import Tracker
 from exporter.metrics import catalogue as m
 from exporter.metrics.aggregates import Aggregates
-from exporter.poll.cycle import Poller, PollOptions
+from exporter.poll.cycle import Poller
+from exporter.poll.options import PollOptions
 from exporter.store.checkpoint import Checkpoint
 from tests.fake_letta import FakeLetta
 

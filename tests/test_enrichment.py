@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from exporter.cli.prices import PriceFileError, load_prices
 from exporter.core.labels import CappedLabel
-from exporter.core.pricing import ModelPrice, PriceFileError, PriceTable, load_prices
+from exporter.core.pricing import ModelPrice, PriceTable
 from exporter.core.tracker import Phase, RunRecord, Tracker, TrackerOptions
 from exporter.letta.models import RunMetrics, Step, Usage
 from exporter.metrics import catalogue as m

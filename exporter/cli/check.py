@@ -29,7 +29,7 @@ from exporter.core.durations import parse_duration
 from exporter.core.walk import Walk
 from exporter.letta.errors import LettaError
 from exporter.letta.models import Run, is_failure, to_epoch_ns
-from exporter.poll.pager import RunPager, next_limit
+from exporter.poll.pager import RunPager
 from exporter.units import NS_PER_S
 
 _MAX_PAGES: Final = 10_000  # 10M runs at 1000 a page: a window this big is a mistake
@@ -135,15 +135,12 @@ async def fetch_runs(settings: Settings, since_s: float) -> list[Run]:
     floor = int((time.time() - since_s) * NS_PER_S)
     walk = Walk(floor_ns=floor, count=True, first=True)
     pager = RunPager(client, on_lost_cursor=lambda: None)
-    limit = settings.letta_page_size
     runs: list[Run] = []
     try:
-        for _ in range(_MAX_PAGES):
-            step = await pager.next_page(walk, limit, active=False)
-            runs.extend(step.fresh)
-            if step.done or step.stalled:
-                break
-            limit = next_limit(step, limit, settings.letta_page_size)
+        async for page in pager.pages(
+            walk, page_size=settings.letta_page_size, max_pages=_MAX_PAGES, active=False
+        ):
+            runs.extend(page.fresh)
     finally:
         await client.aclose()
     return runs

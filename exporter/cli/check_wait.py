@@ -18,7 +18,7 @@ from exporter.core.walk import Walk
 from exporter.letta.client import LettaClient
 from exporter.letta.errors import LettaNotFound, LettaUnavailable
 from exporter.letta.models import Run, to_epoch_ns
-from exporter.poll.pager import RunPager, next_limit
+from exporter.poll.pager import RunPager
 from exporter.units import NS_PER_S
 
 FIRST_PAUSE_S: Final = 0.5
@@ -67,14 +67,11 @@ async def open_run_ids(client: LettaClient, agents: Collection[str], page_size: 
     """Ids of the runs of `agents` open now (`created` or `running`), newest first."""
     walk = Walk(floor_ns=0)
     pager = RunPager(client, on_lost_cursor=lambda: None)
-    limit = page_size
     found: list[str] = []
-    for _ in range(_MAX_ACTIVE_PAGES):
-        step = await pager.next_page(walk, limit, active=True)
-        found.extend(run.id for run in step.fresh if run.agent_id in agents)
-        if step.done or step.stalled:
-            break
-        limit = next_limit(step, limit, page_size)
+    async for page in pager.pages(
+        walk, page_size=page_size, max_pages=_MAX_ACTIVE_PAGES, active=True
+    ):
+        found.extend(run.id for run in page.fresh if run.agent_id in agents)
     return found
 
 

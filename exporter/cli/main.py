@@ -24,14 +24,15 @@ from exporter.cli import check
 from exporter.cli.client import client_from_settings
 from exporter.cli.config import FLAGS, ConfigError, Settings, load_settings, setting_error
 from exporter.cli.logs import configure
+from exporter.cli.prices import PriceFileError, load_prices
 from exporter.core.labels import AgentFilter, CappedLabel
-from exporter.core.pricing import PriceFileError, load_prices
 from exporter.core.tracker import ERROR_TYPE_LIMIT, RUN_TYPE_LIMIT, Tracker, TrackerOptions
 from exporter.metrics import catalogue as m
 from exporter.metrics.aggregates import Aggregates
 from exporter.metrics.collector import RunsCollector
 from exporter.poll.agent_names import UNKNOWN_REFRESH_S, AgentNames
-from exporter.poll.cycle import Poller, PollOptions
+from exporter.poll.cycle import Poller
+from exporter.poll.options import PollOptions
 from exporter.poll.scope import ScopeCheck
 from exporter.store.checkpoint import Checkpoint, CheckpointError, StateLocationError
 from exporter.traces.otel_environment import resource_from_environment, sink_from_environment

@@ -34,7 +34,7 @@ _MAX_CURSORS: Final = 4
 
 
 @dataclass(slots=True)
-class StepResult:
+class PageResult:
     """What one page meant for the walk."""
 
     fresh: list[Run]
@@ -79,15 +79,15 @@ class Walk:
         self._last_min = None
         self._head_restarts = 0
 
-    def drop_cursor(self) -> StepResult:
+    def drop_cursor(self) -> PageResult:
         """The server refused the cursor (404, as cursor-checking servers answer)."""
         if self.cursors:
             self.cursors.pop(0)
         if self.cursors:
-            return StepResult([], lost_cursor=True, retry=True)
+            return PageResult([], lost_cursor=True, retry=True)
         self._head_restarts += 1
         self._last_min = None
-        return StepResult([], lost_cursor=True, retry=True, stalled=self._head_restarts > 1)
+        return PageResult([], lost_cursor=True, retry=True, stalled=self._head_restarts > 1)
 
     def remaining_ns(self) -> int:
         """How much creation time is left to walk (for progress and ETA)."""
@@ -98,7 +98,7 @@ class Walk:
 
     def feed(
         self, runs: list[Run], raw_count: int, limit: int, *, can_widen: bool = False
-    ) -> StepResult:
+    ) -> PageResult:
         """Consume one page; returns the rows not processed before and whether to stop.
 
         `can_widen` says the caller may repeat the request with a larger limit, which
@@ -112,11 +112,11 @@ class Walk:
             lost = True
             self.cursors.pop(0)
             if self.cursors:
-                return StepResult([], lost_cursor=True, retry=True)
+                return PageResult([], lost_cursor=True, retry=True)
             self._head_restarts += 1
             self._last_min = None
             if self._head_restarts > 1:
-                return StepResult([], lost_cursor=True, stalled=True)
+                return PageResult([], lost_cursor=True, stalled=True)
         self.pages += 1
         if keys and self.head_ns is None:
             self.head_ns = keys[0][0]
@@ -147,16 +147,16 @@ class Walk:
             # Every row was read before (a long tail second re-read after a SQLite-safe
             # cursor): a larger page gets past it; at the largest page size, give up.
             if can_widen:
-                return StepResult(fresh, created, lost_cursor=lost, widen=True)
-            return StepResult(fresh, created, stalled=True, lost_cursor=lost)
+                return PageResult(fresh, created, lost_cursor=lost, widen=True)
+            return PageResult(fresh, created, stalled=True, lost_cursor=lost)
         if done:
-            return StepResult(fresh, created, done=True, lost_cursor=lost)
+            return PageResult(fresh, created, done=True, lost_cursor=lost)
         if can_widen and keys[0][0] // NS_PER_S == keys[-1][0] // NS_PER_S:
-            return StepResult(
+            return PageResult(
                 fresh, created, lost_cursor=lost, widen=True
             )  # same cursor, more rows
         self.cursors = _next_cursors(keys)
-        return StepResult(fresh, created, lost_cursor=lost)
+        return PageResult(fresh, created, lost_cursor=lost)
 
     def to_json(self) -> dict[str, Any]:
         """Persistable form."""

@@ -8,12 +8,13 @@ where `/metrics` is not served (Letta Cloud documents no such route).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
 
 from exporter.core.availability import EndpointAvailability
 from exporter.core.tracker import RunRecord, Tracker
 from exporter.letta.client import LettaClient
-from exporter.letta.errors import LettaNotFound, LettaNotImplemented
+from exporter.letta.errors import LettaNotFound, LettaNotImplemented, LettaRequestError
+from exporter.letta.models import Tool
 
 
 async def not_served_or_raise(
@@ -40,16 +41,12 @@ class ToolSource:
     """The tools a run used: `/metrics` where served, else the run's messages."""
 
     def __init__(
-        self,
-        client: LettaClient,
-        tracker: Tracker,
-        endpoints: EndpointAvailability,
-        resolve_tool: Callable[[str], Awaitable[None]],
+        self, client: LettaClient, tracker: Tracker, endpoints: EndpointAvailability
     ) -> None:
         self._client = client
         self._tracker = tracker
         self._endpoints = endpoints
-        self._resolve_tool = resolve_tool
+        self._lookups: dict[str, asyncio.Future[Tool]] = {}
 
     async def fetch(self, record: RunRecord, now: int) -> None:
         """Store the run's tools in the tracker (or count it without, if neither is served)."""
@@ -76,3 +73,19 @@ class ToolSource:
                 tracker.enriched_tool_calls(record, calls, now)
                 return
         tracker.enrichment_skipped(record, "metrics", now)
+
+    async def _resolve_tool(self, tool_id: str) -> None:
+        # Runs enriched together often share tools: one lookup per id, awaited by all.
+        lookup = self._lookups.get(tool_id)
+        if lookup is None:
+            lookup = asyncio.ensure_future(self._client.get_tool(tool_id))
+            self._lookups[tool_id] = lookup
+        try:
+            name = (await asyncio.shield(lookup)).name
+        except (LettaNotFound, LettaRequestError):
+            # Deleted, foreign or malformed id (404/422): the id is the best label there is.
+            name = tool_id
+        finally:
+            if lookup.done():
+                self._lookups.pop(tool_id, None)
+        self._tracker.name_tool(tool_id, name)

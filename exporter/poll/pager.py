@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 from exporter.core.direction import Answer, CursorDirection, classify, other
-from exporter.core.walk import Key, StepResult, Walk
+from exporter.core.walk import Key, PageResult, Walk
 from exporter.letta.client import MAX_LIST_LIMIT, LettaClient, Page
 from exporter.letta.errors import LettaNotFound
 from exporter.letta.models import CursorParam
@@ -29,7 +29,23 @@ class RunPager:
         self._on_direction_switch = on_direction_switch
         self.direction = CursorDirection()
 
-    async def next_page(self, walk: Walk, limit: int, *, active: bool) -> StepResult:
+    async def pages(
+        self, walk: Walk, *, page_size: int, max_pages: int, active: bool, first_limit: int = 0
+    ) -> AsyncIterator[PageResult]:
+        """The pages of `walk`, newest first, until it is done or stalls (or `max_pages`).
+
+        `first_limit` sizes the first request (default `page_size`); later ones follow
+        `next_limit`. Raises LettaError when Letta fails.
+        """
+        limit = first_limit or page_size
+        for _ in range(max_pages):
+            result = await self.next_page(walk, limit, active=active)
+            yield result
+            if result.done or result.stalled:
+                return
+            limit = next_limit(result, limit, page_size)
+
+    async def next_page(self, walk: Walk, limit: int, *, active: bool) -> PageResult:
         """Fetch and feed one page of `walk`; raises LettaError when Letta fails."""
         can_widen = limit < MAX_LIST_LIMIT
         try:
@@ -37,15 +53,15 @@ class RunPager:
                 page = await self._client.list_runs(limit=limit, active=active)
             else:
                 page = await self._older_page(walk.cursors[0], limit, active)
-            step = walk.feed(page.runs, page.raw_count, limit, can_widen=can_widen)
+            result = walk.feed(page.runs, page.raw_count, limit, can_widen=can_widen)
         except LettaNotFound:
             if not walk.cursors:
                 raise
-            step = walk.drop_cursor()  # servers that check cursors answer 404 (§4.6)
-        if step.lost_cursor:
+            result = walk.drop_cursor()  # servers that check cursors answer 404 (§4.6)
+        if result.lost_cursor:
             self._on_lost_cursor()
             log.warning("Letta no longer knows the list cursor (run deleted?); recovering")
-        return step
+        return result
 
     async def _older_page(self, cursor: tuple[str, Key], limit: int, active: bool) -> Page:
         """The page older than `cursor`, whichever parameter lists it on this server.
@@ -99,9 +115,9 @@ def _keys(page: Page) -> list[Key]:
     return [(run.created_ns, run.id) for run in page.runs]
 
 
-def next_limit(step: StepResult, limit: int, page_size: int) -> int:
+def next_limit(result: PageResult, limit: int, page_size: int) -> int:
     """Double the limit to get past a page inside one second; else the normal size."""
-    if step.widen:
+    if result.widen:
         return min(MAX_LIST_LIMIT, limit * 2)
     # A widened page stays wide: the next one starts by re-reading its tail second.
-    return limit if step.retry else max(limit, page_size)
+    return limit if result.retry else max(limit, page_size)

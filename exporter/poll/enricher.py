@@ -1,0 +1,171 @@
+"""Enrichment: what a finished run still needs fetched before it counts.
+
+One fetcher per endpoint (the table in `Enricher.__init__`); the tracker says which are
+pending for a run and in which order. Letta asking to wait (a postponed request) or a
+trace not settled yet defers the run without counting a failed attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Final
+
+from exporter.core.availability import EndpointAvailability
+from exporter.core.tracker import RunRecord, Tracker
+from exporter.letta.client import LettaClient
+from exporter.letta.errors import LettaError, LettaNotFound, LettaNotImplemented, LettaPostponed
+from exporter.poll.enrich_sources import ToolSource, not_served_or_raise
+from exporter.poll.options import PollOptions
+from exporter.poll.scope import ScopeCheck
+from exporter.units import NS_PER_S
+
+log = logging.getLogger(__name__)
+
+_MIN_BUDGET_S: Final = 1.0
+
+Fetcher = Callable[[RunRecord, int], Awaitable[bool]]
+"""Fetch one endpoint's detail of a run into the tracker; False when it is too early."""
+
+
+class Enricher:
+    """Fetches the pending details of finished runs, a batch per cycle."""
+
+    def __init__(
+        self,
+        client: LettaClient,
+        tracker: Tracker,
+        options: PollOptions,
+        scope: ScopeCheck,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._client = client
+        self._tracker = tracker
+        self._options = options
+        self._scope = scope
+        self._monotonic = monotonic
+        self.availability = EndpointAvailability()
+        self.availability.register(*tracker.endpoints)
+        if "metrics" in tracker.endpoints:
+            self.availability.register("messages")  # the tools' source without /metrics
+        self._tools = ToolSource(client, tracker, self.availability)
+        self._fetchers: dict[str, Fetcher] = {
+            "steps": self._steps,
+            "usage": self._usage,
+            "metrics": self._metrics,
+            "step_timings": self._step_timings,
+            "trace": self._trace,
+        }
+
+    async def enrich(self, now: int) -> bool:
+        """Fetch the details of the runs due; True when more are due right away."""
+        options = self._options
+        due = self._tracker.enrichment_due(now, options.enrich_batch + 1)
+        if not due:
+            return False
+        more = len(due) > options.enrich_batch
+        semaphore = asyncio.Semaphore(options.enrich_concurrency)
+        # Counts reach /metrics only when the cycle commits: while Letta is slow or the
+        # pace is cut by 429s, runs not started within the budget wait for the next
+        # cycle (at once) rather than holding back what was already fetched.
+        stop_starting = self._monotonic() + max(options.interval_s, _MIN_BUDGET_S)
+        skipped = False
+
+        async def enrich_one(record: RunRecord) -> None:
+            nonlocal skipped
+            async with semaphore:
+                if self._monotonic() > stop_starting:
+                    skipped = True
+                    return
+                await self._enrich_run(record, now)
+
+        async with asyncio.TaskGroup() as group:
+            for record in due[: options.enrich_batch]:
+                group.create_task(enrich_one(record))
+        return more or skipped
+
+    async def _enrich_run(self, record: RunRecord, now: int) -> None:
+        tracker = self._tracker
+        assert record.enrich is not None
+        for endpoint in list(record.enrich.pending):
+            if record.enrich is None:
+                return  # the last answer completed the run and it was counted
+            if endpoint not in record.enrich.pending:
+                continue  # made unnecessary by an earlier answer (/usage after /steps)
+            try:
+                if not await self._fetch(record, endpoint, now):
+                    return  # deferred until the server's spans have settled
+            except LettaPostponed as exc:
+                # Letta asked to wait: not a failed attempt, the run just waits.
+                tracker.defer_enrichment(record, now + int(exc.wait_s * NS_PER_S))
+                return
+            except LettaNotFound:
+                log.info("run %s: %s answered 404; counting it without", record.id, endpoint)
+                tracker.enrichment_failed(record, endpoint, now, permanent=True)
+            except LettaError as exc:
+                log.debug("run %s: fetching %s failed (%s); will retry", record.id, endpoint, exc)
+                tracker.enrichment_failed(record, endpoint, now, permanent=False)
+                return  # the run waits its backoff before any further request
+
+    async def _fetch(self, record: RunRecord, endpoint: str, now: int) -> bool:
+        """Fetch one endpoint's detail of a run; False when it is too early to ask."""
+        if endpoint == "metrics":
+            return await self._metrics(record, now)  # has a fallback of its own
+        if not self.availability.should_ask(endpoint, now):
+            self._tracker.enrichment_skipped(record, endpoint, now)  # not served here
+            return True
+        try:
+            fetched = await self._fetchers[endpoint](record, now)
+        except (LettaNotFound, LettaNotImplemented) as exc:
+            await not_served_or_raise(
+                self._client, self.availability, record.id, endpoint, exc, now
+            )
+            if endpoint == "trace":
+                self._tracker.enrichment_skipped(record, endpoint, now)  # built from run data
+            else:
+                self._tracker.enrichment_failed(record, endpoint, now, permanent=True)
+            return True
+        if fetched:
+            self.availability.answered(endpoint)
+        return fetched
+
+    async def _usage(self, record: RunRecord, now: int) -> bool:
+        self._tracker.enriched_usage(record, await self._client.get_usage(record.id), now)
+        return True
+
+    async def _steps(self, record: RunRecord, now: int) -> bool:
+        steps = await self._client.list_steps(record.id)
+        self._scope.observe(steps)
+        self._tracker.enriched_steps(record, steps, now)
+        return True
+
+    async def _metrics(self, record: RunRecord, now: int) -> bool:
+        await self._tools.fetch(record, now)  # falls back on the run's messages
+        return True
+
+    async def _step_timings(self, record: RunRecord, now: int) -> bool:
+        assert record.enrich is not None
+        seconds: list[tuple[str, float]] = []
+        for step_id, model in record.enrich.step_ids or ():
+            try:
+                metrics = await self._client.get_step_metrics(step_id)
+            except LettaNotFound:
+                continue  # a step without a metrics row has no timing to report
+            if metrics.step_ns is not None and metrics.step_ns >= 0:
+                seconds.append((model, metrics.step_ns / NS_PER_S))
+        self._tracker.enriched_step_timings(record, seconds, now)
+        return True
+
+    async def _trace(self, record: RunRecord, now: int) -> bool:
+        """Fetch and store the run's `/trace` rows; False when it is too early to ask."""
+        tracker = self._tracker
+        assert tracker.tracer is not None
+        ready = tracker.trace_ready_ns(record)
+        if ready > now:
+            tracker.defer_enrichment(record, ready)
+            return False
+        rows = await self._client.get_trace(record.id)
+        tracker.enriched_trace(record, tracker.tracer.from_rows(record.id, rows), now)
+        return True
