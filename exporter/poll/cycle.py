@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from exporter.core.availability import EndpointAvailability
-from exporter.core.tracker import RunRecord, Tracker
+from exporter.core.records import RunRecord
+from exporter.core.tracker import Tracker
+from exporter.core.views import approval_waits, open_runs
 from exporter.core.walk import Walk
 from exporter.letta.client import LettaClient
 from exporter.letta.errors import (
@@ -30,6 +32,7 @@ from exporter.poll.enrich_sources import ToolSource, not_served_or_raise
 from exporter.poll.pager import RunPager, next_limit
 from exporter.poll.scope import ScopeCheck
 from exporter.store.checkpoint import Checkpoint
+from exporter.traces.run_tracer import RunTracer
 from exporter.units import NS_PER_S
 
 log = logging.getLogger(__name__)
@@ -80,9 +83,12 @@ class Poller:
         spans_pending: Callable[[], int] = lambda: 0,
         agent_names: AgentNames | None = None,
         scope: ScopeCheck | None = None,
+        tracer: RunTracer | None = None,
     ) -> None:
         self._client = client
         self._tracker = tracker
+        self._runs = tracker.runs
+        self._tracer = tracer
         self._checkpoint = checkpoint
         self._options = options
         self._publish = publish
@@ -101,15 +107,18 @@ class Poller:
         self._tool_lookups: dict[str, asyncio.Future[Tool]] = {}
         self._spans_pending = spans_pending
         self.endpoints = EndpointAvailability()
-        self.endpoints.register(*tracker.endpoints)
-        if "metrics" in tracker.endpoints:
+        self.endpoints.register(*tracker.enrichment.endpoints)
+        if "metrics" in tracker.enrichment.endpoints:
             self.endpoints.register("messages")  # where the tools come from without /metrics
         self._tools = ToolSource(client, tracker, self.endpoints, self._resolve_tool)
         self._agent_names = agent_names
         self._scope = scope or ScopeCheck(None, None)
         # Until a walk reaches its floor, what the state says was listed (files of 0.1.0:
         # the newest run seen).
-        listed = tracker.listed_until_ns if tracker.listed_until_ns is not None else tracker.hwm_ns
+        positions = tracker.runs.positions
+        listed = (
+            positions.listed_until_ns if positions.listed_until_ns is not None else positions.hwm_ns
+        )
         self._listed_until_ns = listed if listed is not None else self._now()
         self._walk_started_ns = self._listed_until_ns
         self._listed_all = False
@@ -128,22 +137,23 @@ class Poller:
         agg = tracker.aggregates
         agg.inc(m.POLLS)
         ok = True
-        tracker.begin_cycle()
+        runs = self._runs
+        runs.positions.begin_cycle()
         try:
             await self._scan(now)
             await self._refresh_open(now)
             await self._refresh_settling(now)
             await self._refresh_approvals(now)
-            if not tracker.approvals_seeded:
+            if not runs.approvals.seeded:
                 await self._seed_approvals(now)
         except LettaError as exc:
             ok = False
             agg.inc(m.POLL_ERRORS, (exc.reason,))
             self._log_failure(exc)
-        tracker.finalize(self._now())
+        runs.finalize(self._now())
         # Enrichment failures are per run (retried with backoff), never a failed poll.
         self._more_enrichment = await self._enrich(self._now())
-        tracker.housekeeping(self._now())
+        runs.housekeeping(self._now())
         await self._read_agent_names()
         self._commit()
         if ok:
@@ -174,12 +184,12 @@ class Poller:
             started = time.monotonic()
             await self.cycle()
             # A pending walk (backfill or catch-up) or due enrichment continues at once.
-            busy = self._tracker.scan is not None and not self._backpressure()
+            busy = self._runs.positions.scan is not None and not self._backpressure()
             delay = 0.0 if busy or self._more_enrichment else self._options.interval_s
             delay = max(0.0, delay - (time.monotonic() - started))
             # A run whose grace period ends before the next cycle is looked at then, so
             # it is counted within one interval plus the grace period of finishing.
-            settle = self._tracker.next_settle_ns(self._now())
+            settle = self._runs.records.next_settle_ns(self._now())
             if settle is not None:
                 delay = min(delay, (settle - self._now()) / NS_PER_S + _SETTLE_SLACK_S)
             with contextlib.suppress(TimeoutError):
@@ -189,16 +199,17 @@ class Poller:
         """An immutable view of the committed state, for the collector."""
         tracker = self._tracker
         now = self._now()
+        scan = tracker.runs.positions.scan
         return Snapshot(
             aggregates=tracker.aggregates.copy(),
-            open_runs=tuple(tracker.open_runs(now)),
-            approval_waits=tuple(tracker.approval_waits(now)),
-            followed=tracker.followed_count(),
-            enrichment_backlog=tracker.enrichment_backlog(),
+            open_runs=tuple(open_runs(tracker.runs, tracker.labels.agent, now)),
+            approval_waits=tuple(approval_waits(tracker.runs, tracker.labels.agent, now)),
+            followed=tracker.runs.records.followed_count(),
+            enrichment_backlog=tracker.enrichment.backlog(),
             health=self.health.copy(),
-            backfill_remaining_s=(tracker.scan.remaining_ns() / NS_PER_S) if tracker.scan else 0.0,
+            backfill_remaining_s=(scan.remaining_ns() / NS_PER_S) if scan else 0.0,
             spans_pending=self._spans_pending(),
-            agent_info=self._agent_names.info(tracker.agent_label.values())
+            agent_info=self._agent_names.info(tracker.labels.agent.values())
             if self._agent_names is not None
             else (),
             cursor_param=self._pager.direction.label,
@@ -208,7 +219,7 @@ class Poller:
     async def _read_agent_names(self) -> None:
         # Names only label what was counted: a failed read never fails the poll.
         names = self._agent_names
-        agents = self._tracker.agent_label.values()
+        agents = self._tracker.labels.agent.values()
         if names is not None and names.due(agents):
             await names.refresh(agents)
 
@@ -216,7 +227,7 @@ class Poller:
         """Age of the oldest finished run not counted yet: known ones by completed_at;
         while a walk has not reached its floor, unlisted runs may have finished as long
         ago as the last complete listing began."""
-        oldest = self._tracker.oldest_uncounted_finish_ns()
+        oldest = self._runs.records.oldest_uncounted_finish_ns()
         lag = now - max(oldest, self._history_until_ns) if oldest is not None else 0
         if not self._listed_all:
             lag = max(lag, now - self._listed_until_ns)
@@ -225,13 +236,13 @@ class Poller:
     # ---- discovery ------------------------------------------------------------------
 
     def _new_scan(self) -> Walk:
-        tracker = self._tracker
-        lookback = tracker.options.lookback_ns
-        if not self._first_start or tracker.hwm_ns is not None:
-            floor = tracker.dedupe_floor_ns() if tracker.hwm_ns is not None else None
-            if floor is None and tracker.listed_until_ns is not None:
+        positions = self._runs.positions
+        lookback = self._runs.options.lookback_ns
+        if not self._first_start or positions.hwm_ns is not None:
+            floor = positions.dedupe_floor_ns() if positions.hwm_ns is not None else None
+            if floor is None and positions.listed_until_ns is not None:
                 # Cycles ran but saw no run yet: whatever came since is new.
-                floor = tracker.listed_until_ns - lookback
+                floor = positions.listed_until_ns - lookback
             return Walk(floor_ns=floor, count=True, first_lookback_ns=lookback)
         if self._options.backfill_ns is not None:
             return Walk(
@@ -243,11 +254,12 @@ class Poller:
         return Walk(floor_ns=None, count=False, first=True, first_lookback_ns=lookback)
 
     async def _scan(self, now: int) -> None:
-        tracker = self._tracker
-        if tracker.scan is None:
+        runs = self._runs
+        positions = runs.positions
+        if positions.scan is None:
             self._walk_started_ns = now
-        walk = tracker.scan or self._new_scan()
-        tracker.scan = walk  # persisted as pending until it reaches its floor
+        walk = positions.scan or self._new_scan()
+        positions.scan = walk  # persisted as pending until it reaches its floor
         self._listed_all = False
         walk.new_cycle()
         resumed = walk.pos is not None
@@ -263,59 +275,58 @@ class Poller:
             step = await self._pager.next_page(walk, limit, active=False)
             if walk.first and walk.count:
                 for run, created in zip(step.fresh, step.fresh_created, strict=True):
-                    tracker.observe_backfill(run, now, created)
+                    runs.observe_backfill(run, now, created)
             else:
                 for run in step.fresh:
-                    tracker.observe(run, now, count=walk.count, floor=walk.floor_ns)
+                    runs.observe(run, now, count=walk.count, floor=walk.floor_ns)
             head_rows += len(step.fresh)
             if step.stalled:
-                tracker.aggregates.inc(m.PAGINATION_STALLS)
+                runs.aggregates.inc(m.PAGINATION_STALLS)
                 log.warning("a runs page made no progress; ending this walk until next cycle")
                 if not walk.first and not resumed:
-                    tracker.scan = None
+                    positions.scan = None
                 return
             if step.done:
-                tracker.scan = None
+                positions.scan = None
                 self._listed_all = True
                 self._listed_until_ns = self._walk_started_ns
-                tracker.listed_until_ns = self._walk_started_ns
+                positions.listed_until_ns = self._walk_started_ns
                 if not resumed:
                     self._last_head_rows = head_rows
                 return
             limit = next_limit(step, limit, self._options.page_size)
 
     async def _refresh_open(self, since: int) -> None:
-        tracker = self._tracker
+        records = self._runs.records
         now = self._now()
-        unseen = tracker.unseen_open(since, now)
+        unseen = records.unseen_open(since, now)
         if self._first_start or len(unseen) > 1:
             floor = 0 if self._first_start else min(r.created_ns for r in unseen)
             await self._walk_active(floor, now)
-            unseen = tracker.unseen_open(since, now)
+            unseen = records.unseen_open(since, now)
         await self._get_each(unseen, now)
 
     async def _walk_active(self, floor: int, now: int) -> None:
         walk = Walk(floor_ns=floor)
-        tracker = self._tracker
+        runs = self._runs
         limit = self._options.page_size
         for _ in range(self._options.max_pages):
             step = await self._pager.next_page(walk, limit, active=True)
             limit = next_limit(step, limit, self._options.page_size)
             for run in step.fresh:
-                tracker.observe(run, now, follow_old=True)
+                runs.observe(run, now, follow_old=True)
             if step.stalled:
-                tracker.aggregates.inc(m.PAGINATION_STALLS)
+                runs.aggregates.inc(m.PAGINATION_STALLS)
                 return
             if step.done:
                 return
 
     def _backpressure(self) -> bool:
-        return self._tracker.enrichment_backlog() >= self._options.max_enrich_backlog
+        return self._tracker.enrichment.backlog() >= self._options.max_enrich_backlog
 
     async def _enrich(self, now: int) -> bool:
         """Fetch the details of finished runs; True when more are due right away."""
-        tracker = self._tracker
-        due = tracker.enrichment_due(now, self._options.enrich_batch + 1)
+        due = self._tracker.enrichment.due(now, self._options.enrich_batch + 1)
         if not due:
             return False
         more = len(due) > self._options.enrich_batch
@@ -340,7 +351,7 @@ class Poller:
         return more or skipped
 
     async def _enrich_run(self, record: RunRecord, now: int) -> None:
-        tracker = self._tracker
+        enrichment = self._tracker.enrichment
         assert record.enrich is not None
         for endpoint in list(record.enrich.pending):
             if record.enrich is None:
@@ -352,56 +363,56 @@ class Poller:
                     return  # deferred until the server's spans have settled
             except LettaPostponed as exc:
                 # Letta asked to wait: not a failed attempt, the run just waits.
-                tracker.defer_enrichment(record, now + int(exc.wait_s * NS_PER_S))
+                enrichment.defer(record, now + int(exc.wait_s * NS_PER_S))
                 return
             except LettaNotFound:
                 log.info("run %s: %s answered 404; counting it without", record.id, endpoint)
-                tracker.enrichment_failed(record, endpoint, now, permanent=True)
+                enrichment.failed(record, endpoint, now, permanent=True)
             except LettaError as exc:
                 log.debug("run %s: fetching %s failed (%s); will retry", record.id, endpoint, exc)
-                tracker.enrichment_failed(record, endpoint, now, permanent=False)
+                enrichment.failed(record, endpoint, now, permanent=False)
                 return  # the run waits its backoff before any further request
 
     async def _enrich_endpoint(self, record: RunRecord, endpoint: str, now: int) -> bool:
         """Fetch one endpoint's detail of a run; False when it is too early to ask."""
-        tracker, client = self._tracker, self._client
+        enrichment, client = self._tracker.enrichment, self._client
         if endpoint == "metrics":
             await self._tools.fetch(record, now)  # falls back on the run's messages
             return True
         if not self.endpoints.should_ask(endpoint, now):
-            tracker.enrichment_skipped(record, endpoint, now)  # not served here
+            enrichment.skipped(record, endpoint)  # not served here
             return True
         try:
             if endpoint == "usage":
-                tracker.enriched_usage(record, await client.get_usage(record.id), now)
+                enrichment.answered_usage(record, await client.get_usage(record.id))
             elif endpoint == "steps":
                 steps = await client.list_steps(record.id)
                 self._scope.observe(steps)
-                tracker.enriched_steps(record, steps, now)
+                enrichment.answered_steps(record, steps)
             elif endpoint == "step_timings":
-                tracker.enriched_step_timings(record, await self._step_timings(record), now)
+                enrichment.answered_step_timings(record, await self._step_timings(record))
             elif endpoint == "trace" and not await self._fetch_trace(record, now):
                 return False
         except (LettaNotFound, LettaNotImplemented) as exc:
             await not_served_or_raise(client, self.endpoints, record.id, endpoint, exc, now)
             if endpoint == "trace":
-                tracker.enrichment_skipped(record, endpoint, now)  # built from run data
+                enrichment.skipped(record, endpoint)  # built from run data
             else:
-                tracker.enrichment_failed(record, endpoint, now, permanent=True)
+                enrichment.failed(record, endpoint, now, permanent=True)
             return True
         self.endpoints.answered(endpoint)
         return True
 
     async def _fetch_trace(self, record: RunRecord, now: int) -> bool:
         """Fetch and store the run's `/trace` rows; False when it is too early to ask."""
-        tracker = self._tracker
-        assert tracker.tracer is not None
-        ready = tracker.trace_ready_ns(record)
+        enrichment, tracer = self._tracker.enrichment, self._tracer
+        assert tracer is not None
+        ready = enrichment.trace_ready_ns(record)
         if ready > now:
-            tracker.defer_enrichment(record, ready)
+            enrichment.defer(record, ready)
             return False
         rows = await self._client.get_trace(record.id)
-        tracker.enriched_trace(record, tracker.tracer.from_rows(record.id, rows), now)
+        enrichment.answered_trace(record, tracer.from_rows(record.id, rows))
         return True
 
     async def _resolve_tool(self, tool_id: str) -> None:
@@ -418,7 +429,7 @@ class Poller:
         finally:
             if lookup.done():
                 self._tool_lookups.pop(tool_id, None)
-        self._tracker.name_tool(tool_id, name)
+        self._tracker.tool_names.name(tool_id, name)
 
     async def _step_timings(self, record: RunRecord) -> list[tuple[str, float]]:
         assert record.enrich is not None
@@ -435,11 +446,11 @@ class Poller:
     async def _refresh_approvals(self, since: int) -> None:
         """GET each waiting run the scan no longer lists, so a cancel is seen; within
         the re-scanned window this costs nothing."""
-        due = self._tracker.approvals.due_refresh(since)
+        runs = self._runs
+        due = runs.approvals.book.due_refresh(since)
         if not due:
             return
         now = self._now()
-        tracker = self._tracker
         failures: list[LettaError] = []
         semaphore = asyncio.Semaphore(_GET_CONCURRENCY)
 
@@ -448,12 +459,12 @@ class Poller:
                 try:
                     run = await self._client.get_run(run_id)
                 except LettaNotFound:
-                    tracker.approvals.vanished(run_id)
+                    runs.approvals.book.vanished(run_id)
                     return
                 except LettaError as exc:
                     failures.append(exc)
                     return
-            tracker.observe(run, now, follow_old=True)
+            runs.observe(run, now, follow_old=True)
 
         async with asyncio.TaskGroup() as group:
             for run_id in due:
@@ -465,9 +476,9 @@ class Poller:
         """Once (first start, or upgrade of an older state file): find approvals that
         wait since before the window the first scan covered. Costs 1 request, plus 1 per
         agent or conversation whose newest `requires_approval` run is older than that."""
-        tracker = self._tracker
+        runs = self._runs
         client = self._client
-        floor = tracker.dedupe_floor_ns()
+        floor = runs.positions.dedupe_floor_ns()
         asked = await client.list_runs_where(
             limit=_SEED_APPROVAL_RUNS, stop_reason="requires_approval"
         )
@@ -475,7 +486,7 @@ class Poller:
         for run in asked.runs:  # newest first
             newest.setdefault((run.agent_id, run.conversation_id or ""), run)
         for (agent, conversation), waiting in newest.items():
-            if waiting.created_ns >= floor or not tracker.agent_allowed(agent):
+            if waiting.created_ns >= floor or not runs.agent_allowed(agent):
                 continue  # the scans see this one and what answered it
             filters = {"agent_id": agent}
             if conversation:
@@ -497,17 +508,17 @@ class Poller:
                 # wait than a false page.
                 continue
             # Oldest first, so a continuation still working is seen as working on it.
-            tracker.seed_approvals([waiting, *reversed(later)], now)
-        tracker.approvals_seeding_done()
+            runs.approvals.seed([waiting, *reversed(later)], now)
+        runs.approvals.seeding_done()
 
     async def _refresh_settling(self, now: int) -> None:
-        await self._get_each(self._tracker.settling_needing_refresh(now), now)
+        await self._get_each(self._runs.records.settling_needing_refresh(now), now)
 
     async def _get_each(self, records: list[RunRecord], now: int) -> None:
         if not records:
             return
         semaphore = asyncio.Semaphore(_GET_CONCURRENCY)
-        tracker = self._tracker
+        runs = self._runs
         failures: list[LettaError] = []
 
         async def refresh(record: RunRecord) -> None:
@@ -516,14 +527,14 @@ class Poller:
                     run = await self._client.get_run(record.id)
                 except LettaNotFound:
                     log.info("run %s disappeared (404) while followed", record.id)
-                    tracker.vanished(record.id, now)
+                    runs.vanished(record.id, now)
                     return
                 except LettaError as exc:
                     # Kept out of the TaskGroup, which would wrap it in an ExceptionGroup
                     # that the cycle's `except LettaError` cannot catch.
                     failures.append(exc)
                     return
-            tracker.observe(run, now, follow_old=True)
+            runs.observe(run, now, follow_old=True)
 
         async with asyncio.TaskGroup() as group:
             for record in records:
@@ -534,33 +545,7 @@ class Poller:
     # ---- bookkeeping ----------------------------------------------------------------
 
     def _commit(self) -> None:
-        tracker = self._tracker
-        changed, removed = tracker.take_changes()
-        meta = {"hwm_ns": str(tracker.hwm_ns)} if tracker.hwm_ns is not None else {}
-        meta["scan"] = tracker.scan_json()
-        approvals = tracker.approvals_json()
-        if approvals is not None:
-            meta["approvals"] = approvals
-        if tracker.listed_until_ns is not None:
-            meta["listed_until_ns"] = str(tracker.listed_until_ns)
-        self._checkpoint.commit(
-            changed=changed,
-            removed=removed,
-            series=tracker.aggregates.take_dirty(),
-            meta=meta,
-            new_label_values={
-                label.name: label.take_new()
-                for label in (
-                    tracker.agent_label,
-                    tracker.model_label,
-                    tracker.tool_label,
-                    tracker.error_type_label,
-                    tracker.run_type_label,
-                )
-            },
-            new_tool_names=tracker.take_new_tool_names(),
-            new_traces=tracker.take_new_traces(),
-        )
+        self._checkpoint.commit(self._tracker.take_changes())
 
     def _log_failure(self, exc: LettaError) -> None:
         # One line per distinct problem, then a reminder every 5 minutes: no log storm
@@ -579,7 +564,7 @@ class Poller:
 
     def _log_progress(self) -> None:
         """Backfill/catch-up progress: pages, runs/s and ETA, at most every 5 seconds."""
-        walk = self._tracker.scan
+        walk = self._runs.positions.scan
         if walk is None or walk.pos is None:
             self._progress = None
             return

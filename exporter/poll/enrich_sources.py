@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from exporter.core.availability import EndpointAvailability
-from exporter.core.tracker import RunRecord, Tracker
+from exporter.core.records import RunRecord
+from exporter.core.tracker import Tracker
 from exporter.letta.client import LettaClient
 from exporter.letta.errors import LettaNotFound, LettaNotImplemented
 
@@ -64,7 +65,7 @@ class ToolSource:
                 for tool_id in dict.fromkeys(metrics.tools_used or ()):
                     if tool_id not in tracker.tool_names:
                         await self._resolve_tool(tool_id)
-                tracker.enriched_metrics(record, metrics, now)
+                tracker.enrichment.answered_metrics(record, metrics)
                 return
         if endpoints.should_ask("messages", now):
             try:
@@ -73,6 +74,6 @@ class ToolSource:
                 await not_served_or_raise(client, endpoints, record.id, "messages", exc, now)
             else:
                 endpoints.answered("messages")
-                tracker.enriched_tool_calls(record, calls, now)
+                tracker.enrichment.answered_tool_calls(record, calls)
                 return
-        tracker.enrichment_skipped(record, "metrics", now)
+        tracker.enrichment.skipped(record, "metrics")

@@ -10,14 +10,13 @@ plus the trace id the duration and TTFT exemplars point at.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry.sdk.resources import Resource
 
+from exporter.core.run_info import FetchedTrace, RunInfo
 from exporter.traces.codec import span_to_dict
 from exporter.traces.spans import (
-    RunInfo,
     build_run_spans,
     convert_trace_rows,
     trace_id_of,
@@ -26,16 +25,6 @@ from exporter.traces.spans import (
 from exporter.units import NS_PER_S
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class FetchedTrace:
-    """What `/trace` gave for one run: converted spans (maybe none) and the TTFT event."""
-
-    spans: list[dict[str, Any]]
-    trace_id: str | None
-    ttft_ns: int | None
-    skipped_rows: int
 
 
 class RunTracer:
