@@ -5,23 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from opentelemetry.sdk.resources import Resource
 
 from exporter.core.labels import OTHER, CappedLabel
 from exporter.core.options import TrackerOptions
 from exporter.core.records import Phase
-from exporter.core.run_info import FetchedTrace
 from exporter.core.tracker import Tracker
 from exporter.core.views import open_runs
 from exporter.metrics import catalogue as m
 from exporter.metrics.aggregates import Aggregates
-from exporter.store.rows import (
-    enrichment_from_json,
-    enrichment_to_json,
-    record_from_row,
-    record_to_row,
-)
-from exporter.traces.run_tracer import RunTracer
 from tests.run_factory import S, at, make_run
 
 
@@ -205,66 +196,18 @@ def test_backfilled_history_is_counted_without_being_remembered() -> None:
     assert make_run(1).id not in tracker.runs.records
 
 
-def tracing_tracker(**options: Any) -> Tracker:
-    aggregates = Aggregates()
-    return Tracker(
-        TrackerOptions(grace_ns=0, trace_delay_ns=20 * S, **options),
-        aggregates,
-        CappedLabel("agent", 100),
-        build_trace=RunTracer(Resource({"service.name": "t"})).build,
-    )
-
-
-def test_with_tracing_a_run_waits_for_its_trace_and_takes_ttft_from_its_event() -> None:
-    tracker = tracing_tracker()
-    run = make_run(1, created=0, total_duration_ns=2 * S)
-    tracker.runs.observe(run, at(30))  # completed at 2s: settled (old enough) at once
-    record = tracker.runs.records[run.id]
-    assert record.phase is Phase.ENRICHING and record.enrich is not None
-    assert record.enrich.pending == ["trace"]
-    assert tracker.enrichment.trace_ready_ns(record) == at(22)
-    fetched = FetchedTrace([{"name": "x"}], "ab" * 16, 412_000_000, 0)
-    # The pending trace survives the state file (a restart does not refetch blindly).
-    saved = record_from_row(run.id, record.created_ns, record_to_row(record))
-    assert saved.enrich == record.enrich
-    assert enrichment_from_json(enrichment_to_json(record.enrich)) == record.enrich
-    tracker.enrichment.answered_trace(record, fetched)
-    assert record.phase is Phase.DONE
-    ttft = tracker.aggregates.histograms[m.RUN_TTFT.name][("agent-a",)]
-    assert (ttft.count, ttft.sum) == (1, 0.412)
-    duration = tracker.aggregates.histograms[m.RUN_DURATION.name][("agent-a", "completed")]
-    assert duration.exemplars is not None
-    assert ("ab" * 16, 2.0) in duration.exemplars
-    assert tracker.counter.take_new_traces() == [(run.id, [{"name": "x"}])]
-
-
-def test_without_trace_rows_the_built_root_lasts_the_duration_sample() -> None:
-    tracker = tracing_tracker()
-    run = make_run(2, created=0, total_duration_ns=1_234_567_891)
-    tracker.runs.observe(run, at(30))
-    record = tracker.runs.records[run.id]
-    tracker.enrichment.answered_trace(record, None)
-    [(run_id, spans)] = tracker.counter.take_new_traces()
-    root = spans[0]
-    assert run_id == run.id and root["name"].startswith("invoke_agent")
-    assert root["end"] - root["start"] == 1_234_567_891
-    hist = tracker.aggregates.histograms[m.RUN_DURATION.name][("agent-a", "completed")]
-    assert hist.exemplars is not None and (root["trace_id"], 1.234567891) in hist.exemplars
-
-
 def test_the_next_settle_moment_and_the_oldest_uncounted_finish() -> None:
     tracker = make_tracker(grace_ns=5 * S, enrich=())
-    assert tracker.runs.records.next_settle_ns(at(0)) is None
-    assert tracker.runs.records.oldest_uncounted_finish_ns() is None
+    records = tracker.runs.records
+    assert records.next_settle_ns(at(0)) is None
+    assert records.oldest_uncounted_finish_ns() is None
     tracker.runs.observe(make_run(1, created=0), at(3))  # completed at 2 s, seen at 3 s
     tracker.runs.observe(make_run(2, created=1), at(4))  # completed at 3 s, seen at 4 s
-    assert tracker.runs.records.next_settle_ns(at(4)) == at(8)  # the first grace period to end
-    assert tracker.runs.records.next_settle_ns(at(8.5)) == at(9)
-    assert (
-        tracker.runs.records.next_settle_ns(at(9.5)) is None
-    )  # both over: the cycle refreshes them
-    assert tracker.runs.records.oldest_uncounted_finish_ns() == at(2)
+    assert records.next_settle_ns(at(4)) == at(8)  # the first grace period to end
+    assert records.next_settle_ns(at(8.5)) == at(9)
+    assert records.next_settle_ns(at(9.5)) is None  # both over: the cycle refreshes them
+    assert records.oldest_uncounted_finish_ns() == at(2)
     tracker.runs.observe(make_run(1, created=0), at(9))
     tracker.runs.observe(make_run(2, created=1), at(9))
     tracker.runs.finalize(at(9))
-    assert tracker.runs.records.oldest_uncounted_finish_ns() is None  # counted
+    assert records.oldest_uncounted_finish_ns() is None  # counted
