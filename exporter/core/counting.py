@@ -51,7 +51,9 @@ class CountLabels:
         return {label.name: label.take_new() for label in labels}
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass's __init__ costs a setattr call per field, and a backfill
+# builds one per historic run.
+@dataclass(slots=True)
 class RunSample:
     """What a finished run contributes to the run metrics (enrichment aside)."""
 

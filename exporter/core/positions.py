@@ -26,6 +26,19 @@ class Positions:
         from the head is a late commit (only known when no walk is still pending)."""
         self._late_mark = self.hwm_ns if self.scan is None else None
 
+    def start_walk(self, walk: Walk) -> None:
+        """`walk` is under way: persisted as pending until it reaches its floor."""
+        self.scan = walk
+
+    def drop_walk(self) -> None:
+        """Give the walk up; the next cycle starts a new one from the head."""
+        self.scan = None
+
+    def walk_done(self, started_ns: int) -> None:
+        """The walk reached its floor: every run created before `started_ns` was listed."""
+        self.scan = None
+        self.listed_until_ns = started_ns
+
     def is_late(self, created: int) -> bool:
         """Whether a run first seen now was created before what earlier cycles saw."""
         return self._late_mark is not None and created < self._late_mark

@@ -259,7 +259,7 @@ class Poller:
         if positions.scan is None:
             self._walk_started_ns = now
         walk = positions.scan or self._new_scan()
-        positions.scan = walk  # persisted as pending until it reaches its floor
+        positions.start_walk(walk)
         self._listed_all = False
         walk.new_cycle()
         resumed = walk.pos is not None
@@ -284,13 +284,12 @@ class Poller:
                 runs.aggregates.inc(m.PAGINATION_STALLS)
                 log.warning("a runs page made no progress; ending this walk until next cycle")
                 if not walk.first and not resumed:
-                    positions.scan = None
+                    positions.drop_walk()
                 return
             if step.done:
-                positions.scan = None
+                positions.walk_done(self._walk_started_ns)
                 self._listed_all = True
                 self._listed_until_ns = self._walk_started_ns
-                positions.listed_until_ns = self._walk_started_ns
                 if not resumed:
                     self._last_head_rows = head_rows
                 return
