@@ -63,7 +63,7 @@ def test_a_status_change_after_counting_is_reported_not_recounted() -> None:
 def test_an_open_run_is_followed_until_it_ends_and_then_counted() -> None:
     tracker = make_tracker(grace_ns=0)
     tracker.runs.observe(make_run(1, status="created", created=0), at(1))
-    assert tracker.runs.records.phase_counts()[Phase.OPEN] == 1
+    assert len(tracker.runs.records.in_phase(Phase.OPEN)) == 1
     tracker.runs.observe(make_run(1, status="running", created=0), at(2))
     tracker.runs.finalize(at(2))
     assert finished(tracker) == {}

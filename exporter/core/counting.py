@@ -186,9 +186,9 @@ class RunCounter:
         tool_ids = (enrich.tool_ids if enrich else None) or ()
         called = (enrich.tool_calls if enrich else None) or {}
         names = [self.tool_names.get(t) for t in tool_ids] + list(called)
-        info = run_info_of(
+        info = _run_info(
             record,
-            steps=tuple(step_info_of(s) for s in spans_steps),
+            steps=tuple(_step_info(s) for s in spans_steps),
             tool_names=tuple(dict.fromkeys(names)),
         )
         spans, trace_id = build(info)
@@ -196,7 +196,7 @@ class RunCounter:
         return trace_id
 
 
-def run_info_of(
+def _run_info(
     record: RunRecord, *, steps: tuple[StepInfo, ...], tool_names: tuple[str, ...]
 ) -> RunInfo:
     """What the span builder needs of a counted run."""
@@ -228,7 +228,7 @@ def run_info_of(
 _STEP_FIELDS: Final = frozenset(StepInfo.__dataclass_fields__)
 
 
-def step_info_of(data: dict[str, Any]) -> StepInfo:
+def _step_info(data: dict[str, Any]) -> StepInfo:
     """A step saved with the pending enrichment, back as a StepInfo."""
     # Fields a newer or older exporter saved that this one does not know are ignored, so
     # an upgrade while runs wait for enrichment cannot break counting them.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterator, ValuesView
 
 from exporter.core.options import TrackerOptions
@@ -125,7 +124,3 @@ class RunRecords:
     def followed_count(self) -> int:
         """Runs being followed: open or settling."""
         return sum(1 for r in self._by_id.values() if r.phase in (Phase.OPEN, Phase.SETTLING))
-
-    def phase_counts(self) -> Counter[Phase]:
-        """Records by phase (for tests and debugging)."""
-        return Counter(r.phase for r in self._by_id.values())

@@ -42,7 +42,6 @@ class Tracker:
         tool_names: dict[str, str] | None = None,
         build_trace: TraceBuilder | None = None,
     ) -> None:
-        self.options = options
         self.aggregates = aggregates
         given = {
             "model": model_label,
