@@ -39,8 +39,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.cli.config import Settings, load_settings
 from exporter.cli.main import tracker_options
+from exporter.core.counting import ERROR_TYPE_LIMIT, RUN_TYPE_LIMIT
 from exporter.core.labels import AgentFilter, CappedLabel
-from exporter.core.tracker import ERROR_TYPE_LIMIT, RUN_TYPE_LIMIT, Tracker
+from exporter.core.tracker import Tracker
 from exporter.letta.client import LettaClient
 from exporter.letta.http import build_http_client
 from exporter.letta.requester import ClientOptions
@@ -283,7 +284,7 @@ class _Exporter:
             run_type_label=capped("run_type", RUN_TYPE_LIMIT),
             tool_names=loaded.tool_names,
         )
-        tracker.load(loaded.records, loaded.meta)
+        tracker.runs.load(loaded.records, loaded.meta)
 
         def count_request(endpoint: str, code: str, seconds: float) -> None:
             aggregates.inc(m.API_REQUESTS, (endpoint, code))

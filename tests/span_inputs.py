@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from exporter.core.run_info import RunInfo, StepInfo
 from exporter.letta.models import Run, Step
-from exporter.traces.build import RunInfo, StepInfo
 from tests.conftest import load_fixture
 
 ROWS = Path(__file__).parent / "fixtures" / "trace_rows"

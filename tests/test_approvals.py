@@ -175,15 +175,17 @@ def test_a_zombie_continuation_hides_the_wait_only_until_it_is_stale() -> None:
 
 def test_the_tracker_feeds_the_book_from_every_observation() -> None:
     from exporter.core.labels import CappedLabel
-    from exporter.core.tracker import Tracker, TrackerOptions
+    from exporter.core.options import TrackerOptions
+    from exporter.core.tracker import Tracker
+    from exporter.core.views import approval_waits
     from exporter.metrics.aggregates import Aggregates
 
     gamma = [Run.model_validate(r) for r in load_fixture("list/runs_agent_id_gamma.json")]
     tracker = Tracker(TrackerOptions(grace_ns=0), Aggregates(), CappedLabel("agent", 10))
     now = max(r.created_ns for r in gamma) + 60 * S
     for item in gamma:  # newest first, as a scan lists them
-        tracker.observe(item, now)
-    [wait] = list(tracker.approval_waits(now))
+        tracker.runs.observe(item, now)
+    [wait] = list(approval_waits(tracker.runs, tracker.labels.agent, now))
     assert (wait.agent, wait.since_ns) == (
         gamma[0].agent_id,
         to_epoch_ns(gamma[0].completed_at),  # type: ignore[arg-type]
@@ -192,5 +194,5 @@ def test_the_tracker_feeds_the_book_from_every_observation() -> None:
         update={"id": "run-00000000-0000-4000-8000-00000000000a", "stop_reason": "end_turn"}
     )
     newer = newer.model_copy(update={"created_at": newer.created_at.replace(minute=59)})
-    tracker.observe(newer, now)
-    assert list(tracker.approval_waits(now)) == []
+    tracker.runs.observe(newer, now)
+    assert list(approval_waits(tracker.runs, tracker.labels.agent, now)) == []

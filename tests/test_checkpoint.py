@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from exporter.core.tracker import Phase, RunRecord
+from exporter.core.changes import ChangeSet
+from exporter.core.records import Phase, RunRecord
 from exporter.metrics import catalogue as m
 from exporter.metrics.aggregates import Aggregates
 from exporter.store.checkpoint import SCHEMA_VERSION, Checkpoint, CheckpointError
@@ -25,13 +26,14 @@ def test_a_committed_cycle_reads_back_exactly(tmp_path: Path) -> None:
     cp = Checkpoint(path)
     assert cp.load().fresh
     cp.commit(
-        changed=[record("run-1"), record("run-2", Phase.DONE)],
-        removed=[],
-        series=agg.take_dirty(),
-        meta={"hwm_ns": "123", "scan": "null"},
-        new_label_values={"agent": ["agent-a"]},
+        ChangeSet(
+            changed=[record("run-1"), record("run-2", Phase.DONE)],
+            series=agg.take_dirty(),
+            meta={"hwm_ns": "123", "scan": "null"},
+            new_label_values={"agent": ["agent-a"]},
+        )
     )
-    cp.commit(changed=[], removed=["run-2"], series=[], meta={}, new_label_values={})
+    cp.commit(ChangeSet(removed=["run-2"]))
     cp.close()
 
     loaded = Checkpoint(path).load()
@@ -92,14 +94,7 @@ def test_the_span_outbox_is_written_with_the_count_and_settled_after_export(
 ) -> None:
     cp = Checkpoint(tmp_path / "state.sqlite")
     spans = [{"name": "invoke_agent a"}, {"name": "chat m"}]
-    cp.commit(
-        changed=[],
-        removed=[],
-        series=[],
-        meta={},
-        new_label_values={},
-        new_traces=[(f"run-{i}", spans) for i in range(5)],
-    )
+    cp.commit(ChangeSet(new_traces=[(f"run-{i}", spans) for i in range(5)]))
     due = cp.outbox_due(now_ns=0, limit=3)
     assert [e.run_id for e in due] == ["run-0", "run-1", "run-2"]
     assert due[0].span_count == 2 and due[0].attempts == 0
@@ -113,14 +108,7 @@ def test_the_span_outbox_is_written_with_the_count_and_settled_after_export(
 
 def test_a_retried_entry_waits_for_its_time(tmp_path: Path) -> None:
     cp = Checkpoint(tmp_path / "state.sqlite")
-    cp.commit(
-        changed=[],
-        removed=[],
-        series=[],
-        meta={},
-        new_label_values={},
-        new_traces=[("run-a", [{}])],
-    )
+    cp.commit(ChangeSet(new_traces=[("run-a", [{}])]))
     cp.outbox_settle(done=[], retry=[("run-a", 3, 500)], max_entries=10)
     assert cp.outbox_due(now_ns=499, limit=10) == []
     assert cp.outbox_due(now_ns=500, limit=10)[0].attempts == 3

@@ -131,7 +131,7 @@ async def test_a_long_retry_after_postpones_the_run_without_costing_an_attempt(
     rig.fake.inject("409", retry_after=120, path_regex=r"/steps$")
     run_id = rig.finish()
     await rig.cycles()
-    record = rig.tracker.records[run_id]
+    record = rig.tracker.runs.records[run_id]
     assert record.enrich is not None and record.enrich.attempts == 0
     assert rig.postponed == ["run_steps"]
     assert rig.series(m.RUNS_FINISHED) == {}

@@ -8,11 +8,14 @@ import pytest
 
 from exporter.cli.prices import PriceFileError, load_prices
 from exporter.core.labels import CappedLabel
+from exporter.core.options import TrackerOptions
 from exporter.core.pricing import ModelPrice, PriceTable
-from exporter.core.tracker import Phase, RunRecord, Tracker, TrackerOptions
+from exporter.core.records import Phase, RunRecord
+from exporter.core.tracker import Tracker
 from exporter.letta.models import RunMetrics, Step, Usage
 from exporter.metrics import catalogue as m
 from exporter.metrics.aggregates import Aggregates
+from exporter.store.rows import record_from_row, record_to_row
 from tests.run_factory import S, at, make_run
 
 ALL = ("usage", "steps", "metrics")
@@ -38,8 +41,8 @@ def series(tracker: Tracker, spec: m.MetricSpec) -> dict[tuple[str, ...], float]
 
 
 def finished_run(tracker: Tracker) -> RunRecord:
-    tracker.observe(make_run(1), at(1))
-    record = tracker.records[make_run(1).id]
+    tracker.runs.observe(make_run(1), at(1))
+    record = tracker.runs.records[make_run(1).id]
     assert record.phase is Phase.ENRICHING
     return record
 
@@ -47,15 +50,15 @@ def finished_run(tracker: Tracker) -> RunRecord:
 def test_a_finished_run_is_counted_with_its_details_once_all_are_fetched() -> None:
     tracker = make_tracker()
     record = finished_run(tracker)
-    tracker.enriched_usage(record, Usage(prompt_tokens=300, completion_tokens=30), at(2))
+    tracker.enrichment.answered_usage(record, Usage(prompt_tokens=300, completion_tokens=30))
     steps = [
         step(1, prompt_tokens=100, completion_tokens=10, cached_input_tokens=40),
         step(2, prompt_tokens=200, completion_tokens=20, reasoning_tokens=5),
     ]
-    tracker.enriched_steps(record, steps, at(2))
+    tracker.enrichment.answered_steps(record, steps)
     assert series(tracker, m.RUNS_FINISHED) == {}, "not counted before every detail is in"
-    tracker.enriched_metrics(
-        record, RunMetrics(id=record.id, num_steps=2, tools_used=["tool-1", "tool-9"]), at(2)
+    tracker.enrichment.answered_metrics(
+        record, RunMetrics(id=record.id, num_steps=2, tools_used=["tool-1", "tool-9"])
     )
     assert series(tracker, m.RUNS_FINISHED) == {("agent-a", "completed", "end_turn"): 1.0}
     assert series(tracker, m.RUN_TOKENS) == {
@@ -72,16 +75,16 @@ def test_a_finished_run_is_counted_with_its_details_once_all_are_fetched() -> No
     assert series(tracker, m.RUN_COST) == {("agent-a", "gpt-x"): pytest.approx(340e-6)}
     hist = tracker.aggregates.histograms[m.RUN_STEPS.name][("agent-a",)]
     assert (hist.count, hist.sum) == (1, 2)
-    assert tracker.records[record.id].phase is Phase.DONE
-    assert tracker.records[record.id].enrich is None
+    assert tracker.runs.records[record.id].phase is Phase.DONE
+    assert tracker.runs.records[record.id].enrich is None
 
 
 def test_a_late_success_after_counting_changes_nothing() -> None:
     tracker = make_tracker(enrich=("usage",))
     record = finished_run(tracker)
-    tracker.enriched_usage(record, Usage(prompt_tokens=5, completion_tokens=1), at(2))
-    tracker.observe(make_run(1), at(3))
-    tracker.finalize(at(3))
+    tracker.enrichment.answered_usage(record, Usage(prompt_tokens=5, completion_tokens=1))
+    tracker.runs.observe(make_run(1), at(3))
+    tracker.runs.finalize(at(3))
     assert sum(series(tracker, m.RUNS_FINISHED).values()) == 1
     assert series(tracker, m.RUN_TOKENS) == {
         ("agent-a", "unknown", "input"): 5.0,
@@ -92,14 +95,14 @@ def test_a_late_success_after_counting_changes_nothing() -> None:
 def test_transient_failures_back_off_then_give_up_and_count_without_the_detail() -> None:
     tracker = make_tracker(enrich=("usage", "steps"), enrich_max_attempts=3)
     record = finished_run(tracker)
-    tracker.enriched_usage(record, Usage(prompt_tokens=7, completion_tokens=3), at(1))
-    tracker.enrichment_failed(record, "steps", at(1), permanent=False)
+    tracker.enrichment.answered_usage(record, Usage(prompt_tokens=7, completion_tokens=3))
+    tracker.enrichment.failed(record, "steps", at(1), permanent=False)
     assert record.enrich is not None and record.enrich.next_try_ns == at(3)
-    assert tracker.enrichment_due(at(2), 10) == []
-    assert tracker.enrichment_due(at(3), 10) == [record]
-    tracker.enrichment_failed(record, "steps", at(3), permanent=False)
+    assert tracker.enrichment.due(at(2), 10) == []
+    assert tracker.enrichment.due(at(3), 10) == [record]
+    tracker.enrichment.failed(record, "steps", at(3), permanent=False)
     assert record.enrich.next_try_ns == at(7)  # doubled
-    tracker.enrichment_failed(record, "steps", at(7), permanent=False)
+    tracker.enrichment.failed(record, "steps", at(7), permanent=False)
     assert series(tracker, m.ENRICHMENT_FAILURES) == {("steps",): 1.0}
     assert series(tracker, m.RUNS_FINISHED) == {("agent-a", "completed", "end_turn"): 1.0}
     # Without steps the tokens come from /usage, under model "unknown".
@@ -109,7 +112,7 @@ def test_transient_failures_back_off_then_give_up_and_count_without_the_detail()
 def test_a_404_gives_the_endpoint_up_at_once() -> None:
     tracker = make_tracker(enrich=("metrics",))
     record = finished_run(tracker)
-    tracker.enrichment_failed(record, "metrics", at(2), permanent=True)
+    tracker.enrichment.failed(record, "metrics", at(2), permanent=True)
     assert series(tracker, m.ENRICHMENT_FAILURES) == {("metrics",): 1.0}
     assert sum(series(tracker, m.RUNS_FINISHED).values()) == 1
     assert series(tracker, m.RUN_TOOL_CALLS) == {}
@@ -118,7 +121,7 @@ def test_a_404_gives_the_endpoint_up_at_once() -> None:
 def test_step_timings_are_given_up_with_the_steps_they_depend_on() -> None:
     tracker = make_tracker(enrich=("steps", "step_timings"), enrich_max_attempts=1)
     record = finished_run(tracker)
-    tracker.enrichment_failed(record, "steps", at(2), permanent=False)
+    tracker.enrichment.failed(record, "steps", at(2), permanent=False)
     assert series(tracker, m.ENRICHMENT_FAILURES) == {("steps",): 1.0, ("step_timings",): 1.0}
     assert sum(series(tracker, m.RUNS_FINISHED).values()) == 1
 
@@ -126,7 +129,7 @@ def test_step_timings_are_given_up_with_the_steps_they_depend_on() -> None:
 def test_steps_without_timings_use_num_steps_from_metrics() -> None:
     tracker = make_tracker(enrich=("metrics",))
     record = finished_run(tracker)
-    tracker.enriched_metrics(record, RunMetrics(id=record.id, num_steps=50), at(2))
+    tracker.enrichment.answered_metrics(record, RunMetrics(id=record.id, num_steps=50))
     hist = tracker.aggregates.histograms[m.RUN_STEPS.name][("agent-a",)]
     assert hist.sum == 50
 
@@ -134,8 +137,8 @@ def test_steps_without_timings_use_num_steps_from_metrics() -> None:
 def test_pending_enrichment_survives_the_checkpoint_row() -> None:
     tracker = make_tracker()
     record = finished_run(tracker)
-    tracker.enriched_steps(record, [step(1, prompt_tokens=3)], at(2))
-    again = RunRecord.from_row(record.id, record.created_ns, record.to_row())
+    tracker.enrichment.answered_steps(record, [step(1, prompt_tokens=3)])
+    again = record_from_row(record.id, record.created_ns, record_to_row(record))
     assert again.enrich == record.enrich
     assert again.phase is Phase.ENRICHING
 
@@ -149,8 +152,8 @@ def test_model_labels_are_capped() -> None:
         model_label=CappedLabel("model", 1),
     )
     record = finished_run(tracker)
-    tracker.enriched_steps(
-        record, [step(1, "m-1", prompt_tokens=1), step(2, "m-2", prompt_tokens=1)], at(2)
+    tracker.enrichment.answered_steps(
+        record, [step(1, "m-1", prompt_tokens=1), step(2, "m-2", prompt_tokens=1)]
     )
     models = {labels[1] for labels in series(tracker, m.RUN_TOKENS)}
     assert models == {"m-1", "__other__"}
@@ -193,7 +196,7 @@ def test_backoff_is_capped_at_five_minutes() -> None:
     tracker = make_tracker(enrich=("usage",), enrich_max_attempts=50, enrich_backoff_ns=60 * S)
     record = finished_run(tracker)
     for attempt in range(10):
-        tracker.enrichment_failed(record, "usage", at(attempt), permanent=False)
+        tracker.enrichment.failed(record, "usage", at(attempt), permanent=False)
     assert record.enrich is not None and record.enrich.next_try_ns == at(9) + 300 * S
 
 
@@ -208,7 +211,7 @@ def test_step_tokens_reconcile_with_usage_on_every_captured_run() -> None:
         steps = [Step.model_validate(s) for s in load_fixture(f"runs/{run_dir.name}/steps.json")]
         tracker = make_tracker(enrich=("steps",))
         record = finished_run(tracker)
-        tracker.enriched_steps(record, steps, at(2))
+        tracker.enrichment.answered_steps(record, steps)
         tokens = series(tracker, m.RUN_TOKENS)
         assert sum(v for k, v in tokens.items() if k[2] == "input") == usage.prompt_tokens
         assert sum(v for k, v in tokens.items() if k[2] == "output") == usage.completion_tokens

@@ -13,8 +13,10 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
 from exporter.core.labels import CappedLabel, free_value
+from exporter.core.options import TrackerOptions
 from exporter.core.pricing import ModelPrice, PriceTable
-from exporter.core.tracker import Tracker, TrackerOptions
+from exporter.core.tracker import Tracker
+from exporter.core.views import approval_waits, open_runs
 from exporter.letta.models import Run, RunMetrics, Step, Usage, to_epoch_ns
 from exporter.metrics import catalogue as m
 from exporter.metrics.aggregates import Aggregates
@@ -40,24 +42,26 @@ def scenario_registry() -> CollectorRegistry:
     now = max(to_epoch_ns(r.completed_at) for r in runs if r.completed_at) + 700 * S
     details = {load_fixture(f"runs/{d.name}/run.json")["id"]: d.name for d in scenario_dirs()}
     for run in runs:
-        tracker.observe(run, now)
-        record = tracker.records[run.id]
+        tracker.runs.observe(run, now)
+        record = tracker.runs.records[run.id]
         scenario = details[run.id]
-        tracker.enriched_usage(
-            record, Usage.model_validate(load_fixture(f"runs/{scenario}/usage.json")), now
+        tracker.enrichment.answered_usage(
+            record, Usage.model_validate(load_fixture(f"runs/{scenario}/usage.json"))
         )
         steps = [Step.model_validate(s) for s in load_fixture(f"runs/{scenario}/steps.json")]
-        tracker.enriched_steps(record, steps, now)
+        tracker.enrichment.answered_steps(record, steps)
         # The capture has no step timings: give each step a fixed made-up duration.
-        tracker.enriched_step_timings(record, [(free_value(s.model), 0.75) for s in steps], now)
+        tracker.enrichment.answered_step_timings(
+            record, [(free_value(s.model), 0.75) for s in steps]
+        )
         metrics = load_fixture(f"runs/{scenario}/metrics.json")
         for tool_id in metrics.get("tools_used") or ():
-            tracker.name_tool(tool_id, "conversation_search")
-        tracker.enriched_metrics(record, RunMetrics.model_validate(metrics), now)
+            tracker.tool_names.name(tool_id, "conversation_search")
+        tracker.enrichment.answered_metrics(record, RunMetrics.model_validate(metrics))
     for path in ("inflight/async_slow/run.json", "inflight/stream_slow/run.json"):
         run = Run.model_validate(load_fixture(path))
-        tracker.observe(run, to_epoch_ns(run.created_at) + S, follow_old=True)
-    tracker.finalize(now)
+        tracker.runs.observe(run, to_epoch_ns(run.created_at) + S, follow_old=True)
+    tracker.runs.finalize(now)
     aggregates.inc(m.POLLS, (), 12)
     aggregates.inc(m.POLL_ERRORS, ("http_5xx",), 1)
     aggregates.inc(m.API_REQUESTS, ("runs_list", "200"), 14)
@@ -80,11 +84,13 @@ def scenario_registry() -> CollectorRegistry:
     }
     snapshot = Snapshot(
         aggregates=aggregates.copy(),
-        open_runs=tuple(tracker.open_runs(max(opened) + 30 * S)),
-        followed=tracker.followed_count(),
+        open_runs=tuple(open_runs(tracker.runs, tracker.labels.agent, max(opened) + 30 * S)),
+        followed=tracker.runs.records.followed_count(),
         health=health,
         agent_info=tuple((a, names[a]) for a in label.values() if a in names),
-        approval_waits=tuple(tracker.approval_waits(now)),  # the captured gamma agent's
+        approval_waits=tuple(
+            approval_waits(tracker.runs, tracker.labels.agent, now)
+        ),  # the captured gamma agent's
     )
     collector = RunsCollector(scope_verified=lambda: True)  # as scoped to a project
     collector.publish(snapshot)

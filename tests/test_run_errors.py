@@ -7,8 +7,9 @@ from typing import Any
 import pytest
 
 from exporter.core.labels import OTHER, CappedLabel
+from exporter.core.options import TrackerOptions
 from exporter.core.run_errors import error_type_from_metadata, normalise_error_type
-from exporter.core.tracker import Tracker, TrackerOptions
+from exporter.core.tracker import Tracker
 from exporter.letta.models import Run, Step, is_failure
 from exporter.metrics import catalogue as m
 from exporter.metrics.aggregates import Aggregates
@@ -71,13 +72,13 @@ def counted_fixture_runs(*, steps: bool) -> Tracker:
             continue
         run = Run.model_validate(load_fixture(f"runs/{directory.name}/run.json"))
         now = run.created_ns + 3600 * S
-        tracker.observe(run, now)
+        tracker.runs.observe(run, now)
         if steps:
-            record = tracker.records[run.id]
+            record = tracker.runs.records[run.id]
             fetched = [
                 Step.model_validate(s) for s in load_fixture(f"runs/{directory.name}/steps.json")
             ]
-            tracker.enriched_steps(record, fetched, now)
+            tracker.enrichment.answered_steps(record, fetched)
     return tracker
 
 
@@ -142,7 +143,7 @@ def test_error_types_are_capped() -> None:
                 "metadata": {"error": {"error_type": f"kind_{n}"}},
             }
         )
-        tracker.observe(run, run.created_ns + 3600 * S)
+        tracker.runs.observe(run, run.created_ns + 3600 * S)
     assert by_error_type(tracker) == {"kind_0": 1, "kind_1": 1, OTHER: 2}
     assert dict(aggregates.series(m.LABEL_OVERFLOW)) == {("error_type",): 2}
 

@@ -21,8 +21,9 @@ from opentelemetry.semconv._incubating.attributes.gen_ai_attributes import (
 from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
 from opentelemetry.semconv.schemas import Schemas
 
+from exporter.core.run_info import RunInfo, StepInfo
 from exporter.traces import build, passthrough, semconv
-from exporter.traces.build import RunInfo, StepInfo, build_run_spans
+from exporter.traces.build import build_run_spans
 from exporter.traces.semconv import SCHEMA_URL, SCOPE, SEMCONV_VERSION
 
 GEN_AI_CONSTANTS = {

@@ -25,8 +25,10 @@ from exporter.cli.client import client_from_settings
 from exporter.cli.config import FLAGS, ConfigError, Settings, load_settings, setting_error
 from exporter.cli.logs import configure
 from exporter.cli.prices import PriceFileError, load_prices
+from exporter.core.counting import ERROR_TYPE_LIMIT, RUN_TYPE_LIMIT
 from exporter.core.labels import AgentFilter, CappedLabel
-from exporter.core.tracker import ERROR_TYPE_LIMIT, RUN_TYPE_LIMIT, Tracker, TrackerOptions
+from exporter.core.options import TrackerOptions
+from exporter.core.tracker import Tracker
 from exporter.metrics import catalogue as m
 from exporter.metrics.aggregates import Aggregates
 from exporter.metrics.collector import RunsCollector
@@ -138,6 +140,7 @@ async def serve(settings: Settings) -> int:
             on_overflow=lambda label: aggregates.inc(m.LABEL_OVERFLOW, (label,)),
         )
 
+    tracer = RunTracer(resource_from_environment(os.environ)) if sink is not None else None
     tracker = Tracker(
         tracker_options(settings),
         aggregates,
@@ -149,9 +152,9 @@ async def serve(settings: Settings) -> int:
         run_type_label=capped("run_type", RUN_TYPE_LIMIT),
         prices=prices,
         tool_names=loaded.tool_names,
-        tracer=RunTracer(resource_from_environment(os.environ)) if sink is not None else None,
+        build_trace=tracer.build if tracer is not None else None,
     )
-    tracker.load(loaded.records, loaded.meta)
+    tracker.runs.load(loaded.records, loaded.meta)
     if loaded.fresh:
         how = (
             f"counting runs created in the last {settings.backfill:g}s (backfill)"
@@ -162,7 +165,9 @@ async def serve(settings: Settings) -> int:
     else:
         if settings.backfill is not None:
             log.warning("--backfill ignored: %s already holds state", settings.state_path)
-        log.info("resuming from %s (%d runs tracked)", settings.state_path, len(tracker.records))
+        log.info(
+            "resuming from %s (%d runs tracked)", settings.state_path, len(tracker.runs.records)
+        )
 
     def count_request(endpoint: str, code: str, seconds: float) -> None:
         aggregates.inc(m.API_REQUESTS, (endpoint, code))
@@ -219,6 +224,7 @@ async def serve(settings: Settings) -> int:
         if settings.agents_names
         else None,
         scope=scope,
+        tracer=tracer,
     )
     collector.publish(poller.snapshot())
     host, port = settings.listen_host_port

@@ -224,7 +224,7 @@ class LettaClient:
         """`GET /v1/runs/{id}/trace`: the server's span rows (§7.3), as loose JSON objects.
 
         Raises LettaNotImplemented (501) when the server has no ClickHouse. The rows are
-        not validated here: `exporter.traces.spans` converts what it can and counts the rest.
+        not validated here: `exporter.traces.passthrough` converts what it can and counts the rest.
         """
         body = await self._requests.get(
             "run_trace", f"{RUNS_PATH}{run_id}/trace", {"limit": TRACE_LIMIT}

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Final
 
-from exporter.core.tracker import ENDPOINTS as ENRICHMENT_ENDPOINTS
+from exporter.core.records import ENDPOINTS as ENRICHMENT_ENDPOINTS
 from exporter.letta.errors import POLL_ERROR_REASONS
 from exporter.metrics import catalogue
 from exporter.metrics.catalogue import Kind, MetricSpec

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 
-from exporter.core.tracker import ApprovalWaitView, OpenRunView
+from exporter.core.views import ApprovalWaitView, OpenRunView
 from exporter.metrics.aggregates import Aggregates
 
 

@@ -16,6 +16,7 @@ from typing import Final
 
 from exporter.core.availability import EndpointAvailability
 from exporter.core.tracker import Tracker
+from exporter.core.views import approval_waits, open_runs
 from exporter.letta.client import LettaClient
 from exporter.letta.errors import LettaError
 from exporter.metrics import catalogue as m
@@ -30,6 +31,7 @@ from exporter.poll.pager import RunPager
 from exporter.poll.reporting import FailureLog, WalkProgress
 from exporter.poll.scope import ScopeCheck
 from exporter.store.checkpoint import Checkpoint
+from exporter.traces.run_tracer import RunTracer
 from exporter.units import NS_PER_S
 
 log = logging.getLogger(__name__)
@@ -53,6 +55,7 @@ class Poller:
         spans_pending: Callable[[], int] = lambda: 0,
         agent_names: AgentNames | None = None,
         scope: ScopeCheck | None = None,
+        tracer: RunTracer | None = None,
     ) -> None:
         self._client = client
         self._tracker = tracker
@@ -66,11 +69,19 @@ class Poller:
             on_lost_cursor=lambda: tracker.aggregates.inc(m.CURSOR_LOST),
             on_direction_switch=lambda: tracker.aggregates.inc(m.CURSOR_DIRECTION_SWITCHES),
         )
+        self._runs = tracker.runs
         self._discovery = Discovery(
-            tracker, self._pager, options, first_start=first_start, now=self._now()
+            tracker.runs, self._pager, options, first_start=first_start, now=self._now()
         )
-        self._follower = Follower(client, tracker, self._pager, options, self._now)
-        self._enricher = Enricher(client, tracker, options, scope or ScopeCheck(None, None))
+        self._follower = Follower(client, tracker.runs, self._pager, options, self._now)
+        self._enricher = Enricher(
+            client,
+            tracker.enrichment,
+            tracker.tool_names,
+            options,
+            scope=scope or ScopeCheck(None, None),
+            tracer=tracer,
+        )
         self._more_enrichment = False
         self._spans_pending = spans_pending
         self._agent_names = agent_names
@@ -89,26 +100,26 @@ class Poller:
         """Run one cycle; returns True when every request of it succeeded."""
         started = time.perf_counter()
         now = self._now()
-        tracker = self._tracker
-        agg = tracker.aggregates
+        runs = self._runs
+        agg = self._tracker.aggregates
         agg.inc(m.POLLS)
         ok = True
-        tracker.begin_cycle()
+        runs.positions.begin_cycle()
         try:
             await self._discovery.scan(now, self._backpressure)
             await self._follower.refresh_open(now, first_start=self._discovery.first_start)
             await self._follower.refresh_settling(now)
             await self._follower.refresh_approvals(now)
-            if not tracker.approvals_seeded:
-                await seed_approvals(self._client, tracker, now)
+            if not runs.approvals.seeded:
+                await seed_approvals(self._client, runs, now)
         except LettaError as exc:
             ok = False
             agg.inc(m.POLL_ERRORS, (exc.reason,))
             self._failures.failed(exc)
-        tracker.finalize(self._now())
+        runs.finalize(self._now())
         # Enrichment failures are per run (retried with backoff), never a failed poll.
         self._more_enrichment = await self._enricher.enrich(self._now())
-        tracker.housekeeping(self._now())
+        runs.housekeeping(self._now())
         await self._read_agent_names()
         self._commit()
         if ok:
@@ -128,7 +139,7 @@ class Poller:
             snapshot.enrichment_backlog,
             len(snapshot.open_runs),
         )
-        self._progress.report(tracker.scan)
+        self._progress.report(runs.positions.scan)
         return ok
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -137,12 +148,12 @@ class Poller:
             started = time.monotonic()
             await self.cycle()
             # A pending walk (backfill or catch-up) or due enrichment continues at once.
-            busy = self._tracker.scan is not None and not self._backpressure()
+            busy = self._runs.positions.scan is not None and not self._backpressure()
             delay = 0.0 if busy or self._more_enrichment else self._options.interval_s
             delay = max(0.0, delay - (time.monotonic() - started))
             # A run whose grace period ends before the next cycle is looked at then, so
             # it is counted within one interval plus the grace period of finishing.
-            settle = self._tracker.next_settle_ns(self._now())
+            settle = self._runs.records.next_settle_ns(self._now())
             if settle is not None:
                 delay = min(delay, (settle - self._now()) / NS_PER_S + _SETTLE_SLACK_S)
             with contextlib.suppress(TimeoutError):
@@ -151,17 +162,19 @@ class Poller:
     def snapshot(self) -> Snapshot:
         """An immutable view of the committed state, for the collector."""
         tracker = self._tracker
+        agent_label = tracker.labels.agent
+        scan = tracker.runs.positions.scan
         now = self._now()
         return Snapshot(
             aggregates=tracker.aggregates.copy(),
-            open_runs=tuple(tracker.open_runs(now)),
-            approval_waits=tuple(tracker.approval_waits(now)),
-            followed=tracker.followed_count(),
-            enrichment_backlog=tracker.enrichment_backlog(),
+            open_runs=tuple(open_runs(tracker.runs, agent_label, now)),
+            approval_waits=tuple(approval_waits(tracker.runs, agent_label, now)),
+            followed=tracker.runs.records.followed_count(),
+            enrichment_backlog=tracker.enrichment.backlog(),
             health=self.health.copy(),
-            backfill_remaining_s=(tracker.scan.remaining_ns() / NS_PER_S) if tracker.scan else 0.0,
+            backfill_remaining_s=(scan.remaining_ns() / NS_PER_S) if scan else 0.0,
             spans_pending=self._spans_pending(),
-            agent_info=self._agent_names.info(tracker.agent_label.values())
+            agent_info=self._agent_names.info(agent_label.values())
             if self._agent_names is not None
             else (),
             cursor_param=self._pager.direction.label,
@@ -171,38 +184,12 @@ class Poller:
     async def _read_agent_names(self) -> None:
         # Names only label what was counted: a failed read never fails the poll.
         names = self._agent_names
-        agents = self._tracker.agent_label.values()
+        agents = self._tracker.labels.agent.values()
         if names is not None and names.due(agents):
             await names.refresh(agents)
 
     def _backpressure(self) -> bool:
-        return self._tracker.enrichment_backlog() >= self._options.max_enrich_backlog
+        return self._tracker.enrichment.backlog() >= self._options.max_enrich_backlog
 
     def _commit(self) -> None:
-        tracker = self._tracker
-        changed, removed = tracker.take_changes()
-        meta = {"hwm_ns": str(tracker.hwm_ns)} if tracker.hwm_ns is not None else {}
-        meta["scan"] = tracker.scan_json()
-        approvals = tracker.approvals_json()
-        if approvals is not None:
-            meta["approvals"] = approvals
-        if tracker.listed_until_ns is not None:
-            meta["listed_until_ns"] = str(tracker.listed_until_ns)
-        self._checkpoint.commit(
-            changed=changed,
-            removed=removed,
-            series=tracker.aggregates.take_dirty(),
-            meta=meta,
-            new_label_values={
-                label.name: label.take_new()
-                for label in (
-                    tracker.agent_label,
-                    tracker.model_label,
-                    tracker.tool_label,
-                    tracker.error_type_label,
-                    tracker.run_type_label,
-                )
-            },
-            new_tool_names=tracker.take_new_tool_names(),
-            new_traces=tracker.take_new_traces(),
-        )
+        self._checkpoint.commit(self._tracker.take_changes())

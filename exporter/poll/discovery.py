@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable
 from typing import Final
 
-from exporter.core.tracker import Tracker
+from exporter.core.lifecycle import RunBook
 from exporter.core.walk import Walk
 from exporter.metrics import catalogue as m
 from exporter.poll.options import PollOptions
@@ -23,25 +23,28 @@ _MIN_FIRST_PAGE: Final = 20
 
 
 class Discovery:
-    """Walks the runs list each cycle and feeds every run it has not seen to the tracker."""
+    """Walks the runs list each cycle and feeds every run it has not seen to the run book."""
 
     def __init__(
         self,
-        tracker: Tracker,
+        runs: RunBook,
         pager: RunPager,
         options: PollOptions,
         *,
         first_start: bool,
         now: int,
     ) -> None:
-        self._tracker = tracker
+        self._runs = runs
         self._pager = pager
         self._options = options
         self.first_start = first_start
         self._last_head_rows = options.page_size
         # Until a walk reaches its floor, what the state says was listed (files of 0.1.0:
         # the newest run seen).
-        listed = tracker.listed_until_ns if tracker.listed_until_ns is not None else tracker.hwm_ns
+        positions = runs.positions
+        listed = (
+            positions.listed_until_ns if positions.listed_until_ns is not None else positions.hwm_ns
+        )
         self._listed_until_ns = listed if listed is not None else now
         self._walk_started_ns = self._listed_until_ns
         self._listed_all = False
@@ -51,13 +54,13 @@ class Discovery:
 
     def new_walk(self, now: int) -> Walk:
         """The walk a cycle starts when none is pending."""
-        tracker = self._tracker
-        lookback = tracker.options.lookback_ns
-        if not self.first_start or tracker.hwm_ns is not None:
-            floor = tracker.dedupe_floor_ns() if tracker.hwm_ns is not None else None
-            if floor is None and tracker.listed_until_ns is not None:
+        positions = self._runs.positions
+        lookback = self._runs.options.lookback_ns
+        if not self.first_start or positions.hwm_ns is not None:
+            floor = positions.dedupe_floor_ns() if positions.hwm_ns is not None else None
+            if floor is None and positions.listed_until_ns is not None:
                 # Cycles ran but saw no run yet: whatever came since is new.
-                floor = tracker.listed_until_ns - lookback
+                floor = positions.listed_until_ns - lookback
             return Walk(floor_ns=floor, count=True, first_lookback_ns=lookback)
         if self._options.backfill_ns is not None:
             return Walk(
@@ -70,11 +73,12 @@ class Discovery:
 
     async def scan(self, now: int, backpressure: Callable[[], bool]) -> None:
         """Walk from the head (or the pending walk's position) towards the floor."""
-        tracker = self._tracker
-        if tracker.scan is None:
+        runs = self._runs
+        positions = runs.positions
+        if positions.scan is None:
             self._walk_started_ns = now
-        walk = tracker.scan or self.new_walk(now)
-        tracker.scan = walk  # persisted as pending until it reaches its floor
+        walk = positions.scan or self.new_walk(now)
+        positions.start_walk(walk)  # persisted as pending until it reaches its floor
         self._listed_all = False
         walk.new_cycle()
         resumed = walk.pos is not None
@@ -96,22 +100,21 @@ class Discovery:
         async for page in pages:
             if walk.first and walk.count:
                 for run, created in zip(page.fresh, page.fresh_created, strict=True):
-                    tracker.observe_backfill(run, now, created)
+                    runs.observe_backfill(run, now, created)
             else:
                 for run in page.fresh:
-                    tracker.observe(run, now, count=walk.count, floor=walk.floor_ns)
+                    runs.observe(run, now, count=walk.count, floor=walk.floor_ns)
             head_rows += len(page.fresh)
             if page.stalled:
-                tracker.aggregates.inc(m.PAGINATION_STALLS)
+                runs.aggregates.inc(m.PAGINATION_STALLS)
                 log.warning("a runs page made no progress; ending this walk until next cycle")
                 if not walk.first and not resumed:
-                    tracker.scan = None
+                    positions.drop_walk()
                 return
             if page.done:
-                tracker.scan = None
+                positions.walk_done(self._walk_started_ns)
                 self._listed_all = True
                 self._listed_until_ns = self._walk_started_ns
-                tracker.listed_until_ns = self._walk_started_ns
                 if not resumed:
                     self._last_head_rows = head_rows
                 return
@@ -122,7 +125,7 @@ class Discovery:
         """Age of the oldest finished run not counted yet: known ones by completed_at;
         while a walk has not reached its floor, unlisted runs may have finished as long
         ago as the last complete listing began."""
-        oldest = self._tracker.oldest_uncounted_finish_ns()
+        oldest = self._runs.records.oldest_uncounted_finish_ns()
         lag = now - max(oldest, self._history_until_ns) if oldest is not None else 0
         if not self._listed_all:
             lag = max(lag, now - self._listed_until_ns)

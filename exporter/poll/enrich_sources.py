@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 
 from exporter.core.availability import EndpointAvailability
-from exporter.core.tracker import RunRecord, Tracker
+from exporter.core.enrichment import EnrichmentQueue
+from exporter.core.records import RunRecord
+from exporter.core.tool_names import ToolNames
 from exporter.letta.client import LettaClient
 from exporter.letta.errors import LettaNotFound, LettaNotImplemented, LettaRequestError
 from exporter.letta.models import Tool
@@ -41,16 +43,21 @@ class ToolSource:
     """The tools a run used: `/metrics` where served, else the run's messages."""
 
     def __init__(
-        self, client: LettaClient, tracker: Tracker, endpoints: EndpointAvailability
+        self,
+        client: LettaClient,
+        enrichment: EnrichmentQueue,
+        tool_names: ToolNames,
+        endpoints: EndpointAvailability,
     ) -> None:
         self._client = client
-        self._tracker = tracker
+        self._enrichment = enrichment
+        self._tool_names = tool_names
         self._endpoints = endpoints
         self._lookups: dict[str, asyncio.Future[Tool]] = {}
 
     async def fetch(self, record: RunRecord, now: int) -> None:
-        """Store the run's tools in the tracker (or count it without, if neither is served)."""
-        client, endpoints, tracker = self._client, self._endpoints, self._tracker
+        """Store the run's tools (or count it without, if neither is served)."""
+        client, endpoints, enrichment = self._client, self._endpoints, self._enrichment
         if endpoints.should_ask("metrics", now):
             try:
                 metrics = await client.get_run_metrics(record.id)
@@ -59,9 +66,9 @@ class ToolSource:
             else:
                 endpoints.answered("metrics")
                 for tool_id in dict.fromkeys(metrics.tools_used or ()):
-                    if tool_id not in tracker.tool_names:
+                    if tool_id not in self._tool_names:
                         await self._resolve_tool(tool_id)
-                tracker.enriched_metrics(record, metrics, now)
+                enrichment.answered_metrics(record, metrics)
                 return
         if endpoints.should_ask("messages", now):
             try:
@@ -70,9 +77,9 @@ class ToolSource:
                 await not_served_or_raise(client, endpoints, record.id, "messages", exc, now)
             else:
                 endpoints.answered("messages")
-                tracker.enriched_tool_calls(record, calls, now)
+                enrichment.answered_tool_calls(record, calls)
                 return
-        tracker.enrichment_skipped(record, "metrics", now)
+        enrichment.skipped(record, "metrics")
 
     async def _resolve_tool(self, tool_id: str) -> None:
         # Runs enriched together often share tools: one lookup per id, awaited by all.
@@ -88,4 +95,4 @@ class ToolSource:
         finally:
             if lookup.done():
                 self._lookups.pop(tool_id, None)
-        self._tracker.name_tool(tool_id, name)
+        self._tool_names.name(tool_id, name)

@@ -14,12 +14,15 @@ from collections.abc import Awaitable, Callable
 from typing import Final
 
 from exporter.core.availability import EndpointAvailability
-from exporter.core.tracker import RunRecord, Tracker
+from exporter.core.enrichment import EnrichmentQueue
+from exporter.core.records import RunRecord
+from exporter.core.tool_names import ToolNames
 from exporter.letta.client import LettaClient
 from exporter.letta.errors import LettaError, LettaNotFound, LettaNotImplemented, LettaPostponed
 from exporter.poll.enrich_sources import ToolSource, not_served_or_raise
 from exporter.poll.options import PollOptions
 from exporter.poll.scope import ScopeCheck
+from exporter.traces.run_tracer import RunTracer
 from exporter.units import NS_PER_S
 
 log = logging.getLogger(__name__)
@@ -27,7 +30,7 @@ log = logging.getLogger(__name__)
 _MIN_BUDGET_S: Final = 1.0
 
 Fetcher = Callable[[RunRecord, int], Awaitable[bool]]
-"""Fetch one endpoint's detail of a run into the tracker; False when it is too early."""
+"""Fetch one endpoint's detail of a run; False when it is too early to ask."""
 
 
 class Enricher:
@@ -36,21 +39,25 @@ class Enricher:
     def __init__(
         self,
         client: LettaClient,
-        tracker: Tracker,
+        enrichment: EnrichmentQueue,
+        tool_names: ToolNames,
         options: PollOptions,
+        *,
         scope: ScopeCheck,
+        tracer: RunTracer | None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = client
-        self._tracker = tracker
+        self._enrichment = enrichment
         self._options = options
         self._scope = scope
+        self._tracer = tracer
         self._monotonic = monotonic
         self.availability = EndpointAvailability()
-        self.availability.register(*tracker.endpoints)
-        if "metrics" in tracker.endpoints:
+        self.availability.register(*enrichment.endpoints)
+        if "metrics" in enrichment.endpoints:
             self.availability.register("messages")  # the tools' source without /metrics
-        self._tools = ToolSource(client, tracker, self.availability)
+        self._tools = ToolSource(client, enrichment, tool_names, self.availability)
         self._fetchers: dict[str, Fetcher] = {
             "steps": self._steps,
             "usage": self._usage,
@@ -62,7 +69,7 @@ class Enricher:
     async def enrich(self, now: int) -> bool:
         """Fetch the details of the runs due; True when more are due right away."""
         options = self._options
-        due = self._tracker.enrichment_due(now, options.enrich_batch + 1)
+        due = self._enrichment.due(now, options.enrich_batch + 1)
         if not due:
             return False
         more = len(due) > options.enrich_batch
@@ -87,7 +94,7 @@ class Enricher:
         return more or skipped
 
     async def _enrich_run(self, record: RunRecord, now: int) -> None:
-        tracker = self._tracker
+        enrichment = self._enrichment
         assert record.enrich is not None
         for endpoint in list(record.enrich.pending):
             if record.enrich is None:
@@ -99,14 +106,14 @@ class Enricher:
                     return  # deferred until the server's spans have settled
             except LettaPostponed as exc:
                 # Letta asked to wait: not a failed attempt, the run just waits.
-                tracker.defer_enrichment(record, now + int(exc.wait_s * NS_PER_S))
+                enrichment.defer(record, now + int(exc.wait_s * NS_PER_S))
                 return
             except LettaNotFound:
                 log.info("run %s: %s answered 404; counting it without", record.id, endpoint)
-                tracker.enrichment_failed(record, endpoint, now, permanent=True)
+                enrichment.failed(record, endpoint, now, permanent=True)
             except LettaError as exc:
                 log.debug("run %s: fetching %s failed (%s); will retry", record.id, endpoint, exc)
-                tracker.enrichment_failed(record, endpoint, now, permanent=False)
+                enrichment.failed(record, endpoint, now, permanent=False)
                 return  # the run waits its backoff before any further request
 
     async def _fetch(self, record: RunRecord, endpoint: str, now: int) -> bool:
@@ -114,7 +121,7 @@ class Enricher:
         if endpoint == "metrics":
             return await self._metrics(record, now)  # has a fallback of its own
         if not self.availability.should_ask(endpoint, now):
-            self._tracker.enrichment_skipped(record, endpoint, now)  # not served here
+            self._enrichment.skipped(record, endpoint)  # not served here
             return True
         try:
             fetched = await self._fetchers[endpoint](record, now)
@@ -123,22 +130,22 @@ class Enricher:
                 self._client, self.availability, record.id, endpoint, exc, now
             )
             if endpoint == "trace":
-                self._tracker.enrichment_skipped(record, endpoint, now)  # built from run data
+                self._enrichment.skipped(record, endpoint)  # built from run data
             else:
-                self._tracker.enrichment_failed(record, endpoint, now, permanent=True)
+                self._enrichment.failed(record, endpoint, now, permanent=True)
             return True
         if fetched:
             self.availability.answered(endpoint)
         return fetched
 
     async def _usage(self, record: RunRecord, now: int) -> bool:
-        self._tracker.enriched_usage(record, await self._client.get_usage(record.id), now)
+        self._enrichment.answered_usage(record, await self._client.get_usage(record.id))
         return True
 
     async def _steps(self, record: RunRecord, now: int) -> bool:
         steps = await self._client.list_steps(record.id)
         self._scope.observe(steps)
-        self._tracker.enriched_steps(record, steps, now)
+        self._enrichment.answered_steps(record, steps)
         return True
 
     async def _metrics(self, record: RunRecord, now: int) -> bool:
@@ -155,17 +162,17 @@ class Enricher:
                 continue  # a step without a metrics row has no timing to report
             if metrics.step_ns is not None and metrics.step_ns >= 0:
                 seconds.append((model, metrics.step_ns / NS_PER_S))
-        self._tracker.enriched_step_timings(record, seconds, now)
+        self._enrichment.answered_step_timings(record, seconds)
         return True
 
     async def _trace(self, record: RunRecord, now: int) -> bool:
         """Fetch and store the run's `/trace` rows; False when it is too early to ask."""
-        tracker = self._tracker
-        assert tracker.tracer is not None
-        ready = tracker.trace_ready_ns(record)
+        enrichment, tracer = self._enrichment, self._tracer
+        assert tracer is not None
+        ready = enrichment.trace_ready_ns(record)
         if ready > now:
-            tracker.defer_enrichment(record, ready)
+            enrichment.defer(record, ready)
             return False
         rows = await self._client.get_trace(record.id)
-        tracker.enriched_trace(record, tracker.tracer.from_rows(record.id, rows), now)
+        enrichment.answered_trace(record, tracer.from_rows(record.id, rows))
         return True

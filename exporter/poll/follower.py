@@ -9,7 +9,7 @@ import logging
 from collections.abc import Callable
 from typing import Final
 
-from exporter.core.tracker import Tracker
+from exporter.core.lifecycle import RunBook
 from exporter.core.walk import Walk
 from exporter.letta.client import LettaClient
 from exporter.letta.errors import LettaError, LettaNotFound
@@ -23,50 +23,50 @@ _GET_CONCURRENCY: Final = 8
 
 
 class Follower:
-    """Refreshes the runs the tracker follows until they end."""
+    """Refreshes the runs the run book follows until they end."""
 
     def __init__(
         self,
         client: LettaClient,
-        tracker: Tracker,
+        runs: RunBook,
         pager: RunPager,
         options: PollOptions,
         clock_ns: Callable[[], int],
     ) -> None:
         self._client = client
-        self._tracker = tracker
+        self._runs = runs
         self._pager = pager
         self._options = options
         self._now = clock_ns
 
     async def refresh_open(self, since: int, *, first_start: bool) -> None:
         """Look again at open runs not observed since `since` (this cycle's start)."""
-        tracker = self._tracker
+        records = self._runs.records
         now = self._now()
-        unseen = tracker.unseen_open(since, now)
+        unseen = records.unseen_open(since, now)
         if first_start or len(unseen) > 1:
             floor = 0 if first_start else min(r.created_ns for r in unseen)
             await self._list_active(floor, now)
-            unseen = tracker.unseen_open(since, now)
+            unseen = records.unseen_open(since, now)
         await self._get_runs([r.id for r in unseen], now, self._vanished_run)
 
     async def refresh_settling(self, now: int) -> None:
         """Observe each finished run once more after its grace period, before counting."""
-        due = self._tracker.settling_needing_refresh(now)
+        due = self._runs.records.settling_needing_refresh(now)
         await self._get_runs([r.id for r in due], now, self._vanished_run)
 
     async def refresh_approvals(self, since: int) -> None:
         """GET each waiting run the scan no longer lists, so a cancel is seen; within
         the re-scanned window this costs nothing."""
-        due = self._tracker.approvals.due_refresh(since)
-        await self._get_runs(due, self._now(), self._tracker.approvals.vanished)
+        book = self._runs.approvals.book
+        await self._get_runs(book.due_refresh(since), self._now(), book.vanished)
 
     def _vanished_run(self, run_id: str) -> None:
         log.info("run %s disappeared (404) while followed", run_id)
-        self._tracker.vanished(run_id, self._now())
+        self._runs.vanished(run_id, self._now())
 
     async def _list_active(self, floor: int, now: int) -> None:
-        tracker = self._tracker
+        runs = self._runs
         pages = self._pager.pages(
             Walk(floor_ns=floor),
             page_size=self._options.page_size,
@@ -75,9 +75,9 @@ class Follower:
         )
         async for page in pages:
             for run in page.fresh:
-                tracker.observe(run, now, follow_old=True)
+                runs.observe(run, now, follow_old=True)
             if page.stalled:
-                tracker.aggregates.inc(m.PAGINATION_STALLS)
+                runs.aggregates.inc(m.PAGINATION_STALLS)
 
     async def _get_runs(
         self, run_ids: list[str], now: int, vanished: Callable[[str], None]
@@ -86,7 +86,7 @@ class Follower:
         if not run_ids:
             return
         semaphore = asyncio.Semaphore(_GET_CONCURRENCY)
-        tracker = self._tracker
+        runs = self._runs
         failures: list[LettaError] = []
 
         async def refresh(run_id: str) -> None:
@@ -101,7 +101,7 @@ class Follower:
                     # that the cycle's `except LettaError` cannot catch.
                     failures.append(exc)
                     return
-            tracker.observe(run, now, follow_old=True)
+            runs.observe(run, now, follow_old=True)
 
         async with asyncio.TaskGroup() as group:
             for run_id in run_ids:

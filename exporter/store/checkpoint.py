@@ -11,13 +11,15 @@ import json
 import os
 import sqlite3
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
-from exporter.core.tracker import RunRecord
+from exporter.core.changes import ChangeSet
+from exporter.core.records import RunRecord
 from exporter.metrics.aggregates import Labels
+from exporter.store.rows import record_from_row, record_to_row
 
 SCHEMA_VERSION: Final = 1
 APPLICATION_ID: Final = 0x4C455850  # "LEXP": tells our files from other SQLite files
@@ -168,7 +170,7 @@ class Checkpoint:
         try:
             db = self._db
             records = [
-                RunRecord.from_row(run_id, created_ns, json.loads(data))
+                record_from_row(run_id, created_ns, json.loads(data))
                 for run_id, created_ns, data in db.execute("SELECT id, created_ns, data FROM runs")
             ]
             series = [
@@ -187,37 +189,29 @@ class Checkpoint:
             ) from None
         return Loaded(records, series, meta, label_values, tool_names)
 
-    def commit(
-        self,
-        *,
-        changed: Iterable[RunRecord],
-        removed: Iterable[str],
-        series: Iterable[tuple[str, Labels, str]],
-        meta: Mapping[str, str],
-        new_label_values: Mapping[str, list[str]],
-        new_tool_names: Mapping[str, str] | None = None,
-        new_traces: Iterable[tuple[str, list[dict[str, Any]]]] = (),
-    ) -> None:
+    def commit(self, changes: ChangeSet) -> None:
         """Write one cycle's changes atomically; a run's spans enter the outbox in the
         same transaction that counts it."""
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
-            db.executemany("DELETE FROM runs WHERE id = ?", ((i,) for i in removed))
+            db.executemany("DELETE FROM runs WHERE id = ?", ((i,) for i in changes.removed))
             db.executemany(
                 "INSERT OR REPLACE INTO runs (id, created_ns, data) VALUES (?, ?, ?)",
                 (
-                    (r.id, r.created_ns, json.dumps(r.to_row(), separators=(",", ":")))
-                    for r in changed
+                    (r.id, r.created_ns, json.dumps(record_to_row(r), separators=(",", ":")))
+                    for r in changes.changed
                 ),
             )
             db.executemany(
                 "INSERT OR REPLACE INTO series (metric, labels, value) VALUES (?, ?, ?)",
-                ((name, json.dumps(list(labels)), value) for name, labels, value in series),
+                ((name, json.dumps(list(labels)), value) for name, labels, value in changes.series),
             )
-            db.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", meta.items())
+            db.executemany(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", changes.meta.items()
+            )
             seq = db.execute("SELECT coalesce(max(seq), 0) FROM label_values").fetchone()[0]
-            for label, values in new_label_values.items():
+            for label, values in changes.new_label_values.items():
                 for value in values:
                     seq += 1
                     db.execute(
@@ -226,14 +220,14 @@ class Checkpoint:
                     )
             db.executemany(
                 "INSERT OR REPLACE INTO tool_names (id, name) VALUES (?, ?)",
-                (new_tool_names or {}).items(),
+                changes.new_tool_names.items(),
             )
             db.executemany(
                 "INSERT OR REPLACE INTO span_outbox "
                 "(run_id, spans, span_count, attempts, next_try_ns) VALUES (?, ?, ?, 0, 0)",
                 (
                     (run_id, json.dumps(spans, separators=(",", ":")), len(spans))
-                    for run_id, spans in new_traces
+                    for run_id, spans in changes.new_traces
                 ),
             )
             db.execute("COMMIT")

@@ -10,28 +10,18 @@ plus the trace id the duration and TTFT exemplars point at.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry.sdk.resources import Resource
 
-from exporter.traces.build import RunInfo, build_run_spans
+from exporter.core.run_info import FetchedTrace, RunInfo
+from exporter.traces.build import build_run_spans
 from exporter.traces.codec import span_to_dict
 from exporter.traces.ids import trace_id_of
 from exporter.traces.passthrough import convert_trace_rows, ttft_seconds_from_rows
 from exporter.units import NS_PER_S
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class FetchedTrace:
-    """What `/trace` gave for one run: converted spans (maybe none) and the TTFT event."""
-
-    spans: list[dict[str, Any]]
-    trace_id: str | None
-    ttft_ns: int | None
-    skipped_rows: int
 
 
 class RunTracer:

@@ -139,8 +139,8 @@ async def _exporter_loop(conn: Connection, clock: Synchronized[float], base_url:
             ExporterStats(
                 runs_counted=counted(aggregates),
                 rss_mb=process.memory_info().rss / 2**20,
-                followed=tracker.followed_count(),
-                records=len(tracker.records),
+                followed=tracker.runs.records.followed_count(),
+                records=len(tracker.runs.records),
                 state_kb=state_size(state) / 1024,
                 render_ms=render_ms,
                 cycle_ms=cycle_ms,

@@ -1,0 +1,72 @@
+"""Where listing stands: the newest run seen, the pending walk, what was listed in full."""
+
+from __future__ import annotations
+
+import json
+
+from exporter.core.walk import Walk
+
+
+class Positions:
+    """The scan positions, persisted as checkpoint meta."""
+
+    def __init__(self, lookback_ns: int) -> None:
+        self._lookback_ns = lookback_ns
+        self.hwm_ns: int | None = None
+        """Creation time of the newest run seen."""
+        self.scan: Walk | None = None
+        """The walk still under way (persisted until it reaches its floor)."""
+        # Every run created before this had been listed (start of the last walk that
+        # reached its floor); None before one did, or in a state file of 0.1.0.
+        self.listed_until_ns: int | None = None
+        self._late_mark: int | None = None
+
+    def begin_cycle(self) -> None:
+        """Mark where this cycle starts: a new run older than what earlier cycles saw
+        from the head is a late commit (only known when no walk is still pending)."""
+        self._late_mark = self.hwm_ns if self.scan is None else None
+
+    def start_walk(self, walk: Walk) -> None:
+        """`walk` is under way: persisted as pending until it reaches its floor."""
+        self.scan = walk
+
+    def drop_walk(self) -> None:
+        """Give the walk up; the next cycle starts a new one from the head."""
+        self.scan = None
+
+    def walk_done(self, started_ns: int) -> None:
+        """The walk reached its floor: every run created before `started_ns` was listed."""
+        self.scan = None
+        self.listed_until_ns = started_ns
+
+    def is_late(self, created: int) -> bool:
+        """Whether a run first seen now was created before what earlier cycles saw."""
+        return self._late_mark is not None and created < self._late_mark
+
+    def saw_created(self, created: int) -> None:
+        """A run created at `created` was adopted: move the high-water mark."""
+        if self.hwm_ns is None or created > self.hwm_ns:
+            self.hwm_ns = created
+
+    def dedupe_floor_ns(self) -> int:
+        """Runs created before this are outside the window scans re-read."""
+        if self.hwm_ns is None:
+            return 0
+        return self.hwm_ns - self._lookback_ns
+
+    def to_meta(self) -> dict[str, str]:
+        """The positions as checkpoint meta."""
+        meta = {"hwm_ns": str(self.hwm_ns)} if self.hwm_ns is not None else {}
+        meta["scan"] = json.dumps(self.scan.to_json() if self.scan is not None else None)
+        if self.listed_until_ns is not None:
+            meta["listed_until_ns"] = str(self.listed_until_ns)
+        return meta
+
+    def load(self, meta: dict[str, str]) -> None:
+        """Restore the positions from checkpoint meta."""
+        if "hwm_ns" in meta:
+            self.hwm_ns = int(meta["hwm_ns"])
+        scan = json.loads(meta.get("scan", "null"))
+        self.scan = Walk.from_json(scan) if scan else None
+        if "listed_until_ns" in meta:
+            self.listed_until_ns = int(meta["listed_until_ns"])
