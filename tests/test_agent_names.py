@@ -9,7 +9,7 @@ import pytest
 from exporter import agent_names
 from exporter.agent_names import AgentNames
 from exporter.letta.client import ClientOptions, LettaClient, build_http_client
-from tests.fake_letta import FakeLetta
+from tests.fake_letta.fake import FakeLetta
 
 
 class Clock:

@@ -19,7 +19,7 @@ from exporter.labels import CappedLabel
 from exporter.letta.client import client_from_settings
 from exporter.poller import Poller, PollOptions
 from exporter.tracker import Tracker
-from tests.fake_letta import FakeLetta
+from tests.fake_letta.fake import FakeLetta
 
 START = 1_800_000_000.0
 

@@ -30,7 +30,8 @@ import httpx
 import pydantic
 import pytest
 
-from tests.fake_letta import Backend, FakeLetta, Semantics
+from tests.fake_letta.constants import Backend, Semantics
+from tests.fake_letta.fake import FakeLetta
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

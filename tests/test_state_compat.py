@@ -19,7 +19,7 @@ from exporter import catalogue as m
 from exporter.aggregates import Aggregates
 from exporter.checkpoint import Checkpoint
 from exporter.walk import Walk
-from tests.fake_letta import FakeLetta
+from tests.fake_letta.fake import FakeLetta
 from tests.harness import Exporter, expected, running
 
 STATE = Path(__file__).parent / "fixtures" / "state"

@@ -27,7 +27,7 @@ from exporter.server import App, HttpServer
 from exporter.snapshot import Health
 from exporter.webconfig import WebConfigError, WebConfigWatcher, WebSecurity, load_web_config
 from tests import harness
-from tests.fake_letta import FakeLetta
+from tests.fake_letta.fake import FakeLetta
 
 DOCKERFILE = Path(__file__).parents[1] / "Dockerfile"
 

@@ -48,7 +48,7 @@ from exporter.labels import CappedLabel
 from exporter.letta.client import client_from_settings
 from exporter.poller import Poller, PollOptions
 from exporter.tracker import Tracker
-from tests.fake_letta import FakeLetta
+from tests.fake_letta.fake import FakeLetta
 
 AGENTS = [f"agent-{i:03d}" for i in range(50)]
 OPEN_PER_CYCLE = 20  # runs that stay running into the next cycle
