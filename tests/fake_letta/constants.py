@@ -64,6 +64,7 @@ TOOL_TYPES: Final = (
 # The model every bulk-loaded step reports (handle; the Step's ``model`` is "fake-llm").
 BULK_MODEL: Final = "openai-proxy/fake-llm"
 
+# The (status, stop reason) outcomes that bursts and bulk loads cycle through.
 DEFAULT_STATUS_CYCLE: Final[tuple[tuple[str, str | None], ...]] = (
     ("completed", "end_turn"),
     ("completed", "end_turn"),

@@ -20,6 +20,8 @@ FAULT_KINDS: Final = frozenset(
 
 @dataclass(slots=True)
 class Fault:
+    """One armed fault: ``kind`` for the next ``remaining`` requests whose path matches."""
+
     kind: str
     remaining: int
     path_prefix: str

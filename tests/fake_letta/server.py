@@ -121,6 +121,9 @@ class FakeServer(ThreadingHTTPServer):
 
 
 class RequestHandler(BaseHTTPRequestHandler):
+    """One connection: each request goes through the budget, then the armed faults, then
+    the fake's dispatch."""
+
     protocol_version = "HTTP/1.1"
     server: FakeServer
 
