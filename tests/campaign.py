@@ -1,6 +1,6 @@
 """A randomised, seeded fault campaign against the real exporter and the fake Letta API.
 
-Each *schedule* starts a :class:`~tests.fake_letta.FakeLetta` (random cursor semantics,
+Each *schedule* starts a :class:`~tests.fake_letta.fake.FakeLetta` (random cursor semantics,
 404 or silent restart on an unknown cursor, and backend), an
 :class:`~tests.otlp_receiver.OtlpReceiver` and the exporter (small
 pages, tracing on), then plays a random interleaving of: run creation (single runs,
@@ -54,7 +54,9 @@ from typing import Any, Final
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.fake_letta import Backend, FakeLetta, Semantics, UnknownCursor, _Fault
+from tests.fake_letta.constants import Backend, Semantics, UnknownCursor
+from tests.fake_letta.fake import FakeLetta
+from tests.fake_letta.faults import Fault
 from tests.harness import Exporter, expected
 from tests.otlp_receiver import OtlpReceiver, ReceivedSpan
 
@@ -211,7 +213,7 @@ class _CountingFake(FakeLetta):
         self.served: Counter[str] = Counter()
         self._served_lock = threading.Lock()
 
-    def _take_fault(self, path: str) -> _Fault | None:
+    def _take_fault(self, path: str) -> Fault | None:
         fault = super()._take_fault(path)
         if fault is not None:
             with self._served_lock:

@@ -8,6 +8,13 @@ from typing import Any
 
 import pytest
 
+from tests.fake_checks import (  # noqa: F401 - fixtures of the fake's own tests
+    fake,
+    http,
+    no_leftover_fake_threads,
+    world,
+    world_http,
+)
 from tests.realserver.plugin import letta_stack  # noqa: F401 - the session fixture
 
 FIXTURES = Path(__file__).parent / "fixtures" / "letta-0.16.8"

@@ -13,7 +13,7 @@ reaches into exporter internals: those tests use only `CycleRig`, `RigLetta` and
         await rig.cycle()
         assert rig.metrics().value("letta_runs_finished_total") == 1
 
-The Letta API is `tests/fake_letta.FakeLetta`'s store (the runs API of 0.16.8: list
+The Letta API is `tests.fake_letta.fake.FakeLetta`'s store (the runs API of 0.16.8: list
 cursors, GET, steps, usage, metrics, messages, tools, agents), answered through a respx
 route instead of a socket, so each request costs microseconds and every one is seen
 (`rig.letta.count_requests(...)`). Time is the rig's: `advance()` moves the exporter's clock,
@@ -53,7 +53,7 @@ from exporter.poll.cycle import Poller, PollOptions
 from exporter.poll.scope import ScopeCheck
 from exporter.store.checkpoint import Checkpoint
 from exporter.units import NS_PER_S
-from tests.fake_letta import FakeLetta
+from tests.fake_letta.fake import FakeLetta
 
 BASE_URL = "http://letta.test"
 # The model handle of the steps `RigLetta.finished` adds; Letta reports the part after "/".

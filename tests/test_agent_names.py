@@ -11,7 +11,7 @@ from exporter.letta.http import build_http_client
 from exporter.letta.requester import ClientOptions
 from exporter.poll import agent_names
 from exporter.poll.agent_names import AgentNames
-from tests.fake_letta import FakeLetta
+from tests.fake_letta.fake import FakeLetta
 
 
 class Clock:

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from tests.campaign import ScheduleResult, run_schedule
-from tests.fake_letta import Backend, FakeLetta, Semantics
+from tests.fake_letta.constants import Backend, Semantics
+from tests.fake_letta.fake import FakeLetta
 from tests.harness import Exporter, expected, running, wait_polls
 
 pytestmark = pytest.mark.e2e

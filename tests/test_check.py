@@ -11,7 +11,8 @@ import time
 import pytest
 
 from exporter.cli.check import percentile
-from tests.fake_letta import Backend, FakeLetta
+from tests.fake_letta.constants import Backend
+from tests.fake_letta.fake import FakeLetta
 
 
 def check(*args: str) -> subprocess.CompletedProcess[str]:

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from exporter.cli.check_wait import FIRST_PAUSE_S, MAX_PAUSE_S, pauses
-from tests.fake_letta import FakeLetta
+from tests.fake_letta.fake import FakeLetta
 from tests.harness import poll_until
 
 

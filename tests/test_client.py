@@ -25,7 +25,7 @@ from exporter.letta.errors import (
 from exporter.letta.http import build_http_client
 from exporter.letta.requester import ClientOptions
 from tests.conftest import load_fixture
-from tests.fake_letta import FakeLetta
+from tests.fake_letta.fake import FakeLetta
 
 # The client sends through httpx-aiohttp's transport, which respx's default (httpcore)
 # mocker never sees; the "httpx" mocker swaps the transport httpx picks for a URL.

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from exporter.letta.pacing import FLOOR_PER_S
-from tests.fake_letta import FakeLetta
+from tests.fake_letta.fake import FakeLetta
 from tests.harness import Exporter, expected, running
 
 pytestmark = pytest.mark.e2e

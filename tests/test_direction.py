@@ -15,7 +15,8 @@ from exporter.letta.client import LettaClient
 from exporter.letta.http import build_http_client
 from exporter.letta.models import Run
 from exporter.poll.pager import RunPager, next_limit
-from tests.fake_letta import Backend, FakeLetta, Semantics, UnknownCursor
+from tests.fake_letta.constants import Backend, Semantics, UnknownCursor
+from tests.fake_letta.fake import FakeLetta
 
 S = 1_000_000_000
 KINDS: list[tuple[Semantics, Backend, UnknownCursor]] = [

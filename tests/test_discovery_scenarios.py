@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.fake_letta import Backend, FakeLetta, Semantics, UnknownCursor
+from tests.fake_letta.constants import Backend, Semantics, UnknownCursor
+from tests.fake_letta.fake import FakeLetta
 from tests.harness import Exporter, expected, running
 
 pytestmark = pytest.mark.e2e

@@ -20,7 +20,7 @@ from exporter.metrics.aggregates import Aggregates
 from exporter.poll.cycle import Poller
 from exporter.poll.options import PollOptions
 from exporter.store.checkpoint import Checkpoint
-from tests.fake_letta import FakeLetta
+from tests.fake_letta.fake import FakeLetta
 
 START = 1_800_000_000.0
 

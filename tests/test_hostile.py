@@ -20,7 +20,7 @@ import psutil
 import pytest
 
 from tests.conftest import load_fixture
-from tests.fake_letta import FakeLetta
+from tests.fake_letta.fake import FakeLetta
 from tests.harness import Exporter, expected, running
 
 pytestmark = pytest.mark.e2e

@@ -22,7 +22,7 @@ import pytest
 import trustme
 
 from tests.dockerfile_model import runtime_user
-from tests.fake_letta import FakeLetta
+from tests.fake_letta.fake import FakeLetta
 from tests.harness import FAST_FLAGS, poll_until
 from tests.image import Built, Podman, build, components, locked, rlimits, sbom
 

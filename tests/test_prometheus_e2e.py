@@ -34,7 +34,7 @@ import pytest
 import yaml
 
 from tests.dashboard_files import DASHBOARD_FILES, RULES, dashboard_targets, load_dashboard
-from tests.fake_letta import FakeLetta
+from tests.fake_letta.fake import FakeLetta
 from tests.harness import Exporter, poll_until, running
 from tests.tools import require_tool
 

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.fake_letta import FakeLetta
+from tests.fake_letta.fake import FakeLetta
 from tests.realserver.stack import Stack, start_letta_process
 from tests.realserver.workload import Workload
 

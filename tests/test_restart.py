@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fake_letta import FakeLetta
+from tests.fake_letta.fake import FakeLetta
 from tests.harness import Exporter, expected
 
 pytestmark = pytest.mark.e2e

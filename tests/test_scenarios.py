@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fake_letta import FakeLetta
+from tests.fake_letta.fake import FakeLetta
 from tests.harness import Exporter, expected, running, wait_polls
 
 pytestmark = pytest.mark.e2e

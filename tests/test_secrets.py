@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from exporter.cli.config import load_settings
-from tests.fake_letta import FakeLetta
+from tests.fake_letta.fake import FakeLetta
 from tests.harness import Exporter, expected, running
 from tests.otlp_receiver import OtlpReceiver
 

@@ -19,7 +19,7 @@ from exporter.core.walk import Walk
 from exporter.metrics import catalogue as m
 from exporter.metrics.aggregates import Aggregates
 from exporter.store.checkpoint import Checkpoint
-from tests.fake_letta import FakeLetta
+from tests.fake_letta.fake import FakeLetta
 from tests.harness import Exporter, expected, running
 
 STATE = Path(__file__).parent / "fixtures" / "state"

@@ -19,7 +19,7 @@ from prometheus_client.openmetrics.parser import (
     text_string_to_metric_families as openmetrics_families,
 )
 
-from tests.fake_letta import FakeLetta
+from tests.fake_letta.fake import FakeLetta
 from tests.harness import Exporter, expected, running
 from tests.otlp_receiver import OtlpReceiver, ReceivedSpan
 from tests.tools import require_tool

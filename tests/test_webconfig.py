@@ -28,7 +28,7 @@ from exporter.web.errors import WebConfigError
 from exporter.web.server import App, HttpServer
 from exporter.web.watcher import WebConfigWatcher
 from tests import harness
-from tests.fake_letta import FakeLetta
+from tests.fake_letta.fake import FakeLetta
 
 DOCKERFILE = Path(__file__).parents[1] / "Dockerfile"
 

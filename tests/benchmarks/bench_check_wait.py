@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 
-from tests.fake_letta import FakeLetta
+from tests.fake_letta.fake import FakeLetta
 
 
 def measure(runs: int, seconds: float, rate_limit: float) -> tuple[int, int, int]:

@@ -39,7 +39,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.core.durations import parse_duration
-from tests.fake_letta import FakeLetta
+from tests.fake_letta.fake import FakeLetta
 from tests.harness import Exporter
 
 AGENTS = [f"agent-{i}" for i in range(8)]

@@ -49,7 +49,7 @@ from exporter.metrics.collector import RunsCollector
 from exporter.poll.cycle import Poller
 from exporter.poll.options import PollOptions
 from exporter.store.checkpoint import Checkpoint
-from tests.fake_letta import FakeLetta
+from tests.fake_letta.fake import FakeLetta
 
 AGENTS = [f"agent-{i:03d}" for i in range(50)]
 OPEN_PER_CYCLE = 20  # runs that stay running into the next cycle

@@ -1,0 +1,160 @@
+"""Faults: HTTP failures armed by path, a request budget, and the bodies they answer with."""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+import time
+from dataclasses import dataclass
+from typing import Final
+
+from tests.fake_letta.responses import Response
+from tests.fake_letta.shapes import REQUEST_CONFIG_JSON
+
+FAULT_KINDS: Final = frozenset(
+    {"408", "409", "500", "502", "503", "429", "timeout", "hang", "truncated", "reset"}
+    | {"garbage", "endless", "huge"}
+)
+
+
+@dataclass(slots=True)
+class Fault:
+    """One armed fault: ``kind`` for the next ``remaining`` requests whose path matches."""
+
+    kind: str
+    remaining: int
+    path_prefix: str
+    retry_after: float | int | str | None
+    delay: float | None
+    size: int
+    path_regex: re.Pattern[str] | None = None  # when set, replaces path_prefix
+    retry_after_ms: int | None = None
+
+    def matches(self, path: str) -> bool:
+        if self.path_regex is not None:
+            return self.path_regex.search(path) is not None
+        return path.startswith(self.path_prefix)
+
+
+class FaultPlan:
+    """Control API: the faults armed for the next requests, and a request budget."""
+
+    def __init__(self) -> None:
+        self._fault_lock = threading.Lock()
+        self._faults: list[Fault] = []
+        self._budget: tuple[float, float] | None = None
+        self._budget_tokens = 0.0
+        self._budget_at = 0.0
+        self.throttled = 0  # requests answered 429 for exceeding the budget
+
+    def inject(
+        self,
+        kind: str,
+        *,
+        times: int = 1,
+        path_prefix: str = "/v1/runs",
+        retry_after: float | int | str | None = None,
+        delay: float | None = None,
+        size: int = 50_000_000,
+        path_regex: str | None = None,
+        retry_after_ms: int | None = None,
+    ) -> None:
+        """Make the next ``times`` requests whose path starts with ``path_prefix`` fail.
+
+        With ``path_regex``, the fault instead targets requests whose path matches it
+        (``re.search`` on the path without the query string), e.g. ``r"/usage$"`` for
+        every run's usage or ``r"^/v1/tools/"`` for tool lookups; ``path_prefix`` is then
+        ignored.
+
+        Kinds: ``"408"``, ``"409"`` (0.16.8's answer to a database lock conflict),
+        ``"500"``, ``"502"``, ``"503"``, ``"429"`` (``Retry-After`` header when
+        ``retry_after`` is given, ``retry-after-ms`` with ``retry_after_ms``);
+        ``"timeout"`` (wait ``delay`` s, default 30, then answer normally: the client
+        should give up first); ``"hang"`` (never answer until :meth:`stop`);
+        ``"truncated"`` (the real response with the full Content-Length
+        but only half the body, then close); ``"reset"`` (TCP RST, no answer);
+        ``"garbage"`` (200 ``application/json`` that is not JSON); ``"endless"`` (200
+        chunked JSON-looking bytes until the client goes away); ``"huge"`` (200 valid JSON
+        array of about ``size`` bytes). Faults queue in order; the server survives all.
+        """
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault kind {kind!r}; expected one of {sorted(FAULT_KINDS)}")
+        if times < 1:
+            raise ValueError("times must be >= 1")
+        pattern = re.compile(path_regex) if path_regex is not None else None  # fail early
+        with self._fault_lock:
+            self._faults.append(
+                Fault(kind, times, path_prefix, retry_after, delay, size, pattern, retry_after_ms)
+            )
+
+    def set_request_budget(self, per_s: float | None, *, burst: float = 1.0) -> None:
+        """Answer 429 with ``retry-after-ms`` (the wait for the next token) to requests
+        beyond ``per_s`` a second, a bucket of ``burst`` requests; None lifts the budget.
+        How a shared API that publishes no limit answers a client that is too fast."""
+        with self._fault_lock:
+            self._budget = (per_s, burst) if per_s is not None else None
+            self._budget_tokens = burst
+            self._budget_at = time.monotonic()
+
+    def _over_budget(self) -> int | None:
+        """None when the request fits the budget (taking a token), else the wait in ms."""
+        if self._budget is None:
+            return None
+        with self._fault_lock:
+            if self._budget is None:
+                return None
+            per_s, burst = self._budget
+            now = time.monotonic()
+            self._budget_tokens = min(burst, self._budget_tokens + (now - self._budget_at) * per_s)
+            self._budget_at = now
+            if self._budget_tokens >= 1.0:
+                self._budget_tokens -= 1.0
+                return None
+            self.throttled += 1
+            return max(1, math.ceil((1.0 - self._budget_tokens) / per_s * 1000))
+
+    def clear_faults(self) -> None:
+        """Drop every fault not yet consumed."""
+        with self._fault_lock:
+            self._faults.clear()
+
+    def _take_fault(self, path: str) -> Fault | None:
+        if not self._faults:
+            # Checked before taking the lock: with no faults armed (every benchmark) the
+            # request threads would otherwise contend on the store lock one extra time.
+            return None
+        with self._fault_lock:
+            for fault in self._faults:
+                if fault.matches(path):
+                    fault.remaining -= 1
+                    if fault.remaining <= 0:
+                        self._faults.remove(fault)
+                    return fault
+        return None
+
+
+FAULT_RESPONSES: Final[dict[str, Response]] = {
+    "500": Response(500, b'{"detail":"An unknown error occurred"}'),
+    "502": Response(
+        502,
+        b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+        b"<center><h1>502 Bad Gateway</h1></center>\r\n</body>\r\n</html>\r\n",
+        "text/html",
+    ),
+    "503": Response(503, b'{"detail":"Service temporarily unavailable"}'),
+    "429": Response(429, b'{"detail":"Too Many Requests"}'),
+    "408": Response(408, b'{"detail":"Request Timeout"}'),
+    "409": Response(409, b'{"detail":"Database lock conflict, please retry"}'),
+}
+
+# One realistic Run used as filler by the "endless" and "huge" faults.
+SAMPLE_RUN: Final = (
+    b'{"id":"run-9721adf5-473f-445b-8263-3318cd6e7a1b","status":"completed",'
+    b'"created_at":"2026-11-23T12:00:40.780790Z","completed_at":"2026-11-23T12:00:41.423574",'
+    b'"agent_id":"agent-4d0e970e-e87f-4399-be4e-e59a14d631e3","conversation_id":null,'
+    b'"base_template_id":null,"background":false,"metadata":{"run_type":"send_message"},'
+    b'"request_config":' + REQUEST_CONFIG_JSON.encode() + b',"stop_reason":"end_turn",'
+    b'"callback_url":null,"callback_sent_at":null,"callback_status_code":null,'
+    b'"callback_error":null,"ttft_ns":null,"total_duration_ns":713351168}'
+)
