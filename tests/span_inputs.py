@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from exporter.core.counting import run_info_of
+from exporter.core.records import Phase, RunRecord
 from exporter.core.run_info import RunInfo, StepInfo
 from exporter.letta.models import Run, Step
 from tests.conftest import load_fixture
@@ -20,25 +23,25 @@ def rows(name: str) -> list[dict[str, Any]]:
 
 
 def run_info(scenario: str, *, agent_name: str | None = None, **changes: Any) -> RunInfo:
-    """A RunInfo from a captured run, ended where the duration metric would end it."""
+    """A captured run's RunInfo as counting builds it: from the run's record, ended where
+    the duration metric ends it."""
     run = Run.model_validate(load_fixture(f"runs/{scenario}/run.json"))
     metrics = load_fixture(f"runs/{scenario}/metrics.json")
-    steps = [
+    steps = tuple(
         StepInfo.from_step(Step.model_validate(s))
         for s in load_fixture(f"runs/{scenario}/steps.json")
-    ]
-    info = RunInfo.from_run(
-        run,
-        end_ns=run.created_ns + metrics["run_ns"],
-        agent_name=agent_name,
-        steps=steps,
-        tool_names=changes.pop("tool_names", ()),
     )
-    if changes:
-        from dataclasses import replace
-
-        info = replace(info, **changes)
-    return info
+    record = RunRecord(
+        id=run.id,
+        agent_id=run.agent_id,
+        created_ns=run.created_ns,
+        phase=Phase.DONE,
+        status=run.status,
+    )
+    record.absorb(run)
+    record.duration_ns = metrics["run_ns"]
+    info = run_info_of(record, steps=steps, tool_names=tuple(changes.pop("tool_names", ())))
+    return replace(info, agent_name=agent_name, **changes)
 
 
 def step(n: int, **fields: Any) -> StepInfo:

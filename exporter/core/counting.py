@@ -186,7 +186,7 @@ class RunCounter:
         tool_ids = (enrich.tool_ids if enrich else None) or ()
         called = (enrich.tool_calls if enrich else None) or {}
         names = [self.tool_names.get(t) for t in tool_ids] + list(called)
-        info = _run_info(
+        info = run_info_of(
             record,
             steps=tuple(_step_info(s) for s in spans_steps),
             tool_names=tuple(dict.fromkeys(names)),
@@ -196,7 +196,7 @@ class RunCounter:
         return trace_id
 
 
-def _run_info(
+def run_info_of(
     record: RunRecord, *, steps: tuple[StepInfo, ...], tool_names: tuple[str, ...]
 ) -> RunInfo:
     """What the span builder needs of a counted run."""

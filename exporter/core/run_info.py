@@ -3,12 +3,11 @@ receives fetched traces back, without knowing OpenTelemetry."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from exporter.core.run_errors import error_type_from_metadata
-from exporter.letta.models import Run, Step
+from exporter.letta.models import Step
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,35 +84,6 @@ class RunInfo:
     error_type: str | None
     steps: tuple[StepInfo, ...] = ()
     tool_names: tuple[str, ...] = ()
-
-    @classmethod
-    def from_run(
-        cls,
-        run: Run,
-        *,
-        end_ns: int,
-        agent_name: str | None = None,
-        steps: Sequence[StepInfo] = (),
-        tool_names: Sequence[str] = (),
-    ) -> RunInfo:
-        """From the client's `Run` model plus what enrichment found."""
-        metadata = run.metadata if isinstance(run.metadata, Mapping) else {}
-        run_type = metadata.get("run_type")
-        return cls(
-            run_id=run.id,
-            agent_id=run.agent_id,
-            agent_name=agent_name,
-            status=run.status,
-            stop_reason=run.stop_reason,
-            background=run.background,
-            conversation_id=run.conversation_id,
-            run_type=run_type if isinstance(run_type, str) else None,
-            created_ns=run.created_ns,
-            end_ns=end_ns,
-            error_type=error_type_from_metadata(run.metadata),
-            steps=tuple(steps),
-            tool_names=tuple(tool_names),
-        )
 
 
 @dataclass(frozen=True, slots=True)
