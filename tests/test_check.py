@@ -4,23 +4,13 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
-import sys
 import time
 
 import pytest
 
 from exporter.check import percentile
 from tests.fake_letta import Backend, FakeLetta
-
-
-def check(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "exporter", "check", "--letta.retries=0", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+from tests.harness import check
 
 
 def finish(fake: FakeLetta, agent: str, status: str, stop_reason: str) -> str:

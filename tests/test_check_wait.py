@@ -5,29 +5,19 @@ from __future__ import annotations
 import itertools
 import json
 import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from exporter.check_wait import FIRST_PAUSE_S, MAX_PAUSE_S, pauses
 from tests.fake_letta import FakeLetta
-from tests.harness import poll_until
-
-
-def check(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "exporter", "check", "--letta.retries=0", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+from tests.harness import CHECK_ARGV, check, poll_until
 
 
 @contextmanager
 def checking(*args: str) -> Iterator[subprocess.Popen[str]]:
     """`check` running in the background; killed if the test leaves it running."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "exporter", "check", "--letta.retries=0", *args],
+        [*CHECK_ARGV, *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

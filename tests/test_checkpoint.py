@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -87,19 +88,17 @@ def test_a_missing_directory_is_a_clear_error(tmp_path: Path) -> None:
         Checkpoint(tmp_path / "nope" / "state.sqlite")
 
 
+def commit_traces(cp: Checkpoint, traces: list[tuple[str, list[dict[str, Any]]]]) -> None:
+    """A commit that only adds `traces` (run id, spans) to the span outbox."""
+    cp.commit(changed=[], removed=[], series=[], meta={}, new_label_values={}, new_traces=traces)
+
+
 def test_the_span_outbox_is_written_with_the_count_and_settled_after_export(
     tmp_path: Path,
 ) -> None:
     cp = Checkpoint(tmp_path / "state.sqlite")
     spans = [{"name": "invoke_agent a"}, {"name": "chat m"}]
-    cp.commit(
-        changed=[],
-        removed=[],
-        series=[],
-        meta={},
-        new_label_values={},
-        new_traces=[(f"run-{i}", spans) for i in range(5)],
-    )
+    commit_traces(cp, [(f"run-{i}", spans) for i in range(5)])
     due = cp.outbox_due(now_ns=0, limit=3)
     assert [e.run_id for e in due] == ["run-0", "run-1", "run-2"]
     assert due[0].span_count == 2 and due[0].attempts == 0
@@ -113,14 +112,7 @@ def test_the_span_outbox_is_written_with_the_count_and_settled_after_export(
 
 def test_a_retried_entry_waits_for_its_time(tmp_path: Path) -> None:
     cp = Checkpoint(tmp_path / "state.sqlite")
-    cp.commit(
-        changed=[],
-        removed=[],
-        series=[],
-        meta={},
-        new_label_values={},
-        new_traces=[("run-a", [{}])],
-    )
+    commit_traces(cp, [("run-a", [{}])])
     cp.outbox_settle(done=[], retry=[("run-a", 3, 500)], max_entries=10)
     assert cp.outbox_due(now_ns=499, limit=10) == []
     assert cp.outbox_due(now_ns=500, limit=10)[0].attempts == 3
