@@ -276,5 +276,6 @@ def test_the_exporter_and_prometheus_services_run_with_podman(
             }
             raise AssertionError(f"the stack did not come up: {api('targets')}\n{logs}")
     finally:
-        # Those sharing the fake's network first.
-        podman.run("rm", "--force", *containers.values(), letta, check=False)
+        # Those sharing the fake's network first: podman keeps it while they exist.
+        podman.run("rm", "--force", *containers.values(), check=False)
+        podman.run("rm", "--force", letta, check=False)
