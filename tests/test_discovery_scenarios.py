@@ -46,12 +46,10 @@ def burst(
     *,
     per_tick: int = 25,
     tick_s: float = 0.1,
-    during: Callable[[int], None] = lambda tick: None,
 ) -> None:
     """`per_tick` finished runs every `tick_s` (250 runs/s by default) for `seconds`."""
     started = time.monotonic()
     for tick in range(round(seconds / tick_s)):
-        during(tick)
         fake.finish_burst(per_tick, AGENTS, shared_fraction=0.3, rng=rng)
         delay = started + (tick + 1) * tick_s - time.monotonic()
         if delay > 0:
