@@ -130,7 +130,6 @@ RECHECK_S: Final = 1.0
 NO_PROGRESS_S: Final = 20.0
 
 SampleKey = tuple[str, tuple[tuple[str, str], ...]]
-TokenKey = tuple[str, str, str]
 
 
 # --------------------------------------------------------------------------------------
@@ -236,15 +235,6 @@ def monotonic_samples(exporter: Exporter) -> dict[SampleKey, float]:
             if sample.name.endswith(("_total", "_bucket", "_count", "_sum")):
                 out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
     return out
-
-
-def exported_tokens(exporter: Exporter) -> Counter[TokenKey]:
-    out: Counter[TokenKey] = Counter()
-    for (name, labels), value in exporter.samples().items():
-        if name == "letta_run_tokens_total":
-            d = dict(labels)
-            out[(d["agent"], d["model"], d["type"])] += int(value)
-    return +out
 
 
 def _diff(exported: Counter[Any], truth: Counter[Any]) -> tuple[int, int]:
@@ -709,7 +699,7 @@ class _Schedule:
         self.result.runs_counted = sum(truth.values())
         deadline = time.monotonic() + self.settle_timeout
         finished: Counter[tuple[str, ...]] = Counter()
-        tokens: Counter[TokenKey] = Counter()
+        tokens: Counter[tuple[str, ...]] = Counter()
         roots: set[str] = set()
         matched_at: float | None = None
         progress: tuple[Any, ...] = ()
@@ -717,7 +707,7 @@ class _Schedule:
         while True:
             try:
                 finished = exporter.finished()
-                tokens = exported_tokens(exporter)
+                tokens = exporter.tokens()
             except httpx.HTTPError:
                 pass
             roots = set(span_report(receiver.spans).roots)

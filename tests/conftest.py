@@ -15,6 +15,7 @@ from tests.fake_checks import (  # noqa: F401 - fixtures of the fake's own tests
     world,
     world_http,
 )
+from tests.podman import Podman
 from tests.realserver.plugin import letta_stack  # noqa: F401 - the session fixture
 
 FIXTURES = Path(__file__).parent / "fixtures" / "letta-0.16.8"
@@ -30,3 +31,12 @@ def all_runs() -> list[dict[str, Any]]:
     """The 29 runs of the captured server, newest first, as the list endpoint shows them."""
     runs: list[dict[str, Any]] = load_fixture("list/runs_order_desc.json")
     return runs
+
+
+@pytest.fixture(scope="session")
+def podman() -> Podman:
+    """The image tests' podman (tests/podman.py); without one they fail, never skip."""
+    try:
+        return Podman.here()
+    except RuntimeError as error:
+        pytest.fail(str(error))

@@ -110,16 +110,24 @@ class Exporter:
                 out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
         return out
 
+    def totals(self, name: str, by: Sequence[str]) -> Counter[tuple[str, ...]]:
+        """The samples of counter `name` summed by the given labels (zeros left out)."""
+        totals: Counter[tuple[str, ...]] = Counter()
+        for (sample, labels), value in self.samples().items():
+            if sample == name:
+                as_dict = dict(labels)
+                totals[tuple(as_dict[k] for k in by)] += int(value)
+        return +totals
+
     def finished(
         self, by: Sequence[str] = ("agent", "status", "stop_reason")
     ) -> Counter[tuple[str, ...]]:
         """letta_runs_finished_total summed by the given labels."""
-        totals: Counter[tuple[str, ...]] = Counter()
-        for (name, labels), value in self.samples().items():
-            if name == "letta_runs_finished_total":
-                as_dict = dict(labels)
-                totals[tuple(as_dict[k] for k in by)] += int(value)
-        return +totals
+        return self.totals("letta_runs_finished_total", by)
+
+    def tokens(self) -> Counter[tuple[str, ...]]:
+        """letta_run_tokens_total by (agent, model, type)."""
+        return self.totals("letta_run_tokens_total", ("agent", "model", "type"))
 
     def value(self, name: str, **labels: str) -> float:
         """Sum of the samples of `name` whose labels include `labels`."""
@@ -172,6 +180,17 @@ class Exporter:
         return None if self._proc is None else self._proc.poll()
 
 
+# `letta-exporter check` without retries, as the check tests run it.
+CHECK_ARGV: tuple[str, ...] = (sys.executable, "-m", "exporter", "check", "--letta.retries=0")
+
+
+def check(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run `letta-exporter check` with `args` to its end; its output captured."""
+    return subprocess.run(
+        [*CHECK_ARGV, *args], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
 def wait_polls(exporter: Exporter, cycles: int, timeout: float = 30.0) -> None:
     """Wait until `cycles` more poll cycles have finished (`letta_exporter_polls_total`).
 
@@ -194,6 +213,17 @@ def running(exporter: Exporter) -> Iterator[Exporter]:
         yield exporter
     finally:
         exporter.kill()
+
+
+@contextmanager
+def exporter_on(
+    base_url: str, state_dir: Path, *args: str, env: dict[str, str] | None = None
+) -> Iterator[Exporter]:
+    """An exporter polling `base_url`, its state in `state_dir`, ready (/readyz 200) when
+    yielded; always stopped."""
+    with running(Exporter(base_url, state_dir / "s.sqlite", *args, env=env)) as exporter:
+        exporter.wait_ready()
+        yield exporter
 
 
 def expected(truth: Counter[tuple[str, str, str | None]]) -> Counter[tuple[str, ...]]:

@@ -1,25 +1,36 @@
-"""Podman for tests: images built and run in a storage of their own, no registry needed.
+"""Podman for the image tests (tests/image.py, test_image.py, test_compose.py): one
+storage of its own, runc and cgroupfs, and local stand-ins for images that cannot be
+pulled here.
 
-No image registry is reachable here, so the images a compose file names are built
-locally: a Debian bookworm root filesystem with Python 3.11 (debootstrap, from Debian's
-mirror) stands in for `python:3.11-slim-bookworm`, the base of the repository's
-Dockerfile; Debian's `prometheus` binary on it stands in for `prom/prometheus`. Both live
-only in the storage under `home`, so nothing here ever passes for the real image
-elsewhere on the machine.
+The storage is kept (`~/.cache/letta-exporter/podman`, `LETTA_EXPORTER_IMAGE_STORE`), so
+the next build is warm. The base is the digest the Dockerfile pins when that image is at
+hand or can be pulled; else a Debian bookworm stand-in made with mmdebstrap (Debian's
+python3 3.11), named after the pinned tag. Debian's `prometheus` binary on that base
+stands in for `prom/prometheus`. The stand-ins are `localhost/` images: nothing here
+passes for the real image elsewhere on the machine.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import resource
 import shutil
 import subprocess
+import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
-DEBIAN_MIRROR = "http://deb.debian.org/debian"
+DOCKERFILE = Path(__file__).parents[1] / "Dockerfile"
+APT_PACKAGES = "podman runc mmdebstrap"
 # The host's CA bundle: PyPI may be reached through a proxy whose CA only the host trusts.
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+STORE = Path(
+    os.environ.get("LETTA_EXPORTER_IMAGE_STORE", Path.home() / ".cache/letta-exporter/podman")
+)
+RUNTIME = Path("/run/letta-exporter-podman")
 
 _PROMETHEUS_CONTAINERFILE = """\
 FROM {base}
@@ -32,121 +43,162 @@ CMD ["--config.file=/etc/prometheus/prometheus.yml", "--storage.tsdb.path=/prome
 """
 
 
+def require(tool: str) -> str:
+    """The path of `tool`, or a one-sentence error naming the packages to install."""
+    found = shutil.which(tool) or next(
+        (str(p) for d in ("/usr/sbin", "/sbin") if (p := Path(d) / tool).exists()), None
+    )
+    if found is None:
+        raise RuntimeError(f"{tool} not found: apt-get install {APT_PACKAGES} (.ci/run does)")
+    return found
+
+
+def rlimits() -> list[str]:
+    """`--ulimit` flags that runc can set here. podman's defaults (nofile 1048576, nproc
+    4194304) are above what a CI sandbox may grant, and runc then fails to start the
+    container ("error setting rlimits"); seen refusing nproc 65536 under a hard limit of
+    96365, so nproc stays at 4096, plenty for the exporter's few threads."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return [f"--ulimit=nofile={soft}:{hard}", "--ulimit=nproc=4096:4096"]
+
+
+@dataclass(frozen=True)
 class Podman:
-    """`podman` with its storage, run state and configuration under `home`."""
+    """podman on storage, per-boot state and locks of its own, with runc and cgroupfs
+    (which work where crun and systemd do not).
 
-    def __init__(self, home: Path) -> None:
-        found = shutil.which("podman")
-        assert found, "podman not installed (Debian package 'podman'; .ci/run installs it)"
-        self.home = home
-        home.mkdir(parents=True, exist_ok=True)
-        # Podman's default limits (nofile 1048576) exceed this machine's hard limits, and a
-        # container may not raise them: start every container, the pod's too, at the
-        # hard limits the tests run under.
-        nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-        config = home / "containers.conf"
-        config.write_text(
-            f'[containers]\ndefault_ulimits = ["nofile={nofile}:{nofile}", "nproc=4096:4096"]\n'
+    Other podman users on the machine share /run/libpod and the /libpod_lock shared
+    memory by default: when one of them wiped /run/libpod/alive, this podman took it for a
+    reboot, renumbered its locks and collided with theirs ("acquiring lock 1: file
+    exists"). So the per-boot files (`runtime`) are its own, and its locks are files in
+    there rather than shared memory."""
+
+    root: Path  # images, containers, volumes: kept, so the next build is warm
+    runtime: Path  # per-boot state: under /run, wiped on reboot like podman's own
+    driver: str
+
+    @classmethod
+    def here(cls) -> Podman:
+        """overlay where the kernel allows it (a build takes a minute), else vfs (every
+        layer a full copy: four times slower); $LETTA_EXPORTER_IMAGE_DRIVER picks one."""
+        chosen = os.environ.get("LETTA_EXPORTER_IMAGE_DRIVER")
+        for driver in [chosen] if chosen else ["overlay", "vfs"]:
+            # One per store; short, as sockets in it have a path limit of 108 bytes.
+            store_id = hashlib.sha256(str(STORE).encode()).hexdigest()[:8]
+            runtime = RUNTIME / f"{store_id}-{driver}"
+            podman = cls(STORE / driver, runtime, driver)
+            probe = podman.run("info", check=False, timeout=120)
+            if probe.returncode == 0:
+                return podman
+            print(f"podman with {driver} storage: {probe.stderr.strip()}", file=sys.stderr)
+        raise RuntimeError(f"podman storage works with no driver of {chosen or 'overlay, vfs'}")
+
+    def config(self) -> Path:
+        """The containers.conf that replaces the machine's for this podman."""
+        path = self.root / "containers.conf"
+        text = (
+            "[engine]\n"
+            f'tmp_dir = "{self.runtime / "tmp"}"\n'
+            'lock_type = "file"\n'
+            'events_logger = "file"\n'
+            'cgroup_manager = "cgroupfs"\n'
         )
-        self.env = {**os.environ, "CONTAINERS_CONF": str(config)}
-        # Podman refuses a run root longer than 50 characters: a short one under /tmp.
-        self.runroot = Path(tempfile.mkdtemp(prefix="podman-run-", dir="/tmp"))
-        self.command = [found, "--root", str(home / "root"), "--runroot", str(self.runroot)]
+        if not path.exists() or path.read_text() != text:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+        return path
 
-    def __call__(self, *args: str, timeout: float = 600) -> str:
-        """Run `podman args`; its stdout, or AssertionError with its output."""
+    def argv(self, *args: str) -> list[str]:
+        return [
+            require("podman"),
+            f"--root={self.root / 'root'}",
+            f"--runroot={self.runtime / 'run'}",
+            f"--storage-driver={self.driver}",
+            f"--runtime={require('runc')}",
+            *args,
+        ]
+
+    def run(
+        self, *args: str, check: bool = True, timeout: float = 300
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a podman command; with `check`, a failure raises with its output."""
         result = subprocess.run(
-            [*self.command, *args],
+            self.argv(*args),
+            env={**os.environ, "CONTAINERS_CONF": str(self.config())},
             capture_output=True,
             text=True,
             timeout=timeout,
-            env=self.env,
             check=False,
         )
-        assert result.returncode == 0, f"podman {' '.join(args)}:\n{result.stdout}{result.stderr}"
-        return result.stdout
+        if check and result.returncode != 0:
+            raise RuntimeError(
+                f"podman {' '.join(args)} exited {result.returncode}:\n"
+                f"{result.stdout[-3000:]}{result.stderr[-3000:]}"
+            )
+        return result
 
-    def import_rootfs(self, rootfs: Path, tag: str) -> None:
-        """A directory tree as the image `tag` (a short name as Docker Hub's, like FROM)."""
-        if "/" not in tag:
-            tag = f"docker.io/library/{tag}"
-        archive = self.home / "rootfs.tar"
+    def exists(self, image: str) -> bool:
+        return self.run("image", "exists", image, check=False).returncode == 0
+
+
+# ---------------------------------------------------------------------------- stand-ins
+
+
+def pinned_base() -> str:
+    """The default of the Dockerfile's `ARG PYTHON_IMAGE=`: python:<tag>@sha256:<digest>."""
+    match = re.search(r"^ARG PYTHON_IMAGE=(\S+)$", DOCKERFILE.read_text(), re.MULTILINE)
+    if match is None:
+        raise RuntimeError("the Dockerfile has no `ARG PYTHON_IMAGE=` default")
+    return match[1]
+
+
+def standin_name(pinned: str) -> str:
+    """The stand-in is named after the pinned tag (localhost/python-standin:3.11-slim-bookworm)."""
+    tag = pinned.split("@")[0].rpartition(":")[2]
+    return f"localhost/python-standin:{tag}"
+
+
+def bootstrap_standin(podman: Podman, pinned: str) -> str:
+    """A Debian minbase of the pinned tag's release with python3, pip and venv, imported
+    as `standin_name(pinned)`; Debian's python3 is /usr/bin/python3, not /usr/local/bin."""
+    name = standin_name(pinned)
+    if podman.exists(name):
+        return name
+    suite = name.rpartition("-")[2]  # bookworm
+    with tempfile.TemporaryDirectory() as scratch:
+        tarball = Path(scratch) / "base.tar"
+        packages = "python3,python3-venv,python3-pip,python-is-python3,ca-certificates"
         subprocess.run(
-            ["tar", "-C", str(rootfs), "-cf", str(archive), "."], check=True, timeout=300
+            [require("mmdebstrap"), "--variant=minbase", "--quiet", f"--include={packages}"]
+            + [suite, str(tarball)],
+            check=True,
+            timeout=900,
         )
-        try:
-            self("import", "--change", 'CMD ["python3"]', str(archive), tag)
-        finally:
-            archive.unlink()
+        podman.run("import", str(tarball), name, timeout=600)
+    return name
 
-    def build(
-        self,
-        context: Path,
-        tag: str,
-        containerfile: Path | None = None,
-        build_args: dict[str, str] | None = None,
-    ) -> None:
-        """Build `tag` from `context` with local images only; RUN steps may reach PyPI."""
-        file_args = ["-f", str(containerfile)] if containerfile else []
-        arg_args = [f"--build-arg={k}={v}" for k, v in (build_args or {}).items()]
-        self(
-            "build",
-            "--pull=never",
-            "--network=host",
-            "-t",
-            tag,
-            *file_args,
-            *arg_args,
-            str(context),
-        )
 
-    def build_prometheus(self, base: str, tag: str) -> None:
-        """An image laid out like prom/prometheus, of Debian's prometheus binary."""
-        binary = shutil.which("prometheus")
-        assert binary, "prometheus not installed (Debian package 'prometheus')"
-        context = self.home / "prometheus-image"
-        context.mkdir(exist_ok=True)
+def base_image(podman: Podman) -> str:
+    """The base to build on: $LETTA_EXPORTER_PYTHON_IMAGE if set, else the pinned digest if
+    present or pullable, else the stand-in (made once, then kept in the store)."""
+    if override := os.environ.get("LETTA_EXPORTER_PYTHON_IMAGE"):
+        return override
+    pinned = pinned_base()
+    if (
+        podman.exists(pinned)
+        or podman.run("pull", pinned, check=False, timeout=600).returncode == 0
+    ):
+        return pinned
+    return bootstrap_standin(podman, pinned)
+
+
+def build_prometheus(podman: Podman, base: str, tag: str) -> None:
+    """An image laid out like prom/prometheus, of Debian's prometheus binary on `base`."""
+    binary = require("prometheus")
+    with tempfile.TemporaryDirectory() as scratch:
+        context = Path(scratch)
         shutil.copy(binary, context / "prometheus")
         (context / "Containerfile").write_text(_PROMETHEUS_CONTAINERFILE.format(base=base))
-        self.build(context, tag)
-
-    def reset(self) -> None:
-        """Remove every container, pod, volume and image of this storage."""
-        self("system", "reset", "--force", timeout=300)
-        shutil.rmtree(self.runroot, ignore_errors=True)
-
-
-def bookworm_python_rootfs(directory: Path) -> Path:
-    """A Debian bookworm tree with Python 3.11, venv and pip, laid out like python:3.11-slim.
-
-    Made once with debootstrap (about a minute) and kept in `directory`.
-    """
-    rootfs = directory / "rootfs"
-    if (rootfs / "usr" / "local" / "bin" / "python").exists():
-        return rootfs
-    debootstrap = shutil.which("debootstrap") or "/usr/sbin/debootstrap"
-    assert Path(debootstrap).exists(), "debootstrap not installed (Debian package 'debootstrap')"
-    shutil.rmtree(rootfs, ignore_errors=True)
-    result = subprocess.run(
-        [
-            debootstrap,
-            "--variant=minbase",
-            "--include=python3,python3-venv,python3-pip,ca-certificates",
-            "bookworm",
-            str(rootfs),
-            DEBIAN_MIRROR,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    # As in the official image: pip may install anywhere, `python` and `pip` on PATH.
-    (rootfs / "usr" / "lib" / "python3.11" / "EXTERNALLY-MANAGED").unlink(missing_ok=True)
-    shutil.copy(HOST_CA_BUNDLE, rootfs / "etc" / "ssl" / "certs" / "ca-certificates.crt")
-    local_bin = rootfs / "usr" / "local" / "bin"
-    (local_bin / "python3").symlink_to("/usr/bin/python3")
-    (local_bin / "pip").symlink_to("/usr/bin/pip3")
-    (local_bin / "python").symlink_to("/usr/bin/python3")  # last: marks the tree complete
-    return rootfs
+        podman.run(
+            "build", "--pull=never", "--network=host", f"--tag={tag}", *rlimits(), str(context)
+        )

@@ -18,7 +18,7 @@ import pytest
 
 from exporter.letta.models import to_epoch_ns
 from tests.fake_letta.fake import FakeLetta
-from tests.harness import Exporter, expected, running
+from tests.harness import Exporter, expected, exporter_on, running, wait_polls
 
 pytestmark = pytest.mark.e2e
 
@@ -59,15 +59,13 @@ def wait_matches(exp: Exporter, fake: FakeLetta, what: str) -> None:
 def test_an_answer_ends_the_wait_and_a_wait_is_never_stuck(approve: bool, tmp_path: Path) -> None:
     with (
         FakeLetta() as fake,
-        running(Exporter(fake.base_url, tmp_path / "s.sqlite", "--runs.stale-after=1s")) as exp,
+        exporter_on(fake.base_url, tmp_path, "--runs.stale-after=1s") as exp,
     ):
-        exp.wait_ready()
         waiting = fake.request_approval("agent-a")
         wait_matches(exp, fake, "the approval to wait")
         assert exported_waits(exp) == {"agent-a": 1}
         assert exp.value(SINCE, agent="agent-a") == pytest.approx(since_s(fake, waiting))
-        polls = exp.value("letta_exporter_polls_total")
-        exp.wait_for(lambda: exp.value("letta_exporter_polls_total") > polls + 8)
+        wait_polls(exp, 9)
         # Older than --runs.stale-after and still only an approval wait.
         assert exp.value("letta_runs_stale") == exp.value("letta_runs_in_progress") == 0
         fake.answer_approval("agent-a", approve=approve)
@@ -79,9 +77,8 @@ def test_an_answer_ends_the_wait_and_a_wait_is_never_stuck(approve: bool, tmp_pa
 def test_a_continuation_still_working_is_not_a_wait(tmp_path: Path) -> None:
     with (
         FakeLetta() as fake,
-        running(Exporter(fake.base_url, tmp_path / "s.sqlite")) as exp,
+        exporter_on(fake.base_url, tmp_path) as exp,
     ):
-        exp.wait_ready()
         fake.request_approval("agent-a")
         wait_matches(exp, fake, "the approval to wait")
         working = fake.answer_approval("agent-a", finish=False)
@@ -95,9 +92,8 @@ def test_a_continuation_still_working_is_not_a_wait(tmp_path: Path) -> None:
 def test_cancelling_the_counted_waiting_run_ends_the_wait(tmp_path: Path) -> None:
     with (
         FakeLetta() as fake,
-        running(Exporter(fake.base_url, tmp_path / "s.sqlite")) as exp,
+        exporter_on(fake.base_url, tmp_path) as exp,
     ):
-        exp.wait_ready()
         waiting = fake.request_approval("agent-a")
         wait_counted(exp, fake)  # counted as completed/requires_approval
         assert exported_waits(exp) == {"agent-a": 1}
@@ -112,9 +108,8 @@ def test_cancelling_the_counted_waiting_run_ends_the_wait(tmp_path: Path) -> Non
 def test_a_message_refused_with_409_leaves_the_approval_waiting(tmp_path: Path) -> None:
     with (
         FakeLetta() as fake,
-        running(Exporter(fake.base_url, tmp_path / "s.sqlite")) as exp,
+        exporter_on(fake.base_url, tmp_path) as exp,
     ):
-        exp.wait_ready()
         waiting = fake.request_approval("agent-a")
         wait_matches(exp, fake, "the approval to wait")
         assert fake.send_message("agent-a")[0] == 409
@@ -133,9 +128,8 @@ def test_a_message_refused_with_409_leaves_the_approval_waiting(tmp_path: Path) 
 def test_an_ordinary_failed_run_without_stop_reason_answers_the_wait(tmp_path: Path) -> None:
     with (
         FakeLetta() as fake,
-        running(Exporter(fake.base_url, tmp_path / "s.sqlite")) as exp,
+        exporter_on(fake.base_url, tmp_path) as exp,
     ):
-        exp.wait_ready()
         fake.request_approval("agent-a")
         wait_matches(exp, fake, "the approval to wait")
         # The approval was accepted, then the LLM failed (sync path: failed, null).
@@ -148,9 +142,8 @@ def test_an_ordinary_failed_run_without_stop_reason_answers_the_wait(tmp_path: P
 def test_each_conversation_waits_on_its_own(tmp_path: Path) -> None:
     with (
         FakeLetta() as fake,
-        running(Exporter(fake.base_url, tmp_path / "s.sqlite")) as exp,
+        exporter_on(fake.base_url, tmp_path) as exp,
     ):
-        exp.wait_ready()
         first = fake.request_approval("agent-a", conversation_id="conv-1")
         fake.request_approval("agent-a", conversation_id="conv-2")
         fake.request_approval("agent-b")
@@ -231,8 +224,7 @@ def test_a_state_file_of_the_previous_release_loads_and_knows_its_waits(tmp_path
                 if r["agent_id"] == "agent-upgrade" and r["stop_reason"] == "requires_approval"
             )
             assert exp.value(SINCE, agent="agent-upgrade") == pytest.approx(since_s(fake, waiting))
-            polls = exp.value("letta_exporter_polls_total")
-            exp.wait_for(lambda: exp.value("letta_exporter_polls_total") > polls + 3)
+            wait_polls(exp, 4)
             assert exp.finished() == expected(fake.truth())
             assert exported_waits(exp) == {"agent-upgrade": 1, "agent-conv": 1}
             # The fake's own book does not know these waits: its next message answers.
@@ -255,8 +247,7 @@ def test_a_first_start_finds_waits_older_than_its_first_scan(tmp_path: Path) -> 
         fake.answer_approval("agent-e", finish=False)  # approved: the agent is still working
         for _ in range(3):
             fake.send_message("agent-d")  # the newest runs: the first scan stops at these
-        with running(Exporter(fake.base_url, tmp_path / "s.sqlite")) as exp:
-            exp.wait_ready()
+        with exporter_on(fake.base_url, tmp_path) as exp:
             wait_matches(exp, fake, "the old waits to be found")
             assert exported_waits(exp) == {"agent-a": 1, "agent-c": 1}
             assert exp.value(SINCE, agent="agent-a") == pytest.approx(since_s(fake, old_wait))
@@ -265,8 +256,7 @@ def test_a_first_start_finds_waits_older_than_its_first_scan(tmp_path: Path) -> 
             assert len(seeding) == 1
             assert exp.terminate() == 0
         fake.reset_requests()
-        with running(Exporter(fake.base_url, tmp_path / "s.sqlite")) as exp:
-            exp.wait_ready()
+        with exporter_on(fake.base_url, tmp_path) as exp:
             assert exported_waits(exp) == {"agent-a": 1, "agent-c": 1}
             assert not [q for _, _, q, _ in fake.requests if q.get("stop_reason")], "only once"
 
@@ -274,16 +264,14 @@ def test_a_first_start_finds_waits_older_than_its_first_scan(tmp_path: Path) -> 
 def test_a_wait_inside_the_window_costs_no_request(tmp_path: Path) -> None:
     with (
         FakeLetta() as fake,
-        running(Exporter(fake.base_url, tmp_path / "s.sqlite")) as exp,
+        exporter_on(fake.base_url, tmp_path) as exp,
     ):
-        exp.wait_ready()
         fake.request_approval("agent-a")
         fake.request_approval("agent-a", conversation_id="conv-1")
         wait_counted(exp, fake)
         wait_matches(exp, fake, "both waits")
         fake.reset_requests()
-        polls = exp.value("letta_exporter_polls_total")
-        exp.wait_for(lambda: exp.value("letta_exporter_polls_total") > polls + 10)
+        wait_polls(exp, 11)
         # The head page of every cycle, nothing else: the scan re-reads the waiting runs.
         assert {(path, tuple(sorted(query))) for _, path, query, _ in fake.requests} == {
             ("/v1/runs/", ("limit", "order"))

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
-import sys
 import time
 
 import pytest
@@ -13,15 +11,7 @@ import pytest
 from exporter.cli.check import percentile
 from tests.fake_letta.constants import Backend
 from tests.fake_letta.fake import FakeLetta
-
-
-def check(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "exporter", "check", "--letta.retries=0", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+from tests.harness import check
 
 
 def finish(fake: FakeLetta, agent: str, status: str, stop_reason: str) -> str:

@@ -5,29 +5,19 @@ from __future__ import annotations
 import itertools
 import json
 import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from exporter.cli.check_wait import FIRST_PAUSE_S, MAX_PAUSE_S, pauses
 from tests.fake_letta.fake import FakeLetta
-from tests.harness import poll_until
-
-
-def check(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "exporter", "check", "--letta.retries=0", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+from tests.harness import CHECK_ARGV, check, poll_until
 
 
 @contextmanager
 def checking(*args: str) -> Iterator[subprocess.Popen[str]]:
     """`check` running in the background; killed if the test leaves it running."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "exporter", "check", "--letta.retries=0", *args],
+        [*CHECK_ARGV, *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -45,14 +35,15 @@ def finish(proc: subprocess.Popen[str]) -> tuple[int, str, str]:
     return proc.returncode, stdout, stderr
 
 
-def wait_polled(fake: FakeLetta, run_id: str, times: int = 3) -> None:
-    """Until `check` has read the run `times` times: it is waiting, not judging once."""
+def reads_of(fake: FakeLetta, run_id: str) -> int:
+    return sum(1 for r in fake.requests if r[0] == "GET" and r[1] == f"/v1/runs/{run_id}")
 
-    def polled() -> bool:
-        reads = [r for r in fake.requests if r[0] == "GET" and r[1] == f"/v1/runs/{run_id}"]
-        return len(reads) >= times
 
-    assert poll_until(polled, 30, interval=0.05), f"check never polled {run_id}"
+def wait_polled(fake: FakeLetta, run_id: str, times: int = 2) -> None:
+    """Until `check` has read the run `times` times (twice: it is waiting, not judging
+    once). The pause between reads grows, so each read asked for costs more time."""
+    polled = poll_until(lambda: reads_of(fake, run_id) >= times, 30, interval=0.05)
+    assert polled, f"check never polled {run_id}"
 
 
 def test_a_run_that_ends_while_waited_for_exits_0_with_the_table() -> None:
@@ -83,7 +74,8 @@ def test_an_agents_open_runs_are_waited_for_and_a_failure_exits_1() -> None:
         ) as proc:
             wait_polled(fake, first)
             fake.update_run(first, status="completed", stop_reason="end_turn")
-            wait_polled(fake, second, times=5)
+            # Read again after the first ended: still waiting for the second.
+            wait_polled(fake, second, times=reads_of(fake, second) + 1)
             # Letta can mark a run completed with a failing stop reason: still a failure.
             fake.update_run(second, status="completed", stop_reason="llm_api_error")
             code, stdout, stderr = finish(proc)
@@ -108,11 +100,11 @@ def test_a_run_still_open_at_the_timeout_exits_2() -> None:
             f"--run={ended}",
             f"--run={stuck}",
             "--wait",
-            "--timeout=2s",
+            "--timeout=1s",
         )
     # A timeout outranks the failure: the verdict is incomplete.
     assert result.returncode == 2, result.stderr
-    assert f"gave up after 2s (--timeout); still open: {stuck}" in result.stderr
+    assert f"gave up after 1s (--timeout); still open: {stuck}" in result.stderr
     assert result.stdout.splitlines()[-1] == "2 runs waited for, 1 failed, 1 still open"
 
 

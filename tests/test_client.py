@@ -37,16 +37,25 @@ LIST = f"{BASE}/v1/runs/"
 def make_client(
     calls: list[tuple[str, str]] | None = None,
     invalid: list[str] | None = None,
+    waits: list[float] | None = None,
     **options: Any,
 ) -> LettaClient:
-    opts = {"retries": 2, "retry_max_wait": 0.01, **options}
+    """A client whose retries wait on `waits` (a list), not the clock (test_retries.py
+    tests the waits themselves)."""
+    opts = {"retries": 2, **options}
     seen_calls = calls if calls is not None else []
     seen_invalid = invalid if invalid is not None else []
+    seen_waits = waits if waits is not None else []
+
+    async def sleep(seconds: float) -> None:
+        seen_waits.append(seconds)
+
     return LettaClient(
         build_http_client(BASE, api_key="sekret-key", user_id=None, timeout=1.0),
         ClientOptions(**opts),
         on_request=lambda endpoint, code, seconds: seen_calls.append((endpoint, code)),
         on_invalid_item=lambda endpoint, reason: seen_invalid.append(endpoint),
+        sleep=sleep,
     )
 
 
@@ -82,9 +91,11 @@ async def test_5xx_then_success_is_retried_and_every_attempt_is_counted() -> Non
         side_effect=[httpx.Response(503), httpx.Response(500), httpx.Response(200, json=[])]
     )
     calls: list[tuple[str, str]] = []
-    page = await make_client(calls).list_runs(limit=1)
+    waits: list[float] = []
+    page = await make_client(calls, waits=waits).list_runs(limit=1)
     assert page.runs == []
     assert calls == [("runs_list", "503"), ("runs_list", "500"), ("runs_list", "200")]
+    assert len(waits) == 2  # one wait before each retry
 
 
 @letta_api

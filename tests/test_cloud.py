@@ -11,20 +11,18 @@ from __future__ import annotations
 
 import random
 import threading
-from collections import Counter
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.fake_letta.fake import FakeLetta
-from tests.harness import Exporter, expected, running
+from tests.harness import Exporter, expected, exporter_on, running, wait_polls
 
 pytestmark = pytest.mark.e2e
 
 KEY = "sk-let-cloud-test-key"
 MODELS = ["openai/gpt-4o-mini", "anthropic/claude-sonnet-4"]
-TokenKey = tuple[str, str, str]
 
 
 def cloud_fake() -> FakeLetta:
@@ -44,21 +42,6 @@ def finish_run(fake: FakeLetta, project: str, agent: str, rng: random.Random) ->
     status, reason = rng.choice([("completed", "end_turn"), ("failed", "llm_api_error")])
     fake.update_run(run_id, status=status, stop_reason=reason)
     return run_id
-
-
-def exported_tokens(exp: Exporter) -> Counter[TokenKey]:
-    out: Counter[TokenKey] = Counter()
-    for (name, labels), value in exp.samples().items():
-        if name == "letta_run_tokens_total":
-            d = dict(labels)
-            out[(d["agent"], d["model"], d["type"])] += int(value)
-    return +out
-
-
-def more_polls(exp: Exporter, cycles: int = 3) -> None:
-    """Wait for `cycles` more poll cycles (each one re-scans the lookback window)."""
-    target = exp.value("letta_exporter_polls_total") + cycles
-    exp.wait_for(lambda: exp.value("letta_exporter_polls_total") >= target, what="more polls")
 
 
 def test_the_profile_wants_a_bearer_key_and_scopes_runs_and_steps_by_project() -> None:
@@ -105,16 +88,16 @@ def test_one_project_is_counted_exactly_while_another_creates_runs(tmp_path: Pat
                     what="proj-a's totals",
                 )
                 exp.wait_for(
-                    lambda: exported_tokens(exp) == fake.token_truth("proj-a"),
+                    lambda: exp.tokens() == fake.token_truth("proj-a"),
                     what="proj-a's tokens",
                 )
             finally:
                 stop.set()
                 neighbour.join(10)
-            more_polls(exp)
+            wait_polls(exp, 3)
             # 0 lost, 0 doubled, nothing of proj-b; the scope was seen to hold.
             assert exp.finished() == expected(fake.truth("proj-a"))
-            assert exported_tokens(exp) == fake.token_truth("proj-a")
+            assert exp.tokens() == fake.token_truth("proj-a")
             assert fake.truth("proj-b") and not set(fake.truth("proj-b")) & set(
                 fake.truth("proj-a")
             )
@@ -129,14 +112,13 @@ def test_a_server_that_ignores_the_project_header_is_reported(tmp_path: Path) ->
     with cloud_fake() as fake:
         fake.honour_project_header = False
         env = {"LETTA_API_KEY": KEY, "LETTA_PROJECT_ID": "proj-a"}
-        with running(Exporter(fake.base_url, tmp_path / "s.sqlite", env=env)) as exp:
-            exp.wait_ready()
+        with exporter_on(fake.base_url, tmp_path, env=env) as exp:
             assert exp.value("letta_exporter_scope_verified") == 0
             for project in ("proj-a", "proj-b", "proj-a", "proj-b"):
                 finish_run(fake, project, "agent-x", rng)
             # Both projects are counted (the server did not scope), and it is said once.
             exp.wait_for(lambda: exp.finished() == expected(fake.truth()), what="all counted")
-            more_polls(exp)
+            wait_polls(exp, 3)
             assert exp.value("letta_exporter_scope_verified") == 0
             warnings = [line for line in exp.logs if "ignores the project header" in line]
             assert len(warnings) == 1
@@ -148,8 +130,7 @@ def test_a_rotated_key_file_recovers_without_a_restart_and_loses_no_run(tmp_path
     key_file.write_text(KEY + "\n")
     with cloud_fake() as fake:
         env = {"LETTA_API_KEY_FILE": str(key_file), "LETTA_PROJECT_ID": "proj-a"}
-        with running(Exporter(fake.base_url, tmp_path / "s.sqlite", env=env)) as exp:
-            exp.wait_ready()
+        with exporter_on(fake.base_url, tmp_path, env=env) as exp:
             finish_run(fake, "proj-a", "agent-a", rng)
             exp.wait_for(lambda: exp.finished() == expected(fake.truth("proj-a")))
             # The key is rotated on the server before the file follows: polls fail with
@@ -166,7 +147,7 @@ def test_a_rotated_key_file_recovers_without_a_restart_and_loses_no_run(tmp_path
             key_file.write_text("sk-let-rotated-key\n")
             exp.wait_for(lambda: exp.value("letta_up") == 1, what="recovery")
             exp.wait_for(lambda: exp.finished() == expected(fake.truth("proj-a")))
-            more_polls(exp)
+            wait_polls(exp, 3)
             assert exp.finished() == expected(fake.truth("proj-a"))
             rejected = [line for line in exp.logs if "rejected the credentials" in line]
             assert len(rejected) == 1

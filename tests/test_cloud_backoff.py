@@ -12,21 +12,18 @@ from __future__ import annotations
 
 import random
 import re
-import time
-from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from exporter.letta.pacing import FLOOR_PER_S
 from tests.fake_letta.fake import FakeLetta
-from tests.harness import Exporter, expected, running
+from tests.harness import Exporter, expected, running, wait_polls
 
 pytestmark = pytest.mark.e2e
 
 KEY = "sk-let-cloud-test-key"
 TOOLS = ["web_search", "send_email", "conversation_search"]
-TokenKey = tuple[str, str, str]
 
 
 def cloud_fake() -> FakeLetta:
@@ -50,29 +47,6 @@ def finish_run(fake: FakeLetta, agent: str, rng: random.Random, tool_ids: list[s
     return run_id
 
 
-def by_agent_and_tool(exp: Exporter, name: str) -> Counter[tuple[str, str]]:
-    out: Counter[tuple[str, str]] = Counter()
-    for (metric, labels), value in exp.samples().items():
-        if metric == name:
-            d = dict(labels)
-            out[(d["agent"], d["tool"])] += int(value)
-    return +out
-
-
-def tokens(exp: Exporter) -> Counter[TokenKey]:
-    out: Counter[TokenKey] = Counter()
-    for (metric, labels), value in exp.samples().items():
-        if metric == "letta_run_tokens_total":
-            d = dict(labels)
-            out[(d["agent"], d["model"], d["type"])] += int(value)
-    return +out
-
-
-def more_polls(exp: Exporter, cycles: int = 3) -> None:
-    target = exp.value("letta_exporter_polls_total") + cycles
-    exp.wait_for(lambda: exp.value("letta_exporter_polls_total") >= target, what="more polls")
-
-
 def test_without_metrics_the_tools_come_from_messages_and_the_endpoint_is_down(
     tmp_path: Path,
 ) -> None:
@@ -90,9 +64,11 @@ def test_without_metrics_the_tools_come_from_messages_and_the_endpoint_is_down(
             decided_after = exp.value("letta_exporter_polls_total") - polls_before
             runs_per_tool, calls_per_tool = fake.tool_call_truth()
             exp.wait_for(lambda: exp.finished() == expected(fake.truth()), what="every run")
-            more_polls(exp)
-            assert by_agent_and_tool(exp, "letta_run_tool_calls_total") == runs_per_tool
-            assert by_agent_and_tool(exp, "letta_run_tool_invocations_total") == calls_per_tool
+            wait_polls(exp, 3)
+            assert exp.totals("letta_run_tool_calls_total", ("agent", "tool")) == runs_per_tool
+            assert (
+                exp.totals("letta_run_tool_invocations_total", ("agent", "tool")) == calls_per_tool
+            )
             assert exp.finished() == expected(fake.truth())
             assert exp.value("letta_exporter_endpoint_up", endpoint="messages") == 1
             assert exp.value("letta_exporter_enrichment_failures_total") == 0
@@ -123,7 +99,7 @@ def test_a_409_lock_conflict_with_retry_after_is_retried(tmp_path: Path) -> None
             for i in range(4):
                 finish_run(fake, f"agent-{i}", rng, tool_ids)
             exp.wait_for(lambda: exp.finished() == expected(fake.truth()), what="every run")
-            exp.wait_for(lambda: tokens(exp) == fake.token_truth(), what="every token")
+            exp.wait_for(lambda: exp.tokens() == fake.token_truth(), what="every token")
             assert (
                 exp.value("letta_exporter_api_requests_total", endpoint="run_steps", code="409")
                 == 2
@@ -147,24 +123,20 @@ def test_a_429_storm_slows_to_the_floor_and_back_losing_and_doubling_nothing(
             for i in range(10):
                 finish_run(fake, f"agent-{i % 3}", rng, tool_ids)
             fake.set_request_budget(0.5)  # a storm: one request every two seconds
-            storm = time.monotonic()
             exp.wait_for(lambda: exp.value(rate) == FLOOR_PER_S, what="the floor")
-            to_floor = time.monotonic() - storm
             for i in range(10):
                 finish_run(fake, f"agent-{i % 3}", rng, tool_ids)
             throttled = fake.throttled
             exp.wait_for(lambda: fake.throttled >= throttled + 5, what="more of the storm")
             fake.set_request_budget(None)
-            calm = time.monotonic()
             exp.wait_for(lambda: exp.value(rate) == cap, timeout=60, what="the cap again")
-            back = time.monotonic() - calm
-            print(f"\nrate {cap:g}/s -> floor in {to_floor:.1f}s, back in {back:.1f}s")
+            # How long each took: tests/benchmarks/bench_pacing.py, on a virtual clock.
             exp.wait_for(lambda: exp.finished() == expected(fake.truth()), what="every run")
-            exp.wait_for(lambda: tokens(exp) == fake.token_truth(), what="every token")
-            more_polls(exp)
+            exp.wait_for(lambda: exp.tokens() == fake.token_truth(), what="every token")
+            wait_polls(exp, 3)
             runs_per_tool, _ = fake.tool_call_truth()
             assert exp.finished() == expected(fake.truth())
-            assert tokens(exp) == fake.token_truth()
-            assert by_agent_and_tool(exp, "letta_run_tool_calls_total") == runs_per_tool
+            assert exp.tokens() == fake.token_truth()
+            assert exp.totals("letta_run_tool_calls_total", ("agent", "tool")) == runs_per_tool
             assert exp.value("letta_exporter_api_requests_total", code="429") > 0
             assert fake.throttled > 0

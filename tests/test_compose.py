@@ -8,8 +8,9 @@ Prometheus finds its rules and scrapes the exporter's service and port, Grafana'
 provisioning finds the dashboards and reaches Prometheus.
 
 Then the exporter and Prometheus services run for real with podman, as the file
-describes them (environment, mounts, volumes), in one pod whose loopback stands for the
-compose network: the exporter image built from the repository's Dockerfile polls a fake
+describes them (environment, mounts, volumes), in one network namespace whose loopback
+stands for the compose network: the exporter image built from the repository's
+Dockerfile (tests/image.py, as tests/test_image.py builds it) polls a fake
 Letta at the file's default address, Prometheus (Debian's binary in place of
 prom/prometheus, which cannot be pulled here) loads the rules and scrapes the exporter by
 its service name. Grafana does not run: no Grafana server can be installed from the
@@ -22,6 +23,7 @@ from __future__ import annotations
 import json
 import re
 import tomllib
+import uuid
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -31,10 +33,10 @@ import yaml
 from compose_pydantic.models import ComposeSpecification  # type: ignore[import-untyped]
 
 from exporter.cli.config import FLAGS, Settings
-from tests.dockerfile_model import DOCKERFILE, runtime_env
+from tests.dockerfile_model import runtime_env
 from tests.harness import poll_until
-from tests.image import pinned_base
-from tests.podman import Podman, bookworm_python_rootfs
+from tests.image import build
+from tests.podman import Podman, base_image, build_prometheus, rlimits
 
 ROOT = Path(__file__).parents[1]
 COMPOSE_DIR = ROOT / "deploy" / "compose"
@@ -204,56 +206,59 @@ def test_compose_interpolation_as_compose_does_it() -> None:
 @pytest.mark.e2e
 @pytest.mark.timeout(1500)
 def test_the_exporter_and_prometheus_services_run_with_podman(
-    tmp_path: Path, request: pytest.FixtureRequest
+    tmp_path: Path, podman: Podman
 ) -> None:
-    podman = Podman(tmp_path / "podman")
-    # The stand-in base takes the tag of the Dockerfile's pinned base (a digest names the
-    # upstream image only) and is passed in as PYTHON_IMAGE, as tests/image.py does.
-    base = pinned_base().partition("@")[0]
-    rootfs = bookworm_python_rootfs(request.config.cache.mkdir("bookworm-python"))
+    # The base of the Dockerfile (or its stand-in, tests/podman.py) also runs the fake
+    # Letta and carries Debian's Prometheus.
+    base = base_image(podman)
     letta_url = interpolate(service("letta-exporter")["environment"]["LETTA_BASE_URL"], {})
     letta_host, _, letta_port = letta_url.rpartition("/")[2].partition(":")
-    # One network namespace, loopback only: every service name resolves to 127.0.0.1,
-    # and so does the host where the file expects Letta. No DNS server is asked.
+    # One network namespace (the fake's), loopback only: every service name resolves to
+    # 127.0.0.1, and so does the host where the file expects Letta. No DNS server is asked.
     names = ["localhost", *compose()["services"], letta_host]
     (tmp_path / "hosts").write_text(f"127.0.0.1 {' '.join(names)}\n")
     (tmp_path / "resolv.conf").write_text("nameserver 127.0.0.1\n")
-    network = [
-        *("--pod", "letta-demo"),
+    files = [
         *("--volume", f"{tmp_path / 'hosts'}:/etc/hosts:ro"),
         *("--volume", f"{tmp_path / 'resolv.conf'}:/etc/resolv.conf:ro"),
     ]
+    # Names of their own: the storage is shared with other tests and checkouts.
+    run = f"compose-{uuid.uuid4().hex[:8]}"
+    letta = f"{run}-letta"
+    containers = {name: f"{run}-{name}" for name in ("letta-exporter", "prometheus")}
     try:
-        podman.import_rootfs(rootfs, base)
         exporter = service("letta-exporter")
-        podman.build(
-            COMPOSE_DIR / exporter["build"]["context"],
-            exporter["image"],
-            DOCKERFILE,
-            build_args={"PYTHON_IMAGE": base},
-        )
-        podman.build_prometheus(base, STAND_INS["prometheus"])
-        podman("pod", "create", "--name", "letta-demo", "--network", "none")
-        podman(
-            *("run", "--detach", "--name", "letta", *network),
+        build(podman, exporter["image"], COMPOSE_DIR / exporter["build"]["context"])
+        build_prometheus(podman, base, STAND_INS["prometheus"])
+        podman.run(
+            *("run", "--detach", "--name", letta, "--network=none", *files, *rlimits()),
             *("--volume", f"{ROOT / 'tests'}:/src/tests:ro", "--workdir", "/src", base),
             *("python3", "-m", "tests.fake_letta", "--port", letta_port, "--bulk", "30"),
         )
-        for name in ("letta-exporter", "prometheus"):
+        for name, container in containers.items():
             image = STAND_INS.get(name) or service(name)["image"]
-            podman("run", "--detach", "--name", name, *network, *run_arguments(name, {}), image)
+            podman.run(
+                *("run", "--detach", "--name", container, f"--network=container:{letta}"),
+                *files,
+                *rlimits(),
+                *run_arguments(name, {}),
+                image,
+            )
 
         def api(path: str) -> Any:
-            # Asked from inside the pod (the fake's container has Python): nothing is published.
+            # Asked from inside (the fake's container has Python): nothing is published.
             url = f"http://127.0.0.1:9090/api/v1/{path}"
-            return json.loads(podman("exec", "letta", "python3", "-c", _GET, url))["data"]
+            answer = podman.run("exec", letta, "python3", "-c", _GET, url, check=False)
+            if answer.returncode != 0:
+                raise ConnectionError(answer.stderr[-500:])
+            return json.loads(answer.stdout)["data"]
 
         rule_groups = {g["name"] for g in yaml.safe_load(RULES.read_text())["groups"]}
 
         def stack_works() -> bool:
             try:
                 loaded = {g["name"]: g for g in api("rules")["groups"]}
-            except AssertionError:  # Prometheus not listening yet
+            except ConnectionError:  # Prometheus not listening yet
                 return False
             targets = api("targets")["activeTargets"]
             return (
@@ -265,7 +270,12 @@ def test_the_exporter_and_prometheus_services_run_with_podman(
             )
 
         if not poll_until(stack_works, 180, interval=2):
-            logs = {n: podman("logs", n)[-2000:] for n in ("letta-exporter", "prometheus")}
+            logs = {
+                name: podman.run("logs", container, check=False).stderr[-2000:]
+                for name, container in containers.items()
+            }
             raise AssertionError(f"the stack did not come up: {api('targets')}\n{logs}")
     finally:
-        podman.reset()
+        # Those sharing the fake's network first: podman keeps it while they exist.
+        podman.run("rm", "--force", *containers.values(), check=False)
+        podman.run("rm", "--force", letta, check=False)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.fake_letta.fake import FakeLetta
-from tests.harness import Exporter, expected, running, wait_polls
+from tests.harness import Exporter, expected, exporter_on, running, wait_polls
 
 pytestmark = pytest.mark.e2e
 
@@ -50,26 +50,16 @@ def finish_with_steps(
     return run_id
 
 
-def exported_tokens(exp: Exporter) -> Counter[TokenKey]:
-    out: Counter[TokenKey] = Counter()
-    for (name, labels), value in exp.samples().items():
-        if name == "letta_run_tokens_total":
-            d = dict(labels)
-            out[(d["agent"], d["model"], d["type"])] += int(value)
-    return +out
-
-
 def test_token_totals_by_model_and_type_equal_the_steps_including_runs_over_50_steps(
     tmp_path: Path,
 ) -> None:
     rng = random.Random(3)
     truth: Counter[TokenKey] = Counter()
-    with FakeLetta() as fake, running(Exporter(fake.base_url, tmp_path / "s.sqlite")) as exp:
-        exp.wait_ready()
+    with FakeLetta() as fake, exporter_on(fake.base_url, tmp_path) as exp:
         for i in range(10):
             finish_with_steps(fake, f"agent-{i % 2}", rng.randrange(1, 6), rng, truth)
         finish_with_steps(fake, "agent-long", 73, rng, truth)  # /usage would see only 50
-        exp.wait_for(lambda: exported_tokens(exp) == truth, what="tokens to equal the truth")
+        exp.wait_for(lambda: exp.tokens() == truth, what="tokens to equal the truth")
         assert exp.finished() == expected(fake.truth())
         assert exp.value("letta_run_steps_sum", agent="agent-long") == 73
         assert exp.value("letta_run_tool_calls_total", tool="tool-0001") == 11
@@ -84,20 +74,17 @@ def test_failing_enrichment_endpoints_delay_but_never_lose_or_double(
 ) -> None:
     rng = random.Random(5)
     truth: Counter[TokenKey] = Counter()
-    with FakeLetta() as fake, running(Exporter(fake.base_url, tmp_path / "s.sqlite")) as exp:
-        exp.wait_ready()
+    with FakeLetta() as fake, exporter_on(fake.base_url, tmp_path) as exp:
         for i in range(6):
             run_id = finish_with_steps(fake, "agent-a", 3, rng, truth)
             endpoint = ["usage", "steps", "metrics"][i % 3]
             # Fewer failures than --enrich.max-attempts (5); 5xx and timeouts are retried
             # by the client too, garbage is not: each one costs an enrichment attempt.
             fake.inject(kind, times=4, path_prefix=f"/v1/runs/{run_id}/{endpoint}", delay=3.0)
-        exp.wait_for(
-            lambda: exported_tokens(exp) == truth, timeout=90, what="tokens after the faults"
-        )
+        exp.wait_for(lambda: exp.tokens() == truth, timeout=90, what="tokens after the faults")
         assert exp.finished() == expected(fake.truth())
         wait_polls(exp, 6)
-        assert exported_tokens(exp) == truth, "a late success counted nothing twice"
+        assert exp.tokens() == truth, "a late success counted nothing twice"
 
 
 def test_an_endpoint_that_never_recovers_is_given_up_and_the_run_still_counts(
@@ -107,9 +94,8 @@ def test_an_endpoint_that_never_recovers_is_given_up_and_the_run_still_counts(
     truth: Counter[TokenKey] = Counter()
     with (
         FakeLetta() as fake,
-        running(Exporter(fake.base_url, tmp_path / "s.sqlite", "--enrich.max-attempts=2")) as exp,
+        exporter_on(fake.base_url, tmp_path, "--enrich.max-attempts=2") as exp,
     ):
-        exp.wait_ready()
         run_id = finish_with_steps(fake, "agent-a", 2, rng, truth)
         fake.inject("503", times=10_000, path_prefix=f"/v1/runs/{run_id}/steps")
         exp.wait_for(
@@ -118,7 +104,7 @@ def test_an_endpoint_that_never_recovers_is_given_up_and_the_run_still_counts(
             what="the steps endpoint to be given up",
         )
         assert exp.finished() == expected(fake.truth())
-        tokens = exported_tokens(exp)
+        tokens = exp.tokens()
         # Without steps, the totals come from /usage under model "unknown".
         assert {key[1] for key in tokens} == {"unknown"}
         assert tokens[("agent-a", "unknown", "input")] == sum(
@@ -143,7 +129,7 @@ def test_kill_9_while_enrichments_are_pending_loses_nothing(tmp_path: Path) -> N
             )
             exp.kill()
             exp = Exporter(fake.base_url, state).start()
-            exp.wait_for(lambda: exported_tokens(exp) == truth, timeout=90, what="tokens")
+            exp.wait_for(lambda: exp.tokens() == truth, timeout=90, what="tokens")
             assert exp.finished() == expected(fake.truth())
         finally:
             exp.kill()
@@ -163,5 +149,5 @@ def test_each_run_is_counted_with_an_enrichment_endpoint_switched_off(
         state = tmp_path / "state.db"
         with running(Exporter(fake.base_url, state, switched_off, "--backfill=1h")) as exp:
             exp.wait_for(lambda: sum(exp.finished().values()) == 3, what="3 counted runs")
-            exp.wait_for(lambda: exported_tokens(exp) == truth, what="tokens")
+            exp.wait_for(lambda: exp.tokens() == truth, what="tokens")
             assert not [line for line in exp.logs if "Traceback" in line]

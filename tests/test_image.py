@@ -1,9 +1,9 @@
 """The image, built from the Dockerfile and run against the fake Letta API.
 
-Built once per session with podman (tests/image.py: the pinned base, or a Debian stand-in
-where Docker Hub cannot be reached). Each container runs as a user would run it: the
-state on a named volume, the root filesystem read-only (no tmpfs either, as
-deploy/kubernetes/ runs it). Host networking: the fake and the exporter both listen on
+Built once per session with podman (tests/image.py and tests/podman.py: the pinned base,
+or a Debian stand-in where Docker Hub cannot be reached). Each container runs as a user
+would run it: the state on a named volume, the root filesystem read-only (no tmpfs
+either, as deploy/kubernetes/ runs it). Host networking: the fake and the exporter both listen on
 127.0.0.1. A missing podman, runc or mmdebstrap fails these tests; .ci/run installs them.
 """
 
@@ -24,7 +24,8 @@ import trustme
 from tests.dockerfile_model import runtime_user
 from tests.fake_letta.fake import FakeLetta
 from tests.harness import FAST_FLAGS, poll_until
-from tests.image import Built, Podman, build, components, locked, rlimits, sbom
+from tests.image import Built, build, components, locked, sbom
+from tests.podman import Podman, rlimits
 
 # The first test waits for the build: about 1.5 min on a new machine with overlay storage
 # (base included), 4 to 5 min with vfs.
@@ -32,14 +33,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
 
 STATE_DIR = "/var/lib/letta-exporter"
 GRACE_SECONDS = 10  # `docker stop`'s default
-
-
-@pytest.fixture(scope="module")
-def podman() -> Podman:
-    try:
-        return Podman.here()
-    except RuntimeError as error:
-        pytest.fail(str(error))
 
 
 @pytest.fixture(scope="module")

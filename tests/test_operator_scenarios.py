@@ -6,13 +6,12 @@ The real exporter process against the fake Letta API, errors and paths shaped on
 
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from tests.fake_letta.fake import FakeLetta
-from tests.harness import Exporter, expected, running
+from tests.harness import Exporter, expected, exporter_on
 
 pytestmark = pytest.mark.e2e
 
@@ -26,15 +25,6 @@ def info(exporter: Exporter) -> dict[str, str]:
     }
 
 
-def by_label(exporter: Exporter, metric: str, *labels: str) -> Counter[tuple[str, ...]]:
-    totals: Counter[tuple[str, ...]] = Counter()
-    for (name, sample_labels), value in exporter.samples().items():
-        if name == metric:
-            as_dict = dict(sample_labels)
-            totals[tuple(as_dict[k] for k in labels)] += int(value)
-    return +totals
-
-
 def finish(fake: FakeLetta, agent: str, status: str, stop_reason: str | None, **run: object) -> str:
     run_id = fake.create_run(agent, **run)  # type: ignore[arg-type]
     fake.update_run(run_id, status=status, stop_reason=stop_reason)
@@ -45,8 +35,7 @@ def test_agents_are_named_and_an_agent_without_a_name_keeps_its_id(tmp_path: Pat
     with FakeLetta() as fake:
         named = fake.add_agent("support-bot")
         unnamed = "agent-00000000-0000-4000-8000-00000000dead"  # deleted: no longer listed
-        with running(Exporter(fake.base_url, tmp_path / "s.sqlite")) as exp:
-            exp.wait_ready()
+        with exporter_on(fake.base_url, tmp_path) as exp:
             finish(fake, named, "completed", "end_turn")
             finish(fake, unnamed, "completed", "end_turn")
             exp.wait_for(lambda: exp.finished() == expected(fake.truth()), what="totals")
@@ -67,8 +56,7 @@ def test_names_can_be_turned_off(tmp_path: Path) -> None:
     with FakeLetta() as fake:
         agent = fake.add_agent("Jane Doe's assistant")
         args = ("--agents.names=false",)
-        with running(Exporter(fake.base_url, tmp_path / "s.sqlite", *args)) as exp:
-            exp.wait_ready()
+        with exporter_on(fake.base_url, tmp_path, *args) as exp:
             finish(fake, agent, "completed", "end_turn")
             exp.wait_for(lambda: exp.finished() == expected(fake.truth()), what="totals")
             assert info(exp) == {}
@@ -76,8 +64,7 @@ def test_names_can_be_turned_off(tmp_path: Path) -> None:
 
 
 def test_failures_by_error_type_add_up_to_the_failing_runs(tmp_path: Path) -> None:
-    with FakeLetta() as fake, running(Exporter(fake.base_url, tmp_path / "s.sqlite")) as exp:
-        exp.wait_ready()
+    with FakeLetta() as fake, exporter_on(fake.base_url, tmp_path) as exp:
         agent = "agent-a"
         # Shapes of runs/*/run.json and steps.json in the fixtures.
         sync_500 = fake.create_run(agent)
@@ -112,13 +99,13 @@ def test_failures_by_error_type_add_up_to_the_failing_runs(tmp_path: Path) -> No
         finish(fake, agent, "completed", "end_turn", run_type="send_message_async", background=True)
         finish(fake, agent, "cancelled", "cancelled")
         exp.wait_for(lambda: exp.finished() == expected(fake.truth()), what="totals")
-        assert by_label(exp, "letta_runs_failed_total", "error_type") == {
+        assert exp.totals("letta_runs_failed_total", ("error_type",)) == {
             ("llm_server_error",): 1,
             ("conflict",): 1,
             ("llm_rate_limit",): 1,
             ("none",): 1,  # completed / max_tokens_exceeded: no error recorded
         }
-        assert by_label(exp, "letta_runs_finished_by_path_total", "run_type", "background") == {
+        assert exp.totals("letta_runs_finished_by_path_total", ("run_type", "background")) == {
             ("send_message", "false"): 3,
             ("send_message_streaming", "false"): 2,
             ("send_message_async", "true"): 1,

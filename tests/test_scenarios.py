@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.fake_letta.fake import FakeLetta
-from tests.harness import Exporter, expected, running, wait_polls
+from tests.harness import Exporter, expected, exporter_on, running, wait_polls
 
 pytestmark = pytest.mark.e2e
 
@@ -65,8 +65,7 @@ def assert_totals_match(exporter: Exporter, fake: FakeLetta, timeout: float = 30
 
 def test_runs_are_counted_exactly_once_across_pages(fake: FakeLetta, tmp_path: Path) -> None:
     agents = ["agent-alpha", "agent-beta", "agent-gamma"]
-    with running(Exporter(fake.base_url, tmp_path / "s.sqlite", "--letta.page-size=4")) as exp:
-        exp.wait_ready()
+    with exporter_on(fake.base_url, tmp_path, "--letta.page-size=4") as exp:
         finish_runs(fake, 30, agents)
         assert_totals_match(exp, fake)
         finish_runs(fake, 12, agents, start=30)
@@ -77,8 +76,7 @@ def test_runs_are_counted_exactly_once_across_pages(fake: FakeLetta, tmp_path: P
 
 
 def test_same_second_ties_are_neither_skipped_nor_repeated(fake: FakeLetta, tmp_path: Path) -> None:
-    with running(Exporter(fake.base_url, tmp_path / "s.sqlite", "--letta.page-size=5")) as exp:
-        exp.wait_ready()
+    with exporter_on(fake.base_url, tmp_path, "--letta.page-size=5") as exp:
         second = float(int(time.time()))
         for i in range(23):
             # Nine share one microsecond, the rest one second: both kinds of tie.
@@ -92,8 +90,7 @@ def test_same_second_ties_are_neither_skipped_nor_repeated(fake: FakeLetta, tmp_
 def test_a_late_committed_run_behind_newer_ones_is_still_counted(
     fake: FakeLetta, tmp_path: Path
 ) -> None:
-    with running(Exporter(fake.base_url, tmp_path / "s.sqlite", "--letta.page-size=3")) as exp:
-        exp.wait_ready()
+    with exporter_on(fake.base_url, tmp_path, "--letta.page-size=3") as exp:
         late = fake.create_run("agent-late", created_at=time.time() - 20, visible=False)
         finish_runs(fake, 9, ["agent-on-time"])
         assert_totals_match(exp, fake)
@@ -107,8 +104,7 @@ def test_runs_that_never_finish_become_stale_not_in_progress_forever(
     fake: FakeLetta, tmp_path: Path
 ) -> None:
     args = ("--runs.stale-after=1.5s",)
-    with running(Exporter(fake.base_url, tmp_path / "s.sqlite", *args)) as exp:
-        exp.wait_ready()
+    with exporter_on(fake.base_url, tmp_path, *args) as exp:
         fake.create_run("agent-zombie")  # sync path: stays created while it runs
         exp.wait_for(
             lambda: exp.value("letta_runs_in_progress", agent="agent-zombie") == 1,
@@ -129,8 +125,7 @@ def test_a_status_flip_within_grace_counts_the_final_status_and_later_flips_are_
     fake: FakeLetta, tmp_path: Path
 ) -> None:
     args = ("--runs.grace-period=3s",)
-    with running(Exporter(fake.base_url, tmp_path / "s.sqlite", *args)) as exp:
-        exp.wait_ready()
+    with exporter_on(fake.base_url, tmp_path, *args) as exp:
         early = fake.create_run("agent-a")
         fake.update_run(early, status="completed", stop_reason="requires_approval")
         # The flip must come after a poll saw the first status: the run settling (followed,
@@ -217,9 +212,8 @@ def test_api_faults_delay_but_never_lose_or_double_runs(
 ) -> None:
     with (
         FakeLetta() as fake,
-        running(Exporter(fake.base_url, tmp_path / "s.sqlite", "--letta.page-size=3")) as exp,
+        exporter_on(fake.base_url, tmp_path, "--letta.page-size=3") as exp,
     ):
-        exp.wait_ready()
         finish_runs(fake, 5, ["agent-a", "agent-b"])
         assert_totals_match(exp, fake)
         fake.inject(kind, path_prefix="/v1/runs/", **options)  # type: ignore[arg-type]
@@ -239,9 +233,8 @@ def test_an_invalid_item_is_skipped_and_counted_without_poisoning_the_page(
 ) -> None:
     with (
         FakeLetta() as fake,
-        running(Exporter(fake.base_url, tmp_path / "s.sqlite", "--letta.page-size=4")) as exp,
+        exporter_on(fake.base_url, tmp_path, "--letta.page-size=4") as exp,
     ):
-        exp.wait_ready()
         finish_runs(fake, 3, ["agent-a"])
         fake.add_raw_item({"status": 42, "created_at": "not a date"}, created_at=time.time())
         finish_runs(fake, 3, ["agent-a"], start=3)
@@ -255,9 +248,8 @@ def test_an_invalid_item_is_skipped_and_counted_without_poisoning_the_page(
 def test_unknown_status_and_stop_reason_values_are_kept(tmp_path: Path) -> None:
     with (
         FakeLetta() as fake,
-        running(Exporter(fake.base_url, tmp_path / "s.sqlite")) as exp,
+        exporter_on(fake.base_url, tmp_path) as exp,
     ):
-        exp.wait_ready()
         paused = fake.create_run("agent-a")
         fake.update_run(paused, status="paused")  # unknown, no completion mark: still open
         exp.wait_for(

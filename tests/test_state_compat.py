@@ -20,7 +20,7 @@ from exporter.metrics import catalogue as m
 from exporter.metrics.aggregates import Aggregates
 from exporter.store.checkpoint import Checkpoint
 from tests.fake_letta.fake import FakeLetta
-from tests.harness import Exporter, expected, running
+from tests.harness import Exporter, expected, running, wait_polls
 
 STATE = Path(__file__).parent / "fixtures" / "state"
 
@@ -72,6 +72,5 @@ def test_the_exporter_resumes_the_previous_release_walk_and_counts_each_run_once
         assert sum(truth.values()) == 400
         with running(Exporter(fake.base_url, previous_state(tmp_path))) as exp:
             exp.wait_for(lambda: exp.finished() == truth, 60, "the totals to equal the truth")
-            polls = exp.value("letta_exporter_polls_total")
-            exp.wait_for(lambda: exp.value("letta_exporter_polls_total") >= polls + 3, 30)
+            wait_polls(exp, 3)
             assert exp.finished() == truth

@@ -20,7 +20,7 @@ from prometheus_client.openmetrics.parser import (
 )
 
 from tests.fake_letta.fake import FakeLetta
-from tests.harness import Exporter, expected, running
+from tests.harness import Exporter, expected, exporter_on, running
 from tests.otlp_receiver import OtlpReceiver, ReceivedSpan
 from tests.tools import require_tool
 
@@ -44,6 +44,11 @@ def otel_env(receiver: OtlpReceiver) -> dict[str, str]:
         "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment.name=ci",
         "OTEL_EXPORTER_OTLP_TIMEOUT": "2",
     }
+
+
+def traced(fake: FakeLetta, state: Path, receiver: OtlpReceiver, *args: str) -> Exporter:
+    """An exporter on `fake` sending its traces to `receiver` (not started)."""
+    return Exporter(fake.base_url, state, *TRACE_FLAGS, *args, env=otel_env(receiver))
 
 
 def finish(fake: FakeLetta, agent: str, *, steps: int, failed: bool = False) -> str:
@@ -78,7 +83,7 @@ def test_built_traces_match_the_metrics_and_keep_their_ids_across_restarts(
 ) -> None:
     state = tmp_path / "s.sqlite"
     with FakeLetta() as fake:
-        with running(Exporter(fake.base_url, state, *TRACE_FLAGS, env=otel_env(receiver))) as exp:
+        with running(traced(fake, state, receiver)) as exp:
             exp.wait_ready()
             ok_run = finish(fake, "agent-ok", steps=2)
             failed_run = finish(fake, "agent-bad", steps=1, failed=True)
@@ -146,7 +151,7 @@ def test_built_traces_match_the_metrics_and_keep_their_ids_across_restarts(
         first = ids(receiver.spans)
 
         # A restart on the same state resends nothing...
-        with running(Exporter(fake.base_url, state, *TRACE_FLAGS, env=otel_env(receiver))) as exp:
+        with running(traced(fake, state, receiver)) as exp:
             exp.wait_ready()
             third = finish(fake, "agent-ok", steps=1)
             exp.wait_for(lambda: third in roots(receiver.spans), what="the new run's trace")
@@ -156,15 +161,7 @@ def test_built_traces_match_the_metrics_and_keep_their_ids_across_restarts(
 
         # ...and re-emitting the same runs from scratch gives the same ids.
         receiver.clear()
-        with running(
-            Exporter(
-                fake.base_url,
-                tmp_path / "fresh.sqlite",
-                *TRACE_FLAGS,
-                "--backfill=1h",
-                env=otel_env(receiver),
-            )
-        ) as exp:
+        with running(traced(fake, tmp_path / "fresh.sqlite", receiver, "--backfill=1h")) as exp:
             exp.wait_for(lambda: len(roots(receiver.spans)) == 3, what="re-emitted traces")
         assert set(first) <= set(ids(receiver.spans))
 
@@ -178,15 +175,7 @@ def test_the_servers_own_spans_pass_through_and_give_the_ttft(
         fake.update_run(run_id, status="running")
         fake.add_step(run_id, trace_id=rows[0]["TraceId"], prompt_tokens=10, completion_tokens=2)
         fake.set_trace(run_id, rows)
-        with running(
-            Exporter(
-                fake.base_url,
-                tmp_path / "s.sqlite",
-                *TRACE_FLAGS,
-                env=otel_env(receiver),
-            )
-        ) as exp:
-            exp.wait_ready()
+        with exporter_on(fake.base_url, tmp_path, *TRACE_FLAGS, env=otel_env(receiver)) as exp:
             fake.update_run(run_id, status="completed", stop_reason="end_turn")
             exp.wait_for(lambda: len(receiver.spans) == len(rows), what="every row as a span")
             exp.wait_for(lambda: exp.value("letta_run_time_to_first_token_seconds_count") == 1)
@@ -214,11 +203,8 @@ def test_a_failing_collector_delays_spans_without_losing_them_or_the_metrics(
     receiver.fail_with = 503
     with (
         FakeLetta() as fake,
-        running(
-            Exporter(fake.base_url, tmp_path / "s.sqlite", *TRACE_FLAGS, env=otel_env(receiver))
-        ) as exp,
+        exporter_on(fake.base_url, tmp_path, *TRACE_FLAGS, env=otel_env(receiver)) as exp,
     ):
-        exp.wait_ready()
         runs = [finish(fake, f"agent-{i}", steps=1) for i in range(5)]
         # Metrics do not wait for traces.
         exp.wait_for(lambda: exp.finished() == expected(fake.truth()), what="runs counted")
@@ -237,17 +223,14 @@ def test_a_dead_collector_costs_at_most_the_outbox_cap(
     receiver.fail_with = 503
     with (
         FakeLetta() as fake,
-        running(
-            Exporter(
-                fake.base_url,
-                tmp_path / "s.sqlite",
-                *TRACE_FLAGS,
-                "--traces.max-pending=2",
-                env=otel_env(receiver),
-            )
+        exporter_on(
+            fake.base_url,
+            tmp_path,
+            *TRACE_FLAGS,
+            "--traces.max-pending=2",
+            env=otel_env(receiver),
         ) as exp,
     ):
-        exp.wait_ready()
         for i in range(5):
             finish(fake, f"agent-{i}", steps=1)
         exp.wait_for(lambda: exp.finished() == expected(fake.truth()), what="runs counted")

@@ -35,6 +35,9 @@ _LANDING = """<!doctype html>
 
 
 _HEALTH_PATHS = frozenset({"/healthz", "/readyz"})
+# How often the serving loop looks for stop(): a stop waits up to this long (the
+# standard library's 0.5 s made every stop, and each test's server, wait half a second).
+_STOP_NOTICED_WITHIN_S = 0.1
 # A client that opens a connection and never finishes the TLS handshake gives up its
 # thread after this long; it never holds up other clients (the handshake runs in the
 # connection's own thread, not in accept()).
@@ -223,7 +226,10 @@ class HttpServer:
             host, port, app, server_class=server_class, handler_class=_QuietHandler
         )
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="metrics-http", daemon=True
+            target=self._server.serve_forever,
+            args=(_STOP_NOTICED_WITHIN_S,),
+            name="metrics-http",
+            daemon=True,
         )
 
     @property
