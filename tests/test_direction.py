@@ -141,7 +141,11 @@ def test_a_server_that_changes_semantics_between_walks_is_followed() -> None:
 
 def test_a_deleted_cursor_run_is_a_lost_cursor_not_a_switch() -> None:
     with FakeLetta(semantics="relative", unknown_cursor="ignore", clock=Clock()) as fake:
-        ids = fake.finish_burst(30, ["agent-a"], shared_fraction=0.0, spread_s=5.0)
+        # Seeded: with some spreads the first ten runs share a second, the pages widen
+        # and no cursor exists to delete (the test then proved nothing, or failed).
+        ids = fake.finish_burst(
+            30, ["agent-a"], shared_fraction=0.0, spread_s=5.0, rng=random.Random(3)
+        )
         lost: list[int] = []
 
         async def main() -> tuple[list[Run], CursorDirection]:
@@ -150,10 +154,12 @@ def test_a_deleted_cursor_run_is_a_lost_cursor_not_a_switch() -> None:
             walk = Walk(floor_ns=0)
             runs: list[Run] = []
             try:
-                step = await pager.next_page(walk, 10, active=False)
-                runs += step.fresh
-                step = await pager.next_page(walk, 10, active=False)  # decides "after"
-                runs += step.fresh
+                page = await pager.next_page(walk, 10, active=False)
+                runs += page.fresh
+                limit = next_limit(page, 10, 10)
+                page = await pager.next_page(walk, limit, active=False)  # decides "after"
+                runs += page.fresh
+                assert walk.cursors, "the walk must hold a cursor to delete"
                 for cursor_id, _ in walk.cursors:
                     fake.delete_run(cursor_id)
                 runs += await walk_all(pager, walk, page_size=10)
