@@ -317,6 +317,8 @@ SPANS_EXPORTED: Final = MetricSpec(
     "run's spans are retried); dropped (given up: outbox full, or too large to queue).",
     ("result",),
 )
+SPAN_RESULTS: Final = ("exported", "failed", "dropped")
+"""The `result` values of `letta_exporter_spans_exported_total`."""
 SPANS_PENDING: Final = MetricSpec(
     "letta_exporter_spans_pending_runs",
     Kind.GAUGE,

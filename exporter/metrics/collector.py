@@ -27,9 +27,8 @@ from prometheus_client.samples import Exemplar
 from exporter import __version__
 from exporter.letta.errors import POLL_ERROR_REASONS
 from exporter.metrics import catalogue as m
-from exporter.metrics.catalogue import Kind, MetricSpec
+from exporter.metrics.catalogue import SPAN_RESULTS, Kind, MetricSpec
 from exporter.metrics.snapshot import Snapshot
-from exporter.traces.sink import RESULTS as SPAN_RESULTS
 
 # Counters that exist from the first scrape, so `increase()` sees their first event
 # instead of a series that appears already at 1.

@@ -17,8 +17,7 @@ from typing import Final
 from exporter.core.records import ENDPOINTS as ENRICHMENT_ENDPOINTS
 from exporter.letta.errors import POLL_ERROR_REASONS
 from exporter.metrics import catalogue
-from exporter.metrics.catalogue import Kind, MetricSpec
-from exporter.traces.sink import RESULTS as SPAN_RESULTS
+from exporter.metrics.catalogue import SPAN_RESULTS, Kind, MetricSpec
 
 
 def _values(values: Iterable[str]) -> str:

@@ -27,12 +27,11 @@ from typing import Final
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from exporter.metrics.catalogue import SPAN_RESULTS
+
 log = logging.getLogger(__name__)
 
-EXPORTED: Final = "exported"
-FAILED: Final = "failed"
-DROPPED: Final = "dropped"
-RESULTS: Final = (EXPORTED, FAILED, DROPPED)
+EXPORTED, FAILED, DROPPED = SPAN_RESULTS
 
 DEFAULT_MAX_QUEUE: Final = 2048
 DEFAULT_MAX_EXPORT_BATCH: Final = 512
@@ -40,7 +39,7 @@ DEFAULT_MAX_EXPORT_BATCH: Final = 512
 never split across requests (one run, one outcome)."""
 
 ResultCallback = Callable[[str, int], None]
-"""`on_result(result, spans)`: result is one of `RESULTS`, spans how many it concerns."""
+"""`on_result(result, spans)`: result is one of `SPAN_RESULTS`, spans how many it concerns."""
 
 
 @dataclass(frozen=True, slots=True)
