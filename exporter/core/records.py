@@ -125,6 +125,7 @@ class RunRecord:
 
     @property
     def callback_recorded(self) -> bool:
+        """Whether Letta has written the callback's outcome (status code or error)."""
         return self.callback_code is not None or self.callback_error
 
 

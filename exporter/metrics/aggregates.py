@@ -29,6 +29,7 @@ class Histogram:
 
     @property
     def count(self) -> int:
+        """Observations in all buckets."""
         return sum(self.counts)
 
     def cumulative(self) -> list[int]:

@@ -20,16 +20,19 @@ class Health:
     poll_duration_s: float = 0.0
 
     def mark_success(self, now_s: float) -> None:
+        """A cycle in which every request to Letta succeeded."""
         self.up = True
         self.ready = True
         self.last_success_s = now_s
         self.last_attempt_s = now_s
 
     def mark_failure(self, now_s: float) -> None:
+        """A cycle in which a request to Letta failed."""
         self.up = False
         self.last_attempt_s = now_s
 
     def copy(self) -> Health:
+        """A copy for a snapshot, so later cycles do not change a published one."""
         return copy.copy(self)
 
 

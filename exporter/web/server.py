@@ -238,8 +238,10 @@ class HttpServer:
         return int(self._server.server_address[1])
 
     def start(self) -> None:
+        """Serve on a background thread."""
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop serving and close the socket."""
         self._server.shutdown()
         self._server.server_close()
