@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Final
 
 from exporter.core.availability import EndpointAvailability
@@ -31,6 +32,17 @@ _MIN_BUDGET_S: Final = 1.0
 
 Fetcher = Callable[[RunRecord, int], Awaitable[bool]]
 """Fetch one endpoint's detail of a run; False when it is too early to ask."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Source:
+    """How one enrichment endpoint is fetched, and what "not served" means for it."""
+
+    fetch: Fetcher
+    own_fallback: bool = False
+    """Decides itself what to ask when the endpoint is not served (/metrics: messages)."""
+    optional: bool = False
+    """Not served means nothing is missing (/trace: the trace is built from run data)."""
 
 
 class Enricher:
@@ -58,12 +70,12 @@ class Enricher:
         if "metrics" in enrichment.endpoints:
             self.availability.register("messages")  # the tools' source without /metrics
         self._tools = ToolSource(client, enrichment, tool_names, self.availability)
-        self._fetchers: dict[str, Fetcher] = {
-            "steps": self._steps,
-            "usage": self._usage,
-            "metrics": self._metrics,
-            "step_timings": self._step_timings,
-            "trace": self._trace,
+        self._sources: dict[str, _Source] = {
+            "steps": _Source(self._steps),
+            "usage": _Source(self._usage),
+            "metrics": _Source(self._metrics, own_fallback=True),
+            "step_timings": _Source(self._step_timings),
+            "trace": _Source(self._trace, optional=True),
         }
 
     async def enrich(self, now: int) -> bool:
@@ -118,19 +130,20 @@ class Enricher:
 
     async def _fetch(self, record: RunRecord, endpoint: str, now: int) -> bool:
         """Fetch one endpoint's detail of a run; False when it is too early to ask."""
-        if endpoint == "metrics":
-            return await self._metrics(record, now)  # has a fallback of its own
+        source = self._sources[endpoint]
+        if source.own_fallback:
+            return await source.fetch(record, now)
         if not self.availability.should_ask(endpoint, now):
             self._enrichment.skipped(record, endpoint)  # not served here
             return True
         try:
-            fetched = await self._fetchers[endpoint](record, now)
+            fetched = await source.fetch(record, now)
         except (LettaNotFound, LettaNotImplemented) as exc:
             await not_served_or_raise(
                 self._client, self.availability, record.id, endpoint, exc, now
             )
-            if endpoint == "trace":
-                self._enrichment.skipped(record, endpoint)  # built from run data
+            if source.optional:
+                self._enrichment.skipped(record, endpoint)
             else:
                 self._enrichment.failed(record, endpoint, now, permanent=True)
             return True
