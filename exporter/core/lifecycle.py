@@ -218,7 +218,7 @@ class RunBook:
     def housekeeping(self, now: int) -> None:
         """Prune records no scan can list again; expire and cap the open set."""
         floor = self.positions.dedupe_floor_ns()
-        scan = self.positions.scan
+        scan = self.positions.pending_walk
         keep_below = scan.pos[0] if scan is not None and scan.pos else None
         opts = self.options
         for record in list(self.records.values()):

@@ -8,13 +8,14 @@ from exporter.core.walk import Walk
 
 
 class Positions:
-    """The scan positions, persisted as checkpoint meta."""
+    """Where listing stands, persisted as checkpoint meta (the pending walk under the
+    key `scan`, its name since 0.1.0)."""
 
     def __init__(self, lookback_ns: int) -> None:
         self._lookback_ns = lookback_ns
         self.hwm_ns: int | None = None
         """Creation time of the newest run seen."""
-        self.scan: Walk | None = None
+        self.pending_walk: Walk | None = None
         """The walk still under way (persisted until it reaches its floor)."""
         # Every run created before this had been listed (start of the last walk that
         # reached its floor); None before one did, or in a state file of 0.1.0.
@@ -24,19 +25,19 @@ class Positions:
     def begin_cycle(self) -> None:
         """Mark where this cycle starts: a new run older than what earlier cycles saw
         from the head is a late commit (only known when no walk is still pending)."""
-        self._late_mark = self.hwm_ns if self.scan is None else None
+        self._late_mark = self.hwm_ns if self.pending_walk is None else None
 
     def start_walk(self, walk: Walk) -> None:
         """`walk` is under way: persisted as pending until it reaches its floor."""
-        self.scan = walk
+        self.pending_walk = walk
 
     def drop_walk(self) -> None:
         """Give the walk up; the next cycle starts a new one from the head."""
-        self.scan = None
+        self.pending_walk = None
 
     def walk_done(self, started_ns: int) -> None:
         """The walk reached its floor: every run created before `started_ns` was listed."""
-        self.scan = None
+        self.pending_walk = None
         self.listed_until_ns = started_ns
 
     def is_late(self, created: int) -> bool:
@@ -57,7 +58,9 @@ class Positions:
     def to_meta(self) -> dict[str, str]:
         """The positions as checkpoint meta."""
         meta = {"hwm_ns": str(self.hwm_ns)} if self.hwm_ns is not None else {}
-        meta["scan"] = json.dumps(self.scan.to_json() if self.scan is not None else None)
+        meta["scan"] = json.dumps(
+            self.pending_walk.to_json() if self.pending_walk is not None else None
+        )
         if self.listed_until_ns is not None:
             meta["listed_until_ns"] = str(self.listed_until_ns)
         return meta
@@ -67,6 +70,6 @@ class Positions:
         if "hwm_ns" in meta:
             self.hwm_ns = int(meta["hwm_ns"])
         scan = json.loads(meta.get("scan", "null"))
-        self.scan = Walk.from_json(scan) if scan else None
+        self.pending_walk = Walk.from_json(scan) if scan else None
         if "listed_until_ns" in meta:
             self.listed_until_ns = int(meta["listed_until_ns"])

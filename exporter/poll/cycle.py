@@ -139,7 +139,7 @@ class Poller:
             snapshot.enrichment_backlog,
             len(snapshot.open_runs),
         )
-        self._progress.report(runs.positions.scan)
+        self._progress.report(runs.positions.pending_walk)
         return ok
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -148,7 +148,7 @@ class Poller:
             started = time.monotonic()
             await self.cycle()
             # A pending walk (backfill or catch-up) or due enrichment continues at once.
-            busy = self._runs.positions.scan is not None and not self._backpressure()
+            busy = self._runs.positions.pending_walk is not None and not self._backpressure()
             delay = 0.0 if busy or self._more_enrichment else self._options.interval_s
             delay = max(0.0, delay - (time.monotonic() - started))
             # A run whose grace period ends before the next cycle is looked at then, so
@@ -163,7 +163,7 @@ class Poller:
         """An immutable view of the committed state, for the collector."""
         tracker = self._tracker
         agent_label = tracker.labels.agent
-        scan = tracker.runs.positions.scan
+        scan = tracker.runs.positions.pending_walk
         now = self._now()
         return Snapshot(
             aggregates=tracker.aggregates.copy(),

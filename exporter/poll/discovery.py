@@ -75,9 +75,9 @@ class Discovery:
         """Walk from the head (or the pending walk's position) towards the floor."""
         runs = self._runs
         positions = runs.positions
-        if positions.scan is None:
+        if positions.pending_walk is None:
             self._walk_started_ns = now
-        walk = positions.scan or self.new_walk(now)
+        walk = positions.pending_walk or self.new_walk(now)
         positions.start_walk(walk)  # persisted as pending until it reaches its floor
         self._listed_all = False
         walk.new_cycle()
