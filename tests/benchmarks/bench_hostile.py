@@ -27,8 +27,9 @@ import trustme
 from prometheus_client import CollectorRegistry
 
 from exporter.metrics.snapshot import Health
-from exporter.web.config import WebConfigWatcher, load_web_config
+from exporter.web.config import load_web_config
 from exporter.web.server import App, HttpServer
+from exporter.web.watcher import WebConfigWatcher
 from tests.fake_letta.fake import FakeLetta
 from tests.harness import Exporter, exporter_on
 from tests.hostile import (
