@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextlib import aclosing
 from typing import Final
 
 from exporter.core.lifecycle import RunBook
@@ -97,29 +98,31 @@ class Discovery:
             active=False,
             first_limit=first_limit,
         )
-        async for page in pages:
-            if walk.first and walk.count:
-                for run, created in zip(page.fresh, page.fresh_created, strict=True):
-                    runs.observe_backfill(run, now, created)
-            else:
-                for run in page.fresh:
-                    runs.observe(run, now, count=walk.count, floor=walk.floor_ns)
-            head_rows += len(page.fresh)
-            if page.stalled:
-                runs.aggregates.inc(m.PAGINATION_STALLS)
-                log.warning("a runs page made no progress; ending this walk until next cycle")
-                if not walk.first and not resumed:
-                    positions.drop_walk()
-                return
-            if page.done:
-                positions.walk_done(self._walk_started_ns)
-                self._listed_all = True
-                self._listed_until_ns = self._walk_started_ns
-                if not resumed:
-                    self._last_head_rows = head_rows
-                return
-            if backpressure():
-                return
+        # Closed at once when the walk pauses part-way (stall, backpressure), not at GC.
+        async with aclosing(pages):
+            async for page in pages:
+                if walk.first and walk.count:
+                    for run, created in zip(page.fresh, page.fresh_created, strict=True):
+                        runs.observe_backfill(run, now, created)
+                else:
+                    for run in page.fresh:
+                        runs.observe(run, now, count=walk.count, floor=walk.floor_ns)
+                head_rows += len(page.fresh)
+                if page.stalled:
+                    runs.aggregates.inc(m.PAGINATION_STALLS)
+                    log.warning("a runs page made no progress; ending this walk until next cycle")
+                    if not walk.first and not resumed:
+                        positions.drop_walk()
+                    return
+                if page.done:
+                    positions.walk_done(self._walk_started_ns)
+                    self._listed_all = True
+                    self._listed_until_ns = self._walk_started_ns
+                    if not resumed:
+                        self._last_head_rows = head_rows
+                    return
+                if backpressure():
+                    return
 
     def counting_lag_ns(self, now: int) -> int:
         """Age of the oldest finished run not counted yet: known ones by completed_at;

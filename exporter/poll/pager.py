@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 
 from exporter.core.direction import Answer, CursorDirection, classify, other
 from exporter.core.walk import Key, PageResult, Walk
@@ -31,7 +31,7 @@ class RunPager:
 
     async def pages(
         self, walk: Walk, *, page_size: int, max_pages: int, active: bool, first_limit: int = 0
-    ) -> AsyncIterator[PageResult]:
+    ) -> AsyncGenerator[PageResult, None]:
         """The pages of `walk`, newest first, until it is done or stalls (or `max_pages`).
 
         `first_limit` sizes the first request (default `page_size`); later ones follow
