@@ -1,11 +1,12 @@
 """A resumable walk down `GET /v1/runs/?order=desc` by cursor that survives Letta's quirks.
 
-Pure logic, no I/O: the poller sends the request `cursor()` names and hands the page to
-`feed()`. What it guards against (letta-runs-api.md §4):
+Pure logic, no I/O: the pager (`exporter.poll.pager`) sends the request `cursor()` names
+and hands the page to `feed()`. What it guards against (letta-runs-api.md §4):
 
 - **Cursor direction**: only `order=desc` is used. Which parameter then means "older
-  than X" is probed once by the poller: `before` on 0.16.8 (swapped) and on servers
-  where cursors are absolute in time, `after` where they are relative to the order.
+  than X" is judged page by page by the pager (`exporter.core.direction`): `before` on
+  0.16.8 (swapped) and on servers where cursors are absolute in time, `after` where they
+  are relative to the order.
 - **Lost cursor**: a deleted cursor run makes Letta restart the list from the head. The
   first row of such a page is not older than the cursor; the walk then retries with a
   fallback cursor from the same page, and finally walks from the head again, skipping

@@ -1,8 +1,9 @@
 """Finding runs: each cycle walks `GET /v1/runs` from the head down to the dedupe floor.
 
 A walk that does not reach its floor in one cycle (a backfill, a catch-up after
-downtime) is persisted in the tracker and continues next cycle. Discovery also knows how
-far back every run has been listed, which bounds how late a count can be.
+downtime) is kept as the pending walk (state file meta) and continues next cycle.
+Discovery also knows how far back every run has been listed, which bounds how late a
+count can be.
 """
 
 from __future__ import annotations
