@@ -38,21 +38,16 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.cli.config import Settings, load_settings
-from exporter.cli.main import tracker_options
-from exporter.core.counting import ERROR_TYPE_LIMIT, RUN_TYPE_LIMIT
-from exporter.core.labels import AgentFilter, CappedLabel
-from exporter.core.tracker import Tracker
+from exporter.cli.wiring import RequestMetrics, poll_options, restore_tracker
 from exporter.letta.client import LettaClient
 from exporter.letta.http import build_http_client
 from exporter.letta.requester import ClientOptions
-from exporter.metrics import catalogue as m
 from exporter.metrics.aggregates import Aggregates
 from exporter.metrics.collector import RunsCollector
 from exporter.poll.agent_names import UNKNOWN_REFRESH_S, AgentNames
-from exporter.poll.cycle import Poller, PollOptions
+from exporter.poll.cycle import Poller
 from exporter.poll.scope import ScopeCheck
 from exporter.store.checkpoint import Checkpoint
-from exporter.units import NS_PER_S
 from tests.fake_letta.fake import FakeLetta
 
 BASE_URL = "http://letta.test"
@@ -265,30 +260,8 @@ class _Exporter:
         aggregates = Aggregates()
         aggregates.load(loaded.series)
 
-        def capped(name: str, limit: int) -> CappedLabel:
-            return CappedLabel(
-                name,
-                limit,
-                admitted=loaded.label_values.get(name, ()),
-                on_overflow=lambda label: aggregates.inc(m.LABEL_OVERFLOW, (label,)),
-            )
-
-        tracker = Tracker(
-            tracker_options(settings),
-            aggregates,
-            capped("agent", settings.agents_label_limit),
-            agent_allowed=AgentFilter(settings.agents_allow, settings.agents_deny),
-            model_label=capped("model", settings.models_label_limit),
-            tool_label=capped("tool", settings.tools_label_limit),
-            error_type_label=capped("error_type", ERROR_TYPE_LIMIT),
-            run_type_label=capped("run_type", RUN_TYPE_LIMIT),
-            tool_names=loaded.tool_names,
-        )
-        tracker.runs.load(loaded.records, loaded.meta)
-
-        def count_request(endpoint: str, code: str, seconds: float) -> None:
-            aggregates.inc(m.API_REQUESTS, (endpoint, code))
-            aggregates.observe(m.API_REQUEST_DURATION, (endpoint,), seconds)
+        tracker = restore_tracker(settings, loaded, aggregates)
+        requests = RequestMetrics(aggregates)
 
         self.client = LettaClient(
             build_http_client(
@@ -297,9 +270,9 @@ class _Exporter:
             ClientOptions(
                 total_deadline=settings.letta_timeout * 3, retries=settings.letta_retries
             ),
-            on_request=count_request,
-            on_invalid_item=lambda endpoint, reason: aggregates.inc(m.INVALID_ITEMS, (endpoint,)),
-            on_postponed=lambda endpoint: aggregates.inc(m.REQUESTS_POSTPONED, (endpoint,)),
+            on_request=requests.request,
+            on_invalid_item=requests.invalid_item,
+            on_postponed=requests.postponed,
             rate_limit=settings.letta_rate_limit,
             clock=rig.monotonic,
             sleep=rig.sleep,
@@ -316,15 +289,7 @@ class _Exporter:
             self.client,
             tracker,
             self.checkpoint,
-            PollOptions(
-                interval_s=settings.poll_interval,
-                page_size=settings.letta_page_size,
-                max_pages=settings.poll_max_pages,
-                backfill_ns=int(settings.backfill * NS_PER_S)
-                if settings.backfill is not None
-                else None,
-                enrich_concurrency=settings.enrich_concurrency,
-            ),
+            poll_options(settings),
             publish=collector.publish,
             first_start=loaded.fresh,
             clock=lambda: rig.now,

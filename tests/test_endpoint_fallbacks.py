@@ -11,7 +11,7 @@ import pytest
 
 from exporter.cli.client import client_from_settings
 from exporter.cli.config import load_settings
-from exporter.cli.main import tracker_options
+from exporter.cli.wiring import tracker_options
 from exporter.core.availability import RECHECK_NS
 from exporter.core.labels import CappedLabel
 from exporter.core.tracker import Tracker

@@ -25,23 +25,18 @@ from exporter.cli.client import client_from_settings
 from exporter.cli.config import FLAGS, ConfigError, Settings, load_settings, setting_error
 from exporter.cli.logs import configure
 from exporter.cli.prices import PriceFileError, load_prices
-from exporter.core.counting import ERROR_TYPE_LIMIT, RUN_TYPE_LIMIT
-from exporter.core.labels import AgentFilter, CappedLabel
-from exporter.core.options import TrackerOptions
-from exporter.core.tracker import Tracker
+from exporter.cli.wiring import RequestMetrics, poll_options, restore_tracker
 from exporter.metrics import catalogue as m
 from exporter.metrics.aggregates import Aggregates
 from exporter.metrics.collector import RunsCollector
 from exporter.poll.agent_names import UNKNOWN_REFRESH_S, AgentNames
 from exporter.poll.cycle import Poller
-from exporter.poll.options import PollOptions
 from exporter.poll.scope import ScopeCheck
 from exporter.store.checkpoint import Checkpoint, CheckpointError, StateLocationError
 from exporter.traces.otel_environment import resource_from_environment, sink_from_environment
 from exporter.traces.run_tracer import RunTracer
 from exporter.traces.shipper import ShipperOptions, SpanShipper
 from exporter.traces.sink import SpanSink
-from exporter.units import NS_PER_S
 from exporter.web.config import load_web_config
 from exporter.web.errors import WebConfigError
 from exporter.web.server import App, HttpServer
@@ -87,22 +82,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
-def tracker_options(settings: Settings) -> TrackerOptions:
-    """Durations in the settings (seconds) as the tracker's nanoseconds."""
-    return TrackerOptions(
-        lookback_ns=int(settings.poll_lookback * NS_PER_S),
-        grace_ns=int(settings.runs_grace_period * NS_PER_S),
-        callback_wait_ns=int(settings.runs_callback_wait * NS_PER_S),
-        stale_after_ns=int(settings.runs_stale_after * NS_PER_S),
-        stale_refresh_ns=int(max(settings.poll_interval, 300) * NS_PER_S),
-        forget_after_ns=int(settings.runs_forget_after * NS_PER_S),
-        max_open_runs=settings.runs_max_open,
-        enrich=settings.enrich_endpoints,
-        enrich_max_attempts=settings.enrich_max_attempts,
-        trace_delay_ns=int(settings.traces_settle_delay * NS_PER_S),
-    )
-
-
 async def serve(settings: Settings) -> int:
     """Run the exporter until SIGTERM or SIGINT."""
     prices = load_prices(settings.cost_price_file) if settings.cost_price_file else None
@@ -132,29 +111,14 @@ async def serve(settings: Settings) -> int:
         else "off (set OTEL_EXPORTER_OTLP_ENDPOINT to export runs as traces)",
     )
 
-    def capped(name: str, limit: int) -> CappedLabel:
-        return CappedLabel(
-            name,
-            limit,
-            admitted=loaded.label_values.get(name, ()),
-            on_overflow=lambda label: aggregates.inc(m.LABEL_OVERFLOW, (label,)),
-        )
-
     tracer = RunTracer(resource_from_environment(os.environ)) if sink is not None else None
-    tracker = Tracker(
-        tracker_options(settings),
+    tracker = restore_tracker(
+        settings,
+        loaded,
         aggregates,
-        capped("agent", settings.agents_label_limit),
-        agent_allowed=AgentFilter(settings.agents_allow, settings.agents_deny),
-        model_label=capped("model", settings.models_label_limit),
-        tool_label=capped("tool", settings.tools_label_limit),
-        error_type_label=capped("error_type", ERROR_TYPE_LIMIT),
-        run_type_label=capped("run_type", RUN_TYPE_LIMIT),
         prices=prices,
-        tool_names=loaded.tool_names,
         build_trace=tracer.build if tracer is not None else None,
     )
-    tracker.runs.load(loaded.records, loaded.meta)
     if loaded.fresh:
         how = (
             f"counting runs created in the last {settings.backfill:g}s (backfill)"
@@ -169,15 +133,12 @@ async def serve(settings: Settings) -> int:
             "resuming from %s (%d runs tracked)", settings.state_path, len(tracker.runs.records)
         )
 
-    def count_request(endpoint: str, code: str, seconds: float) -> None:
-        aggregates.inc(m.API_REQUESTS, (endpoint, code))
-        aggregates.observe(m.API_REQUEST_DURATION, (endpoint,), seconds)
-
+    requests = RequestMetrics(aggregates)
     client = client_from_settings(
         settings,
-        on_request=count_request,
-        on_invalid_item=lambda endpoint, reason: aggregates.inc(m.INVALID_ITEMS, (endpoint,)),
-        on_postponed=lambda endpoint: aggregates.inc(m.REQUESTS_POSTPONED, (endpoint,)),
+        on_request=requests.request,
+        on_invalid_item=requests.invalid_item,
+        on_postponed=requests.postponed,
     )
     shipper = (
         SpanShipper(
@@ -204,15 +165,7 @@ async def serve(settings: Settings) -> int:
         client,
         tracker,
         checkpoint,
-        PollOptions(
-            interval_s=settings.poll_interval,
-            page_size=settings.letta_page_size,
-            max_pages=settings.poll_max_pages,
-            backfill_ns=int(settings.backfill * NS_PER_S)
-            if settings.backfill is not None
-            else None,
-            enrich_concurrency=settings.enrich_concurrency,
-        ),
+        poll_options(settings),
         publish=collector.publish,
         first_start=loaded.fresh,
         spans_pending=lambda: shipper.pending_runs if shipper is not None else 0,

@@ -40,7 +40,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from exporter.cli.client import client_from_settings
 from exporter.cli.config import load_settings
-from exporter.cli.main import tracker_options
+from exporter.cli.wiring import tracker_options
 from exporter.core.labels import CappedLabel
 from exporter.core.tracker import Tracker
 from exporter.metrics import catalogue as m
