@@ -1,4 +1,5 @@
-"""Runs to build spans from (captured and hand-made), for the span tests."""
+"""Runs to build spans from (captured and hand-made), and what the span tests read of
+the spans."""
 
 from __future__ import annotations
 
@@ -7,11 +8,31 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan
+
 from exporter.core.counting import run_info_of
 from exporter.core.records import Phase, RunRecord
 from exporter.core.run_info import RunInfo, StepInfo
 from exporter.letta.models import Run, Step
 from tests.conftest import load_fixture
+
+RESOURCE = Resource({"service.name": "letta-exporter", "service.namespace": "agents"})
+
+
+def ctx(span: ReadableSpan) -> tuple[int, int]:
+    context = span.get_span_context()
+    assert context is not None
+    return context.trace_id, context.span_id
+
+
+def parent_id(span: ReadableSpan) -> int | None:
+    return span.parent.span_id if span.parent is not None else None
+
+
+def attrs(span: ReadableSpan) -> dict[str, Any]:
+    return dict(span.attributes or {})
+
 
 ROWS = Path(__file__).parent / "fixtures" / "trace_rows"
 MS = 1_000_000

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import pytest
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from exporter import __version__
@@ -18,9 +17,7 @@ from exporter.traces.otel_environment import (
     sink_from_environment,
 )
 from tests.otlp_receiver import OtlpReceiver, no_leftover_threads  # noqa: F401 - autouse
-from tests.span_inputs import rich_run
-
-RESOURCE = Resource({"service.name": "letta-exporter", "service.namespace": "agents"})
+from tests.span_inputs import RESOURCE, rich_run
 
 
 async def test_sink_from_environment_over_http_with_gzip_and_headers() -> None:

@@ -6,34 +6,15 @@ Built spans come from the real 0.16.8 fixtures (run.json, steps.json, metrics.js
 from __future__ import annotations
 
 import hashlib
-from typing import Any
 
 import pytest
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
 
 from exporter import __version__
 from exporter.traces.build import build_run_spans, span_id_for, trace_id_for
 from exporter.traces.semconv import LETTA_TIMING, SCHEMA_URL
 from tests.conftest import load_fixture
-from tests.span_inputs import MS, T0, rich_run, run_info, step
-
-RESOURCE = Resource({"service.name": "letta-exporter", "service.namespace": "agents"})
-
-
-def ctx(span: ReadableSpan) -> tuple[int, int]:
-    context = span.get_span_context()
-    assert context is not None
-    return context.trace_id, context.span_id
-
-
-def parent_id(span: ReadableSpan) -> int | None:
-    return span.parent.span_id if span.parent is not None else None
-
-
-def attrs(span: ReadableSpan) -> dict[str, Any]:
-    return dict(span.attributes or {})
+from tests.span_inputs import MS, RESOURCE, T0, attrs, ctx, parent_id, rich_run, run_info, step
 
 
 def test_built_trace_shape_from_a_real_run() -> None:

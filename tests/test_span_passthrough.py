@@ -10,30 +10,12 @@ import logging
 from typing import Any
 
 import pytest
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
 
 from exporter.traces.passthrough import convert_trace_rows, ttft_seconds_from_rows
 from exporter.traces.run_tracer import RunTracer
 from exporter.traces.semconv import LETTA_TOOL_STATUS
-from tests.span_inputs import rows
-
-RESOURCE = Resource({"service.name": "letta-exporter", "service.namespace": "agents"})
-
-
-def ctx(span: ReadableSpan) -> tuple[int, int]:
-    context = span.get_span_context()
-    assert context is not None
-    return context.trace_id, context.span_id
-
-
-def parent_id(span: ReadableSpan) -> int | None:
-    return span.parent.span_id if span.parent is not None else None
-
-
-def attrs(span: ReadableSpan) -> dict[str, Any]:
-    return dict(span.attributes or {})
+from tests.span_inputs import RESOURCE, attrs, ctx, parent_id, rows
 
 
 def test_passthrough_keeps_ids_parents_times_and_strings() -> None:

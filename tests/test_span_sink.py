@@ -8,8 +8,6 @@ from __future__ import annotations
 from typing import Any
 
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from exporter.traces.build import build_run_spans
@@ -23,23 +21,7 @@ from exporter.traces.sink import (
     SpanSink,
 )
 from tests.otlp_receiver import OtlpReceiver, no_leftover_threads  # noqa: F401 - autouse
-from tests.span_inputs import rich_run, rows, step
-
-RESOURCE = Resource({"service.name": "letta-exporter", "service.namespace": "agents"})
-
-
-def ctx(span: ReadableSpan) -> tuple[int, int]:
-    context = span.get_span_context()
-    assert context is not None
-    return context.trace_id, context.span_id
-
-
-def parent_id(span: ReadableSpan) -> int | None:
-    return span.parent.span_id if span.parent is not None else None
-
-
-def attrs(span: ReadableSpan) -> dict[str, Any]:
-    return dict(span.attributes or {})
+from tests.span_inputs import RESOURCE, ctx, rich_run, rows, step
 
 
 class Results:
