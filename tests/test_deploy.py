@@ -32,6 +32,8 @@ from cloudcoil.models.prometheus_operator import v1 as operator
 
 from exporter.cli.config import FLAGS, Settings
 from tests.dockerfile_model import runtime_env, runtime_user
+from tests.fake_letta.fake import FakeLetta
+from tests.harness import Exporter, running
 from tests.roundtrip import lost_in_round_trip
 from tests.rules_sync import PROMETHEUS_RULE, RULES, render_prometheus_rule
 
@@ -229,6 +231,47 @@ def test_the_api_key_component_mounts_the_key_from_a_secret_file() -> None:
     assert command in README
     assert command in (KUBERNETES / "components" / "api-key" / "kustomization.yaml").read_text()
     assert [(item["key"], item["path"]) for item in secret["items"]] == [("api-key", key_file.name)]
+
+
+def _run_as_the_pod_would(
+    parts: tuple[str, ...], fake: FakeLetta, tmp_path: Path, key: str | None
+) -> Exporter:
+    """The exporter started with the container's environment and arguments of a variant,
+    against `fake`: its address for LETTA_BASE_URL, a file holding `key` for the Secret,
+    and state and listen address in test places (the harness sets both)."""
+    container = _container(list(kustomize_build(parts)))
+    env = {e["name"]: e["value"] for e in container["env"]}
+    env["LETTA_BASE_URL"] = fake.base_url
+    if "LETTA_API_KEY_FILE" in env:
+        assert key is not None
+        key_file = tmp_path / PurePosixPath(env["LETTA_API_KEY_FILE"]).name
+        key_file.write_text(key + "\n")
+        env["LETTA_API_KEY_FILE"] = str(key_file)
+    placed = ("--state.path", "--web.listen-address")
+    args = [arg for arg in container["args"] if arg.split("=", 1)[0] not in placed]
+    return Exporter(fake.base_url, tmp_path / "state.sqlite", *args, env=env)
+
+
+def test_the_base_polls_a_letta_without_a_password(tmp_path: Path) -> None:
+    with FakeLetta() as fake, running(_run_as_the_pod_would((), fake, tmp_path, None)) as exp:
+        exp.wait_ready()
+        assert exp.value("letta_up") == 1
+
+
+def test_with_the_api_key_component_it_polls_a_letta_with_a_password(tmp_path: Path) -> None:
+    key = "sk-let-deploy-test"
+    with FakeLetta(password=key) as fake:
+        # The base alone is refused (the reason for the component), then the component works.
+        with running(_run_as_the_pod_would((), fake, tmp_path, None)) as exp:
+            exp.wait_for(
+                lambda: exp.value("letta_exporter_poll_errors_total", reason="auth") >= 1,
+                what="a poll refused",
+            )
+            assert exp.value("letta_up") == 0
+        parts = ("components/api-key",)
+        with running(_run_as_the_pod_would(parts, fake, tmp_path, key)) as exp:
+            exp.wait_ready()
+            assert exp.value("letta_up") == 1
 
 
 def kubernetes_versions() -> list[str]:
