@@ -251,12 +251,16 @@ def test_an_overlay_naming_the_parts_renders_what_the_lines_do(parts: tuple[str,
     assert by_name(kustomize_build(parts, overlay=True)) == by_name(kustomize_build(parts))
 
 
-def test_the_readmes_overlay_renders_with_its_registry() -> None:
+def test_the_readmes_overlay_renders_with_its_registry_and_letta() -> None:
     (example,) = re.findall(r"```yaml\n(# kustomization.yaml of yours.*?)```", README, re.S)
     objects = list(render(overlay=example))
     spec = yaml.safe_load(example)
     (image,) = spec["images"]
     assert _container(objects)["image"] == f"{image['newName']}:{PROJECT['version']}"
+    (patch,) = spec["patches"]
+    (wanted,) = yaml.safe_load(patch["patch"])["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e["value"] for e in _container(objects)["env"]}
+    assert {e["name"]: e["value"] for e in wanted["env"]}.items() <= env.items()
     assert spec["components"] and {o["kind"] for o in objects} > BASE_KINDS
 
 
