@@ -474,12 +474,14 @@ def test_the_config_maps_hold_every_dashboard_file_unchanged(part: str) -> None:
 
 
 def test_the_grafana_sidecar_finds_the_dashboards_and_their_folder() -> None:
-    for cm in _dashboard_config_maps(("../../dashboards",)).values():
+    config_maps = _dashboard_config_maps(("../../dashboards",))
+    for cm in config_maps.values():
         labels, annotations = cm["metadata"]["labels"], cm["metadata"]["annotations"]
         assert labels[SIDECAR_LABEL[0]] == SIDECAR_LABEL[1]
         assert annotations[FOLDER_ANNOTATION[0]] == FOLDER_ANNOTATION[1]
-        # No hash suffix: a ConfigMap left under an old name would load the same uid twice.
-        assert cm["metadata"]["name"].startswith("letta-dashboard-")
+    # No hash suffix: a ConfigMap left under an old name would load the same uid twice.
+    generators = yaml.safe_load((DASHBOARDS / "kustomization.yaml").read_text())
+    assert set(config_maps) == {g["name"] for g in generators["configMapGenerator"]}
     for key, value in (SIDECAR_LABEL, FOLDER_ANNOTATION):
         assert f'{key}: "{value}"' in README or f"{key}: {value}" in README
 
