@@ -61,25 +61,24 @@ class History:
     """Samples of `Totals`, one every `SAMPLE_EVERY_S` over the last hour, and the latest."""
 
     def __init__(self) -> None:
-        self._samples: deque[Totals] = deque(maxlen=_KEPT)
+        self._spaced: deque[Totals] = deque(maxlen=_KEPT)
+        self._latest: Totals | None = None
         self._lock = threading.Lock()
 
     def record(self, totals: Totals) -> None:
-        """Keep `totals` as the latest sample; as a new one once the interval has passed."""
+        """Keep `totals` as the latest sample, and as a spaced one once the interval passed."""
         with self._lock:
-            # The last sample is the latest; those before it are SAMPLE_EVERY_S apart.
-            recent = len(self._samples) > 1 and (
-                totals.at_s - self._samples[-2].at_s < SAMPLE_EVERY_S
-            )
-            if recent:
-                self._samples[-1] = totals
-            else:
-                self._samples.append(totals)
+            self._latest = totals
+            if not self._spaced or totals.at_s - self._spaced[-1].at_s >= SAMPLE_EVERY_S:
+                self._spaced.append(totals)
 
     def samples(self) -> list[Totals]:
         """The samples of the last hour (and the one just before it), oldest first."""
         with self._lock:
-            return list(self._samples)
+            samples = list(self._spaced)
+            if self._latest is not None and self._latest is not samples[-1]:
+                samples.append(self._latest)
+            return samples
 
     def at(self, at_s: float) -> Totals | None:
         """The last sample taken at or before `at_s`, else None."""
