@@ -115,7 +115,11 @@ def step_body(run: SimRun, step: Step) -> dict[str, Any]:
         "feedback": None,
         "project_id": None,
         "error_type": step.error_type,
-        "error_data": {"message": "INTERNAL_SERVER_ERROR: OpenAI API error", "traceback": ""}
+        "error_data": {
+            "message": "INTERNAL_SERVER_ERROR: OpenAI API error",
+            "traceback": "",
+            "details": None,
+        }
         if failed
         else None,
         "status": "failed" if failed else "success",
