@@ -3,7 +3,10 @@ the demo, status page and browser tests and the README screenshot script."""
 
 from __future__ import annotations
 
+import contextlib
 import re
+import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -36,3 +39,10 @@ class Demo(Exporter):
             if match := _STATE_IN.search(line):
                 return Path(match.group(1))
         raise AssertionError("the demo did not say where its state is:\n" + "\n".join(self.logs))
+
+    def stop(self) -> None:
+        """Ctrl-C (so the demo removes its temporary state), else SIGKILL; idempotent."""
+        if self.returncode is None and self._proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.terminate(sig=signal.SIGINT)
+        self.kill()

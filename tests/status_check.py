@@ -108,7 +108,7 @@ def capture(path: Path, minutes: float) -> None:
             check_against_metrics(demo, Path(folder))
         browser.screenshot(demo.url + "/", path)
     finally:
-        demo.kill()
+        demo.stop()
 
 
 if __name__ == "__main__":

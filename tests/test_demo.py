@@ -39,7 +39,7 @@ def test_the_demo_counts_runs_and_stops_cleanly_on_ctrl_c() -> None:
         assert state.is_dir()
         assert demo.terminate(sig=signal.SIGINT) == 0
     finally:
-        demo.kill()
+        demo.stop()
     assert "stopped cleanly" in demo.logs[-1]
     assert not any("Traceback" in line for line in demo.logs), demo.logs
     assert not state.exists(), "the demo left its temporary state behind"

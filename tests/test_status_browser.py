@@ -39,4 +39,4 @@ def test_the_status_page_shows_what_metrics_shows(tmp_path: Path) -> None:
         data = shot.read_bytes()
         assert data.startswith(b"\x89PNG") and len(data) > 20_000
     finally:
-        demo.kill()
+        demo.stop()

@@ -140,4 +140,4 @@ def test_the_page_is_behind_tls_and_basic_auth_like_metrics(tmp_path: Path) -> N
         assert "Runs by outcome" in shown.text
         assert hashed not in shown.text and password not in shown.text
     finally:
-        demo.kill()
+        demo.stop()

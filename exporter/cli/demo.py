@@ -23,7 +23,7 @@ from exporter.demo.server import SimulatedLetta
 
 log = logging.getLogger("exporter")
 
-# Shorter than the defaults, so runs show within seconds and the stuck run (two minutes
+# Shorter than the defaults, so runs show within seconds and the stuck run (40 minutes
 # old at the start) counts as stale at once; any flag given on the command line wins.
 DEMO_SETTINGS = {
     "poll_interval": "2s",

@@ -29,6 +29,12 @@ class _Handler(BaseHTTPRequestHandler):
         """The exporter's request metrics tell the story; no access log."""
 
 
+class _Server(ThreadingHTTPServer):
+    # A stop does not wait for the connections a client keeps open.
+    daemon_threads = True
+    block_on_close = False
+
+
 class SimulatedLetta:
     """Serves a fresh `World` at `host:port` (port 0: any free port) until `stop()`."""
 
@@ -36,8 +42,7 @@ class SimulatedLetta:
         self.world = World(start_ns=time.time_ns())
         self._host = host
         handler = type("Handler", (_Handler,), {"api": LettaApi(self.world)})
-        self._server = ThreadingHTTPServer((host, port), handler)
-        self._server.daemon_threads = True
+        self._server = _Server((host, port), handler)
         self._thread = threading.Thread(
             target=self._server.serve_forever, args=(0.1,), name="simulated-letta", daemon=True
         )

@@ -181,9 +181,10 @@ class World:
             return [run for run in self.runs if run.created_ns <= now_ns]
 
     def _stuck_run(self) -> SimRun:
-        # Running since two minutes before the start; Letta never finishes some runs.
+        # Running since 40 minutes before the start (LettaRunStuck fires after 30 and 5
+        # more); Letta never finishes some runs.
         agent = self.agents[1]
-        created = self.start_ns - 120 * NS
+        created = self.start_ns - 40 * 60 * NS
         return SimRun(
             id=_id("run", self.rng),
             agent=agent,
