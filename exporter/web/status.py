@@ -12,7 +12,6 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from html import escape
@@ -68,10 +67,12 @@ class StatusPage:
 
     def publish(self, snapshot: Snapshot) -> None:
         """Take the snapshot /metrics now shows (called after each committed cycle)."""
-        totals = totals_of(snapshot, self._clock())
+        now = self._clock()
         with self._lock:
             self._snapshot = snapshot
-        self._history.record(totals)
+        # Summing every series costs with many agents: only for the samples kept.
+        if self._history.due(now):
+            self._history.record(totals_of(snapshot, now))
 
     def render(self) -> bytes:
         """The page as HTML."""
@@ -79,8 +80,9 @@ class StatusPage:
             snap = self._snapshot
         now = self._clock()
         latest = totals_of(snap, now)
-        since = self._history.at(now - HOUR_S) or next(iter(self._history.samples()), latest)
-        return _Page(snap, latest, since, self._history.samples(), self._endpoints_up(), now).html()
+        samples = [*self._history.samples(), latest]
+        since = self._history.at(now - HOUR_S) or samples[0]
+        return _Page(snap, latest, since, samples, self._endpoints_up(), now).html()
 
 
 def _metric(name: str, **labels: str) -> str:
@@ -227,7 +229,7 @@ class _Page:
 
     def charts(self) -> str:
         minutes = 60
-        statuses = sorted({s for t in self.samples for (_, s, _) in t.finished})
+        statuses = sorted({s for t in self.samples for (s, _) in t.finished})
         per_status: dict[str, list[float | None]] = {s: [0.0] * minutes for s in statuses}
         # What each sample added since the one before it, in the minute it was taken.
         for before, after in itertools.pairwise(self.samples):
@@ -260,12 +262,7 @@ class _Page:
         )
 
     def outcomes(self) -> str:
-        now: Counter[tuple[str, str]] = Counter()
-        then: Counter[tuple[str, str]] = Counter()
-        for (_, status, reason), value in self.latest.finished.items():
-            now[(status, reason)] += value
-        for (_, status, reason), value in self.since.finished.items():
-            then[(status, reason)] += value
+        now, then = self.latest.finished, self.since.finished
         rows = [
             (
                 f"<td>{escape(status)}</td><td>{escape(reason)}</td>",
@@ -285,12 +282,7 @@ class _Page:
         )
 
     def failures(self) -> str:
-        now: Counter[str] = Counter()
-        then: Counter[str] = Counter()
-        for (_, error_type), value in self.latest.failed.items():
-            now[error_type] += value
-        for (_, error_type), value in self.since.failed.items():
-            then[error_type] += value
+        now, then = self.latest.failed, self.since.failed
         rows = [
             (
                 f"<td>{escape(error_type)}</td>",
@@ -309,16 +301,10 @@ class _Page:
         )
 
     def agents(self) -> str:
-        finished: Counter[str] = Counter()
-        recent: Counter[str] = Counter()
-        failed: Counter[str] = Counter()
-        for (agent, _, _), value in self.latest.finished.items():
-            finished[agent] += value
-            recent[agent] += value
-        for (agent, _, _), value in self.since.finished.items():
-            recent[agent] -= value
-        for (agent, _), value in self.latest.failed.items():
-            failed[agent] += value
+        finished = self.latest.finished_by_agent
+        failed = self.latest.failed_by_agent
+        recent = finished.copy()
+        recent.subtract(self.since.finished_by_agent)
         rows = [
             (
                 f"<td>{escape(self.names.get(agent, agent))}</td>",
