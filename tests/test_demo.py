@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 
+import httpx
 import pytest
 
 from tests.demo_process import Demo
@@ -55,3 +56,26 @@ def test_a_bad_flag_stops_the_demo_with_one_sentence() -> None:
     )
     assert done.returncode == 2
     assert done.stderr.startswith("letta-exporter demo: invalid --poll.interval")
+
+
+@pytest.mark.e2e
+def test_the_simulator_alone_serves_letta_until_sigterm() -> None:
+    # As the compose stack's demo profile runs it, for an exporter elsewhere.
+    simulator = subprocess.Popen(
+        [sys.executable, "-m", "exporter", "demo", "--simulator-only"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert simulator.stderr is not None
+        line = simulator.stderr.readline()
+        url = line.split("a simulated Letta at ")[1].split(";")[0]
+        assert httpx.get(f"{url}/v1/health/", timeout=10).json()["version"] == "0.16.8"
+        assert "listening on" not in line  # no exporter
+        simulator.send_signal(signal.SIGTERM)
+        assert simulator.wait(20) == 0
+    finally:
+        simulator.kill()
+        simulator.wait(10)
+        if simulator.stderr is not None:
+            simulator.stderr.close()
