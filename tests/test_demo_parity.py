@@ -13,7 +13,7 @@ import pytest
 
 from exporter.demo import shapes
 from exporter.demo.api import LettaApi
-from exporter.demo.world import NS, SimRun, World
+from exporter.demo.world import MAX_RUNS, NS, SimRun, World
 
 FIXTURES = Path(__file__).parent / "fixtures" / "letta-0.16.8"
 START = 1_800_000_000 * NS
@@ -46,7 +46,11 @@ def world() -> World:
 
 
 def finished(world: World, predicate: Any) -> SimRun:
-    return next(r for r in world.runs if r.end_ns < START + 20 * 60 * NS and predicate(r))
+    return next(r for r in known(world) if r.end_ns < START + 20 * 60 * NS and predicate(r))
+
+
+def known(world: World, minutes: int = 20) -> list[SimRun]:
+    return world.advance(START + minutes * 60 * NS)
 
 
 def test_runs_have_the_keys_of_a_run_and_of_a_listed_run(world: World) -> None:
@@ -98,7 +102,7 @@ def test_messages_have_the_keys_of_each_message_type(world: World) -> None:
         for m in fixture(f"runs/{scenario}/messages.json")
     }
     seen: Counter[str] = Counter()
-    for run in world.runs:
+    for run in known(world):
         if run.steps and run.end_ns < START + 20 * 60 * NS:
             for message in shapes.messages_body(run):
                 seen[message["message_type"]] += 1
@@ -123,7 +127,7 @@ def test_tools_and_agents(world: World) -> None:
 
 
 def test_every_outcome_arrives(world: World) -> None:
-    outcomes = {(r.final_status, r.stop_reason) for r in world.runs if r.steps}
+    outcomes = {(r.final_status, r.stop_reason) for r in known(world) if r.steps}
     assert outcomes >= {
         ("completed", "end_turn"),
         ("completed", "max_steps"),
@@ -133,7 +137,7 @@ def test_every_outcome_arrives(world: World) -> None:
         ("failed", "llm_api_error"),
         ("failed", "error"),
     }
-    assert len({r.agent.name for r in world.runs}) == len(world.agents)
+    assert len({r.agent.name for r in known(world)}) == len(world.agents)
 
 
 def get(api: LettaApi, path: str, query: str = "") -> Any:
@@ -152,8 +156,8 @@ def test_the_runs_list_pages_with_before_as_0_16_8_does(world: World) -> None:
             break
         seen += [r["id"] for r in page]
         cursor = f"&before={page[-1]['id']}"
-    known = [r.id for r in world.runs if r.created_ns <= START + 10 * 60 * NS]
-    assert sorted(seen) == sorted(known) and len(seen) == len(set(seen))
+    listed = [r.id for r in known(world, minutes=10)]
+    assert sorted(seen) == sorted(listed) and len(seen) == len(set(seen))
     newest = get(api, "/v1/runs/", "order=desc&limit=2")
     assert get(api, "/v1/runs/", f"order=desc&after={newest[1]['id']}") == newest[:1]
 
@@ -176,3 +180,14 @@ def test_filters_and_single_run_routes(world: World) -> None:
     agents = get(api, "/v1/agents/", "order=asc&limit=2")
     rest = get(api, "/v1/agents/", f"order=asc&limit=100&after={agents[-1]['id']}")
     assert [a["id"] for a in agents + rest] == [a.id for a in world.agents]
+
+
+def test_old_runs_go_but_the_stuck_run_and_the_waiting_approval_stay() -> None:
+    world = World(start_ns=START)
+    first = world.advance(START + 60 * NS)
+    later = world.advance(START + 3 * 3600 * NS)  # more runs than the world keeps
+    assert len(later) <= MAX_RUNS + 2
+    assert first[5] not in later
+    stuck = [r for r in later if r.end_ns > START + 3 * 3600 * NS and r.created_ns < START]
+    waiting = [r for r in later if r.stop_reason == "requires_approval"]
+    assert len(stuck) == 1 and len(waiting) == 1

@@ -64,10 +64,9 @@ class LettaApi:
         if not 1 <= limit <= MAX_LIMIT:
             return _bad(f"limit: must be between 1 and {MAX_LIMIT}")
         selected = [r for r in runs if _matches(r, params, now)]
-        ids = {r.id: r for r in selected}
         for param, older in (("before", True), ("after", False)):
             if param in params:
-                cursor = ids.get(params[param][0]) or _find(runs, params[param][0])
+                cursor = _find(runs, params[param][0])
                 if cursor is None:
                     selected = []  # an unknown cursor: nothing before or after it
                     continue

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from typing import Final
 
 NS: Final = 1_000_000_000
-# Runs kept for the lists; older ones are gone, as if deleted (an hour at the usual pace).
+# Runs kept for the lists; older ones are gone, as if deleted (an hour at the usual pace),
+# except the stuck run and the approval left waiting.
 MAX_RUNS: Final = 4000
 # A provider incident: from minute 2 to minute 6 of every 15, most LLM calls fail.
 INCIDENT_PERIOD_S: Final = 15 * 60
@@ -146,6 +147,8 @@ class World:
     rng: random.Random = field(init=False)
     agents: tuple[Agent, ...] = field(init=False)
     runs: deque[SimRun] = field(init=False)
+    kept: list[SimRun] = field(init=False)
+    """The stuck run and the approval left waiting: never dropped with the old runs."""
     _next_arrival_ns: int = field(init=False)
     _approval_asked: bool = field(init=False, default=False)
     _lock: threading.Lock = field(init=False, default_factory=threading.Lock)
@@ -154,7 +157,7 @@ class World:
         self.rng = random.Random(self.seed)
         self.agents = _agents(self.rng)
         self.runs = deque(maxlen=MAX_RUNS)
-        self.runs.append(self._stuck_run())
+        self.kept = [self._stuck_run()]
         self._next_arrival_ns = self.start_ns
 
     @property
@@ -173,12 +176,15 @@ class World:
                 created = self._next_arrival_ns
                 if not self._approval_asked and created - self.start_ns >= 3 * NS:
                     self._approval_asked = True
-                    self.runs.append(self._approval_run(created))
+                    self.kept.append(self._approval_run(created))
                 else:
                     self.runs.append(self._new_run(created))
                 gap_s = self.rng.expovariate(self.rate_per_s)
                 self._next_arrival_ns = created + max(1_000_000, int(gap_s * NS))
-            return [run for run in self.runs if run.created_ns <= now_ns]
+            known = [*self.kept, *self.runs]
+            return sorted(
+                (run for run in known if run.created_ns <= now_ns), key=lambda r: r.created_ns
+            )
 
     def _stuck_run(self) -> SimRun:
         # Running since 40 minutes before the start (LettaRunStuck fires after 30 and 5
