@@ -46,16 +46,27 @@ def test_the_demo_counts_runs_and_stops_cleanly_on_ctrl_c() -> None:
     assert not state.exists(), "the demo left its temporary state behind"
 
 
-def test_a_bad_flag_stops_the_demo_with_one_sentence() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "exporter", "demo", "--poll.interval=soon"],
+def demo_with(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "exporter", "demo", *args],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
+
+
+def test_a_bad_flag_stops_the_demo_with_one_sentence() -> None:
+    done = demo_with("--poll.interval=soon")
     assert done.returncode == 2
     assert done.stderr.startswith("letta-exporter demo: invalid --poll.interval")
+
+
+@pytest.mark.parametrize("flag", ["--letta.url=http://letta:8283", "--state.path=s.sqlite"])
+def test_the_demo_refuses_the_settings_it_decides(flag: str) -> None:
+    done = demo_with(flag)
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"letta-exporter demo: {flag.partition('=')[0]} is the demo's")
 
 
 @pytest.mark.e2e

@@ -32,6 +32,10 @@ DEMO_SETTINGS = {
 }
 
 
+# Settings the demo decides itself: given on its command line they would be ignored.
+_DEMO_OWNS = {"base_url": "--letta.url", "state_path": "--state.path"}
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The exporter's flags plus the simulator's own."""
     from exporter.cli.main import build_parser as exporter_parser
@@ -60,6 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str]) -> int:
     """Run the demo until Ctrl-C (SIGINT) or SIGTERM; 0 when stopped so."""
     options = vars(build_parser().parse_args(argv))
+    taken = [flag for field, flag in _DEMO_OWNS.items() if field in options]
+    if taken:
+        print(
+            f"letta-exporter demo: {taken[0]} is the demo's own (the simulated Letta, a "
+            "temporary state file); run `letta-exporter` to poll a real Letta",
+            file=sys.stderr,
+        )
+        return 2
     host, _, port = options.pop("simulator_address").rpartition(":")
     simulator_only = options.pop("simulator_only")
     try:
