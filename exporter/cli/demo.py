@@ -38,6 +38,7 @@ _DEMO_OWNS = {"base_url": "--letta.url", "state_path": "--state.path"}
 
 def build_parser() -> argparse.ArgumentParser:
     """The exporter's flags plus the simulator's own."""
+    # Imported here: exporter.cli.main imports this module when it sees `demo`.
     from exporter.cli.main import build_parser as exporter_parser
 
     parser = exporter_parser()
@@ -92,7 +93,7 @@ def main(argv: Sequence[str]) -> int:
 
 
 def _serve_exporter(simulator: SimulatedLetta, folder: Path, options: dict[str, Any]) -> int:
-    from exporter.cli.main import run_serve
+    from exporter.cli.main import run_serve  # here, as in build_parser
 
     overrides: dict[str, Any] = {**DEMO_SETTINGS, **options}
     overrides["base_url"] = simulator.url
@@ -104,12 +105,16 @@ def _serve_exporter(simulator: SimulatedLetta, folder: Path, options: dict[str, 
         return 2
     configure(settings.log_level, settings.log_format)
     _, port = settings.listen_host_port
+    where = (
+        f"open http://localhost:{port}/ (metrics: /metrics)"
+        if port
+        else "its address is logged below"
+    )
     log.info(
-        "demo: a simulated Letta at %s, state in %s; open http://localhost:%d/ "
-        "(metrics: /metrics); Ctrl-C stops",
+        "demo: a simulated Letta at %s, state in %s; %s; Ctrl-C stops",
         simulator.url,
         folder,
-        port,
+        where,
     )
     return run_serve(settings)
 
@@ -122,7 +127,3 @@ def _serve_simulator(simulator: SimulatedLetta) -> int:
         signal.signal(sig, lambda *_: stopped.set())
     stopped.wait()
     return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main(sys.argv[1:]))

@@ -112,7 +112,8 @@ def _duration(seconds: float) -> str:
 
 
 def _rows(rows: Iterable[Iterable[str]]) -> str:
-    return "".join("<tr>" + "".join(rows_cells) + "</tr>" for rows_cells in map(list, rows))
+    """Table rows from rows of ready-made cells."""
+    return "".join("<tr>" + "".join(cells) + "</tr>" for cells in rows)
 
 
 class _Page:
