@@ -14,7 +14,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from exporter.letta.bodies import first_error, json_array, parse_list, parse_one
 from exporter.letta.errors import LettaBadResponse
-from exporter.letta.messages import collect_tool_calls
+from exporter.letta.messages import ListedMessage, collect_tool_calls, listed_messages
 from exporter.letta.models import (
     Agent,
     CursorParam,
@@ -37,6 +37,7 @@ _RUN_LIST: Final = TypeAdapter(list[Run])
 _STEP_LIST: Final = TypeAdapter(list[Step])
 _AGENT_LIST: Final = TypeAdapter(list[Agent])
 AGENTS_PATH: Final = "/v1/agents/"
+MESSAGES_PATH: Final = "/v1/messages/"
 STEPS_PAGE: Final = 100
 MAX_STEP_PAGES: Final = 100  # 10,000 steps: far beyond any max_steps a client would set
 MESSAGES_PAGE: Final = 50
@@ -194,6 +195,21 @@ class LettaClient:
                 break
             after = ids[-1]
         return calls
+
+    async def list_messages(self, *, limit: int, before: str | None = None) -> list[ListedMessage]:
+        """One page of `GET /v1/messages/?order=desc`: every run's messages, newest rows
+        first, older than the message `before` (cursors compare the insert sequence).
+
+        0.16.8 returns a desc page in ascending order (it reverses the rows it read); the
+        caller finds the page's oldest message by date. No `include_return_message_types`:
+        0.16.8 filters by type after the SQL limit. Raises LettaBadResponse(too_large)
+        when a page exceeds the byte cap (large tool returns): ask for fewer.
+        """
+        params: dict[str, str | int] = {"order": "desc", "limit": limit}
+        if before is not None:
+            params["before"] = before
+        body = await self._requests.get("messages", MESSAGES_PATH, params, MESSAGES_MAX_BYTES)
+        return listed_messages(body)
 
     async def list_agents(self, *, limit: int, after: str | None) -> list[Agent]:
         """One page of the agents list, oldest first, after the agent id `after`.

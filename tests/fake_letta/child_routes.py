@@ -12,7 +12,7 @@ from tests.fake_letta.responses import (
     json_response,
     not_found,
 )
-from tests.fake_letta.shapes import bare_agent, step_metrics_dict, tool_messages
+from tests.fake_letta.shapes import bare_agent, step_messages, step_metrics_dict, tool_messages
 from tests.fake_letta.store import RunStore
 
 
@@ -98,6 +98,55 @@ class ChildRoutes(RunStore):
         window = messages[low:high]
         page = window[:limit] if order == "asc" else list(reversed(window))[:limit]
         return json_response(200, page)
+
+    def _route_all_messages(self, q: Query) -> Response:
+        """``GET /v1/messages/``: every run's messages by insert sequence (the steps'),
+        ``before``/``after`` absolute on it, unknown ones 404. 0.16.8 returns a ``desc``
+        page in ascending order (``get_all_messages_recall_async`` reverses the rows it
+        read); the cloud profile returns it newest first."""
+        if not self.serves_messages_list:
+            return detail_response(404, "Not Found")  # no such route: the router's own 404
+        limit = q.get_int("limit", 100)
+        order = q.get_choice("order", ("asc", "desc"), "desc")
+        before, after = q.get_str("before"), q.get_str("after")
+        q.raise_if_invalid()
+        with self._lock:
+            bounds: list[tuple[tuple[int, int], bool]] = []
+            for cursor, is_after in ((after, True), (before, False)):
+                if cursor is None:
+                    continue
+                key = self._message_key(cursor)
+                if key is None:
+                    return not_found("Message", cursor)
+                bounds.append((key, is_after))
+            rows: list[tuple[tuple[int, int], dict[str, object]]] = []
+            for run in self._runs.values():
+                if not run.visible or not self._in_scope(run):
+                    continue
+                for step in run.steps:
+                    if step.bulk:
+                        continue
+                    for index, message in enumerate(step_messages(run, step, self._tools)):
+                        key = (step.seq, index)
+                        if all((key > b) if is_after else (key < b) for b, is_after in bounds):
+                            rows.append((key, message))
+        rows.sort(key=lambda row: row[0], reverse=order == "desc")
+        page = [message for _, message in rows[: max(0, limit)]]
+        if order == "desc" and not self.cloud:
+            page.reverse()
+        return json_response(200, page)
+
+    def _message_key(self, message_id: str) -> tuple[int, int] | None:
+        """The (step seq, index) of one of ``step_messages``' ids, None when unknown."""
+        body = message_id.removeprefix("message-")
+        step_uuid, _, suffix = body.rpartition("-")
+        entry = self._steps_by_id.get(f"step-{step_uuid}")
+        if entry is None or not suffix.isdigit():
+            return None
+        run, step = entry
+        if not run.visible:
+            return None
+        return step.seq, int(suffix)
 
     def _route_agents(self, q: Query) -> Response:
         # list_agents: order-relative cursors on (created_at, id), default limit 50,

@@ -51,6 +51,8 @@ _ROUTE_METHODS: Final[dict[str, frozenset[str]]] = {
     "step_metrics": frozenset({"GET"}),
     # Only the list an exporter reads; the real agents router has many more routes.
     "agents": frozenset({"GET"}),
+    # Every run's messages (the messages router's list route).
+    "all_messages": frozenset({"GET"}),
 }
 _SUBROUTES: Final = frozenset({"messages", "usage", "metrics", "steps", "trace"})
 
@@ -65,6 +67,8 @@ def _match_route(path: str) -> tuple[str, str | None] | None:
         return "active", None
     if path == "/v1/agents/":
         return "agents", None
+    if path == "/v1/messages/":
+        return "all_messages", None
     if path.startswith("/v1/tools/"):  # tools router: GET /{tool_id}
         rest = path[len("/v1/tools/") :]
         return ("tool", rest) if rest and "/" not in rest else None
@@ -168,6 +172,8 @@ class Dispatcher(RunRoutes, ChildRoutes):
             return self._route_active(q)
         if route == "agents":
             return self._route_agents(q)
+        if route == "all_messages":
+            return self._route_all_messages(q)
         assert run_id is not None
         if route == "tool":
             return self._route_tool(run_id)
