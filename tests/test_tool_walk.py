@@ -145,3 +145,12 @@ def test_listed_messages_keep_ids_runs_dates_and_calls() -> None:
     assert listed[1].date_ns is not None and listed[0].date_ns is not None
     assert listed[1].date_ns - listed[0].date_ns == NS_PER_S // 2
     assert listed[2].date_ns is None
+
+
+def test_when_a_page_s_ends_share_a_date_a_repeated_page_makes_the_walk_try_the_other_end() -> None:
+    walk = ToolWalk(WalkPlan((record("run-b", 10),), budget=5), completed({}))
+    newest_first = [msg("m3", "run-b", 12), msg("m2", "run-b", 12), msg("m1", "run-b", 12)]
+    assert walk.take(newest_first) == "m3", "0.16.8's order is the guess"
+    assert walk.take(newest_first[1:]) == "m1", "the page repeated: the other end"
+    assert walk.take([]) is None
+    assert walk.served() == {"run-b": {}}

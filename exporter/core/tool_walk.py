@@ -105,6 +105,10 @@ class ToolWalk:
     """Every unread message was inserted before this (the earliest end of a completed
     run whose message was read)."""
     _seen: set[str] = field(default_factory=set)
+    _newest_first: bool | None = None
+    """The server's page order, once a page's two ends had different dates."""
+    _other_end: str | None = None
+    """The cursor to try when the last one repeated its page (the order was a guess)."""
     _newest_ns: int | None = None
     _oldest_ns: int | None = None
 
@@ -119,13 +123,16 @@ class ToolWalk:
             return None
         fresh = [m for m in page if m.id not in self._seen]
         if not fresh:
-            return None  # a page that repeats itself: stop where the walk is
+            # The page repeated itself: the guessed end was the newest. Try the other
+            # end once, else stop where the walk is.
+            cursor, self._other_end = self._other_end, None
+            return cursor if self.pages < self.plan.budget else None
         for message in fresh:
             self._seen.add(message.id)
             self._read(message)
         if self._all_covered() or self.pages >= self.plan.budget:
             return None
-        return _oldest(page).id
+        return self._oldest_end(page)
 
     def served(self) -> dict[str, dict[str, int]]:
         """Calls per tool name of each planned run the walk covered."""
@@ -159,6 +166,18 @@ class ToolWalk:
         if ended is not None and (self.bound_ns is None or ended < self.bound_ns):
             self.bound_ns = ended
 
+    def _oldest_end(self, page: list[ListedMessage]) -> str:
+        """The page's oldest message, the next cursor: 0.16.8 returns a desc page in
+        ascending order, other servers newest first. The dates of its two ends tell;
+        when they are equal, the order last seen (or 0.16.8's), the other end kept in
+        case the guess repeats the page."""
+        first, last = page[0], page[-1]
+        if None not in (first.date_ns, last.date_ns) and first.date_ns != last.date_ns:
+            self._newest_first = (first.date_ns or 0) > (last.date_ns or 0)
+        oldest, other = (last, first) if self._newest_first else (first, last)
+        self._other_end = other.id if other.id != oldest.id else None
+        return oldest.id
+
     def _covers(self, record: RunRecord) -> bool:
         if self.ended:
             return True
@@ -166,14 +185,3 @@ class ToolWalk:
 
     def _all_covered(self) -> bool:
         return all(self._covers(record) for record in self.plan.runs)
-
-
-def _oldest(page: list[ListedMessage]) -> ListedMessage:
-    """The page's oldest message, the next cursor. 0.16.8 returns a desc page in
-    ascending order, other servers newest first: the dates tell; without dates, the
-    first item (0.16.8). A message older by date but newer by sequence only makes the
-    next page repeat a few messages."""
-    dated = [m for m in page if m.date_ns is not None]
-    if not dated:
-        return page[0]
-    return min(dated, key=lambda m: m.date_ns or 0)

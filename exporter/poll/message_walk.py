@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Final
 
-from exporter.core.availability import EndpointAvailability
+from exporter.core.availability import RECHECK_NS
 from exporter.core.enrichment import EnrichmentQueue
 from exporter.core.records import RunRecord
 from exporter.core.tool_walk import PAGE_LIMIT, MessageRate, ToolWalk, plan_walk
@@ -23,10 +23,11 @@ from exporter.letta.errors import (
     LettaNotImplemented,
     LettaRequestError,
 )
+from exporter.units import NS_PER_S
 
 log = logging.getLogger(__name__)
 
-ROUTE: Final = "messages_list"
+ROUTE: Final = "GET /v1/messages/"
 
 
 class MessageWalk:
@@ -36,14 +37,14 @@ class MessageWalk:
         self._client = client
         self._enrichment = enrichment
         self._rate = MessageRate()
-        # Decided on the first answer; re-checked every few minutes when not served.
-        self._route = EndpointAvailability(runs_to_decide=1)
+        # Not served (404/405/4xx without a cursor): not asked again before this.
+        self._not_before_ns = 0
         self._limit = PAGE_LIMIT
 
     async def serve(self, due: list[RunRecord], now: int) -> int:
         """Answer the tools of the due runs the walk covers; returns how many."""
         wanting = [r for r in due if r.enrich is not None and "metrics" in r.enrich.pending]
-        if not wanting or not self._route.should_ask(ROUTE, now):
+        if not wanting or now < self._not_before_ns:
             return 0
         plan = plan_walk(wanting, now, self._rate, page_limit=min(PAGE_LIMIT, self._limit * 2))
         if plan is None:
@@ -64,7 +65,7 @@ class MessageWalk:
                 continue
             except (LettaNotFound, LettaNotImplemented, LettaRequestError) as exc:
                 if cursor is None:
-                    self._route.not_served(ROUTE, now, type(exc).__name__)
+                    self._not_served(exc, now)
                     return 0
                 # The cursor's message is gone (its agent was deleted): stop here; what
                 # was read still covers the runs it covers.
@@ -73,7 +74,6 @@ class MessageWalk:
             except LettaError as exc:
                 log.debug("messages walk stopped: %s", exc)
                 break
-            self._route.answered(ROUTE)
             cursor = walk.take(page)
             if cursor is None:
                 break
@@ -84,3 +84,13 @@ class MessageWalk:
             if calls is not None and record.enrich is not None:
                 self._enrichment.answered_tool_calls(record, calls)
         return len(served)
+
+    def _not_served(self, exc: LettaError, now: int) -> None:
+        if self._not_before_ns == 0:
+            log.warning(
+                "Letta does not serve %s (%s): tools come from each run; asking again every %.0f s",
+                ROUTE,
+                exc,
+                RECHECK_NS / NS_PER_S,
+            )
+        self._not_before_ns = now + RECHECK_NS
