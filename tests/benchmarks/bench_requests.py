@@ -34,6 +34,7 @@ _ENDPOINTS = (
     ("run_messages", re.compile(r"^/v1/runs/[^/]+/messages$")),
     ("tool", re.compile(r"^/v1/tools/")),
     ("messages", re.compile(r"^/v1/messages/$")),
+    ("steps_list", re.compile(r"^/v1/steps/$")),
     ("agents", re.compile(r"^/v1/agents/$")),
 )
 
@@ -50,6 +51,7 @@ async def measure(
             if cloud:
                 rig.letta.cloud = True
                 rig.letta.serves_run_metrics = False
+                rig.letta.serves_steps_list = walk
             rig.letta.serves_messages_list = walk
             tools = [rig.letta.add_tool(name) for name in ("web_search", "fetch")]
             await rig.cycle()

@@ -14,6 +14,7 @@ from tests.fake_letta.responses import (
 )
 from tests.fake_letta.shapes import bare_agent, step_messages, step_metrics_dict, tool_messages
 from tests.fake_letta.store import RunStore
+from tests.fake_letta.wire import to_us
 
 
 class ChildRoutes(RunStore):
@@ -136,6 +137,45 @@ class ChildRoutes(RunStore):
             page.reverse()
         return json_response(200, page)
 
+    def _route_all_steps(self, q: Query) -> Response:
+        """``GET /v1/steps/``: every run's steps by (created_at, id), ``start_date`` and
+        ``end_date`` strict bounds, conventional cursors (unknown ones 404). 0.16.8
+        answers 400 to every query (the route passes a bool as the order); the cloud
+        profile serves it (``serves_steps_list``)."""
+        limit = q.get_int("limit", 50)
+        order = q.get_choice("order", ("asc", "desc"), "desc")
+        before, after = q.get_str("before"), q.get_str("after")
+        start, end = q.get_str("start_date"), q.get_str("end_date")
+        q.raise_if_invalid()
+        if not self.serves_steps_list:
+            return detail_response(
+                400, "Argument order does not match type typing.Optional[str]: got bool"
+            )
+        with self._lock:
+            keys: list[tuple[tuple[int, int], bool]] = []
+            for cursor, is_after in ((after, True), (before, False)):
+                if cursor is None:
+                    continue
+                entry = self._steps_by_id.get(cursor)
+                if entry is None or not entry[0].visible:
+                    return not_found("Step", cursor)
+                keys.append(((entry[1].us, entry[1].seq), is_after))
+            low = to_us(start) if start else None
+            high = to_us(end) if end else None
+            rows: list[tuple[tuple[int, int], dict[str, object]]] = []
+            for run in self._runs.values():
+                if not run.visible or not self._in_scope(run):
+                    continue
+                self._materialise_lazy_steps(run)
+                for step in run.steps:
+                    key = (step.us, step.seq)
+                    if low is not None and step.us <= low or high is not None and step.us >= high:
+                        continue
+                    if all(_beyond(key, k, (is_after == (order == "asc"))) for k, is_after in keys):
+                        rows.append((key, step.data))
+        rows.sort(key=lambda row: row[0], reverse=order == "desc")
+        return json_response(200, [data for _, data in rows[: max(0, limit)]])
+
     def _message_key(self, message_id: str) -> tuple[int, int] | None:
         """The (step seq, index) of one of ``step_messages``' ids, None when unknown."""
         body = message_id.removeprefix("message-")
@@ -217,3 +257,8 @@ def _step_boundary(
         if beyond(step):
             return index
     return len(steps)
+
+
+def _beyond(key: tuple[int, int], cursor: tuple[int, int], greater: bool) -> bool:
+    """A conventional cursor: after = further in the order, before = back in it."""
+    return key > cursor if greater else key < cursor

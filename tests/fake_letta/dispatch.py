@@ -51,8 +51,9 @@ _ROUTE_METHODS: Final[dict[str, frozenset[str]]] = {
     "step_metrics": frozenset({"GET"}),
     # Only the list an exporter reads; the real agents router has many more routes.
     "agents": frozenset({"GET"}),
-    # Every run's messages (the messages router's list route).
+    # Every run's messages (the messages router's list route) and steps.
     "all_messages": frozenset({"GET"}),
+    "all_steps": frozenset({"GET"}),
 }
 _SUBROUTES: Final = frozenset({"messages", "usage", "metrics", "steps", "trace"})
 
@@ -72,6 +73,8 @@ def _match_route(path: str) -> tuple[str, str | None] | None:
     if path.startswith("/v1/tools/"):  # tools router: GET /{tool_id}
         rest = path[len("/v1/tools/") :]
         return ("tool", rest) if rest and "/" not in rest else None
+    if path == "/v1/steps/":
+        return "all_steps", None
     if path.startswith("/v1/steps/"):  # steps router: GET /{step_id}/metrics
         parts = path[len("/v1/steps/") :].split("/")
         if len(parts) == 2 and parts[0] and parts[1] == "metrics":
@@ -174,6 +177,8 @@ class Dispatcher(RunRoutes, ChildRoutes):
             return self._route_agents(q)
         if route == "all_messages":
             return self._route_all_messages(q)
+        if route == "all_steps":
+            return self._route_all_steps(q)
         assert run_id is not None
         if route == "tool":
             return self._route_tool(run_id)

@@ -47,6 +47,7 @@ class RunStore:
     honour_project_header: bool
     serves_run_metrics: bool
     serves_messages_list: bool
+    serves_steps_list: bool
 
     def __init__(self, *, backend: Backend, clock: Callable[[], float], cloud: bool) -> None:
         self.backend: Backend = backend
