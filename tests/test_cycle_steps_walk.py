@@ -123,3 +123,26 @@ async def test_runs_straddling_pages_are_exact_and_a_walk_cut_short_gives_nothin
         assert rig.metrics().value("letta_runs_finished_total") == 7
         assert tokens(rig) == rig.letta.token_truth()
         assert rig.metrics().value(STEP_COUNT) == 6 * 2 + 40
+
+
+async def test_after_a_walk_cut_short_the_next_plans_aim_at_fewer_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(step_walk, "PAGE_LIMIT", 3)
+    async with open_rig(tmp_path, runs_grace_period=5) as rig:
+        cloud(rig)
+        await rig.cycle()
+        for i in range(3):
+            finish(rig, i, steps=20)  # 60 steps: 20 pages, 3 pages of budget
+        rig.advance(15)
+        await rig.cycles(2, every=15)
+        walked = rig.letta.count_requests(STEPS_LIST)
+        assert walked == 3, "cut short: the runs asked per run"
+        for cycle in range(3):
+            for i in range(3):
+                finish(rig, 10 * cycle + i, steps=20)
+            rig.advance(15)
+            await rig.cycles(2, every=15)
+        # Dense steps: a walk would not pay for 3 runs; not one more page is wasted.
+        assert rig.letta.count_requests(STEPS_LIST) == walked
+        assert tokens(rig) == rig.letta.token_truth()

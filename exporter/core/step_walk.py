@@ -126,6 +126,10 @@ class StepWalk:
         return ready, waiting
 
     def learn(self, rate: StepRate, now: int) -> None:
-        """Tell `rate` how dense the steps were, from a complete walk."""
+        """Tell `rate` how dense the steps were. A walk cut short read only part of its
+        window: the rate is at least twice that, so the next plan aims at newer runs."""
+        window_s = (now - self.plan.start_ns) / NS_PER_S
         if self.complete:
-            rate.learn(self.read, (now - self.plan.start_ns) / NS_PER_S)
+            rate.learn(self.read, window_s)
+        elif window_s > 0 and 2 * self.read / window_s > (rate.per_s or 0.0):
+            rate.learn(2 * self.read, window_s)
