@@ -8,6 +8,14 @@ with 1-3 steps of tokens and 0-2 tool calls. Prints requests per finished run by
 endpoint, how many runs were not counted 3 poll intervals after the traffic ended, the
 delay from completed_at to the count (p50/p95/p99; the target: interval + grace + 2 s),
 and whether tokens and tool uses are exact against the fake's truth.
+
+Measured (2 shared cores, other sessions busy): 6,000 runs, 0 not counted 3 intervals
+after the traffic ended (all counted by then), 0.047 requests per run (list pages 0.023,
+`GET /v1/messages/` 0.014, `GET /v1/steps/` 0.009), completed_at to counted p50 9.3 s,
+p95 13.5 s, p99 19.5 s (target 22 s); tokens, tool uses and tool calls exact. Before the
+walks every run cost `/steps` and its messages (2 requests): 12,000 requests at the
+default 50 requests/s is 240 s of requests for 150 s of traffic (issue #27: 1,609 runs
+not counted 45 s after it ended, counting lag 78 s).
 """
 
 from __future__ import annotations
