@@ -10,8 +10,9 @@ profile and the cloud profile, with the messages walk ("after") and without it
 Requests, not time: the rig's Letta answers in microseconds.
 
 Measured (30 runs a cycle, 20 cycles): 0.16.8 before 2.06/run (steps 1.00, run_metrics
-1.00, list pages 0.06), after 1.08/run (steps 1.00, messages 0.04); cloud before 2.06/run
-(steps 1.00, run_messages 1.00), after 1.08/run (steps 1.00, messages 0.04).
+1.00, list pages 0.06), after 1.09/run (steps 1.00, messages 0.04; `GET /v1/steps/`
+answers 400, asked once); cloud before 2.06/run (steps 1.00, run_messages 1.00), after
+0.12/run (messages 0.04, steps list 0.03, list pages 0.05).
 """
 
 from __future__ import annotations
