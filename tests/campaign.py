@@ -1,7 +1,8 @@
 """A randomised, seeded fault campaign against the real exporter and the fake Letta API.
 
-Each *schedule* starts a :class:`~tests.fake_letta.fake.FakeLetta` (random cursor semantics,
-404 or silent restart on an unknown cursor, and backend), an
+Each *schedule* starts a :class:`~tests.fake_letta.fake.FakeLetta` (random profile:
+0.16.8 or cloud, cursor semantics, 404 or silent restart on an unknown cursor, and
+backend), an
 :class:`~tests.otlp_receiver.OtlpReceiver` and the exporter (small
 pages, tracing on), then plays a random interleaving of: run creation (single runs,
 same-second bursts, late commits, sustained floods of 250 finished runs/s with shared
@@ -86,6 +87,8 @@ FAULT_TARGETS: Final[dict[str, str]] = {
     "metrics": r"^/v1/runs/[^/]+/metrics$",
     "trace": r"^/v1/runs/[^/]+/trace$",
     "step_metrics": r"^/v1/steps/[^/]+/metrics$",
+    "messages_walk": r"^/v1/messages/$",
+    "steps_walk": r"^/v1/steps/$",
     "any": r"^/v1/",
 }
 # How often each target is picked: some paths are read rarely (GET of an open run that
@@ -99,6 +102,8 @@ FAULT_WEIGHTS: Final[dict[str, float]] = {
     "metrics": 2,
     "trace": 1,
     "step_metrics": 1,
+    "messages_walk": 1,
+    "steps_walk": 1,
     "any": 3,
 }
 # Kinds the client retries (5xx, 429, timeouts, transport errors) and kinds it cannot
@@ -147,6 +152,7 @@ class ScheduleResult:
     backend: str = ""
     page_size: int = 0
     backfill: bool = False
+    cloud: bool = False
     actions: int = 0
     runs_created: int = 0
     runs_counted: int = 0
@@ -343,7 +349,12 @@ class _Schedule:
         self.max_restarts = rng.choice((0, 1, 1, 2, 2, 3))
         self.garbage_budget = rng.randint(0, 2)  # non-retried faults aimed at enrichment
         self.agents = [f"agent-{seed}-{i}" for i in range(rng.randint(1, 4))]
+        # The server profile: 0.16.8 (per-run steps, /metrics; the messages walk) or the
+        # cloud (the steps walk too, no /metrics). Its own generator, so that the draws
+        # above and the actions stay what they were for every seed.
+        self.cloud = random.Random(seed * 7919 + 1).random() < 0.5
         r = self.result
+        r.cloud = self.cloud
         r.unknown_cursor = self.unknown_cursor
         r.semantics, r.backend, r.page_size, r.backfill = (
             self.semantics,
@@ -629,14 +640,18 @@ class _Schedule:
         rng = self.rng
         with ExitStack() as stack:
             fake = _CountingFake(
-                semantics=self.semantics, backend=self.backend, unknown_cursor=self.unknown_cursor
+                semantics=self.semantics,
+                backend=self.backend,
+                unknown_cursor=self.unknown_cursor,
+                cloud=self.cloud,
             )
             stack.enter_context(fake)
             self.fake = fake
             receiver = stack.enter_context(OtlpReceiver())
             stack.callback(self._kill_all)
             self.note(
-                f"schedule seed={self.seed} {self.semantics}/{self.backend} "
+                f"schedule seed={self.seed} {'cloud' if self.cloud else '0.16.8'} "
+                f"{self.semantics}/{self.backend} "
                 f"unknown_cursor={self.unknown_cursor} "
                 f"page={self.page_size} backfill={self.backfill} "
                 f"step_timings={self.step_timings} actions={self.n_actions} "
@@ -831,7 +846,8 @@ def run_campaign(
 
 def _row_header() -> str:
     return (
-        f"{'seed':>10} {'semantics':<12} {'unk':<6} {'backend':<8} {'pg':>3} {'bf':>2} {'act':>4} "
+        f"{'seed':>10} {'prof':<6} {'semantics':<12} {'unk':<6} {'backend':<8} {'pg':>3} "
+        f"{'bf':>2} {'act':>4} "
         f"{'runs':>5} {'faults':>6} {'rst':>3} {'lost':>4} {'dbl':>4} {'resent':>6} "
         f"{'diff':>4} {'wall':>6}  result"
     )
@@ -839,7 +855,8 @@ def _row_header() -> str:
 
 def _row(r: ScheduleResult) -> str:
     return (
-        f"{r.seed:>10} {r.semantics:<12} {r.unknown_cursor:<6} {r.backend:<8} {r.page_size:>3} "
+        f"{r.seed:>10} {'cloud' if r.cloud else '0.16.8':<6} {r.semantics:<12} "
+        f"{r.unknown_cursor:<6} {r.backend:<8} {r.page_size:>3} "
         f"{'y' if r.backfill else 'n':>2} {r.actions:>4} {r.runs_counted:>5} "
         f"{sum(r.faults_served.values()):>6} {r.restarts:>3} {r.lost:>4} {r.doubled:>4} "
         f"{r.spans_resent:>6} {r.spans_different:>4} {r.wall_s:>5.1f}s  "

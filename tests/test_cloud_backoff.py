@@ -52,6 +52,7 @@ def test_without_metrics_the_tools_come_from_messages_and_the_endpoint_is_down(
 ) -> None:
     rng = random.Random(21)
     with cloud_fake() as fake:
+        fake.serves_messages_list = False  # the per-run path (the walk: test_cycle_message_walk)
         tool_ids = [fake.add_tool(name) for name in TOOLS]
         with running(cloud_exporter(fake, tmp_path)) as exp:
             exp.wait_ready()
@@ -92,6 +93,7 @@ def test_a_409_lock_conflict_with_retry_after_is_retried(tmp_path: Path) -> None
     rng = random.Random(22)
     with cloud_fake() as fake:
         tool_ids = [fake.add_tool(name) for name in TOOLS]
+        fake.serves_steps_list = False  # per-run steps (the walk: test_cycle_steps_walk)
         fake.inject("409", times=2, retry_after=1, path_regex=r"/steps$")
         fake.inject("408", times=1, retry_after=0, path_regex=r"^/v1/runs/$")
         with running(cloud_exporter(fake, tmp_path)) as exp:

@@ -81,6 +81,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
 async def test_a_missing_metrics_route_is_noticed_then_not_asked_and_rechecked(rig: Rig) -> None:
     tool = rig.fake.add_tool("web_search")
     rig.fake.serves_run_metrics = False
+    rig.fake.serves_messages_list = False  # the per-run path, as on a server without it
     await rig.cycles(1)
     for _ in range(5):
         rig.finish(tools=(tool,))

@@ -40,6 +40,17 @@ class EnrichmentQueue:
         """Finished runs still waiting for enrichment."""
         return sum(1 for r in self._runs.records.values() if r.phase is Phase.ENRICHING)
 
+    def completed_at(self, run_id: str) -> int | None:
+        """When a run the exporter knows completed and wrote its last message, else None:
+        not for a cancelled or failed run (a step may still be writing) nor one waiting
+        for an approval (its thread goes on)."""
+        record = self._runs.records.get(run_id)
+        if record is None or record.status != "completed":
+            return None
+        if record.stop_reason == "requires_approval":
+            return None
+        return record.completed_ns
+
     def answered_usage(self, record: RunRecord, usage: Usage) -> None:
         """Store /usage totals."""
         assert record.enrich is not None

@@ -7,6 +7,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Final
 
 import httpx
@@ -14,7 +15,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from exporter.letta.bodies import first_error, json_array, parse_list, parse_one
 from exporter.letta.errors import LettaBadResponse
-from exporter.letta.messages import collect_tool_calls
+from exporter.letta.messages import ListedMessage, collect_tool_calls, listed_messages
 from exporter.letta.models import (
     Agent,
     CursorParam,
@@ -26,6 +27,7 @@ from exporter.letta.models import (
     Usage,
 )
 from exporter.letta.requester import ClientOptions, PostponeObserver, Requester, RequestObserver
+from exporter.units import NS_PER_S
 
 # The client's messages keep the logger name they had before the modules split.
 log = logging.getLogger("exporter.letta.client")
@@ -37,6 +39,8 @@ _RUN_LIST: Final = TypeAdapter(list[Run])
 _STEP_LIST: Final = TypeAdapter(list[Step])
 _AGENT_LIST: Final = TypeAdapter(list[Agent])
 AGENTS_PATH: Final = "/v1/agents/"
+MESSAGES_PATH: Final = "/v1/messages/"
+STEPS_PATH: Final = "/v1/steps/"
 STEPS_PAGE: Final = 100
 MAX_STEP_PAGES: Final = 100  # 10,000 steps: far beyond any max_steps a client would set
 MESSAGES_PAGE: Final = 50
@@ -194,6 +198,35 @@ class LettaClient:
                 break
             after = ids[-1]
         return calls
+
+    async def list_messages(self, *, limit: int, before: str | None = None) -> list[ListedMessage]:
+        """One page of `GET /v1/messages/?order=desc`: every run's messages, newest rows
+        first, older than the message `before` (cursors compare the insert sequence).
+
+        0.16.8 returns a desc page in ascending order (it reverses the rows it read); the
+        caller finds the page's oldest message by date. No `include_return_message_types`:
+        0.16.8 filters by type after the SQL limit. Raises LettaBadResponse(too_large)
+        when a page exceeds the byte cap (large tool returns): ask for fewer.
+        """
+        params: dict[str, str | int] = {"order": "desc", "limit": limit}
+        if before is not None:
+            params["before"] = before
+        body = await self._requests.get("messages", MESSAGES_PATH, params, MESSAGES_MAX_BYTES)
+        return listed_messages(body)
+
+    async def list_all_steps(
+        self, *, start_ns: int, limit: int, after: str | None = None
+    ) -> list[Step]:
+        """One page of `GET /v1/steps/?order=asc`: every run's steps created after
+        `start_ns` (a strict bound on their hidden created_at), oldest first, after the
+        step `after` (cursors compare (created_at, id)). 0.16.8 answers 400 to every
+        query (it passes a bool as the order); letta-client documents it for Cloud."""
+        start = datetime.fromtimestamp(start_ns / NS_PER_S, tz=UTC).isoformat()
+        params: dict[str, str | int] = {"order": "asc", "limit": limit, "start_date": start}
+        if after is not None:
+            params["after"] = after
+        body = await self._requests.get("steps", STEPS_PATH, params)
+        return parse_list("steps", _STEP_LIST, body, "steps")
 
     async def list_agents(self, *, limit: int, after: str | None) -> list[Agent]:
         """One page of the agents list, oldest first, after the agent id `after`.

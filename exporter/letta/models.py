@@ -107,6 +107,7 @@ class Step(_Answer):
     """One element of `GET /v1/runs/{id}/steps` (§2.6); only what the exporter uses."""
 
     id: str
+    run_id: str | None = None
     model: str | None = None
     model_handle: str | None = None
     provider_name: str | None = None

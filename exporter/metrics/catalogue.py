@@ -154,8 +154,9 @@ RUN_TOOL_CALLS: Final = MetricSpec(
 RUN_TOOL_INVOCATIONS: Final = MetricSpec(
     "letta_run_tool_invocations",
     Kind.COUNTER,
-    "Tool calls of finished runs, each call counted, read from the run's messages (only "
-    "where /metrics is not served; letta_run_tool_calls_total counts runs per tool).",
+    "Tool calls of finished runs, each call counted, read from messages (one walk over "
+    "every run's, else the run's own where /metrics is not served; runs whose tools came "
+    "from /metrics are not in it; letta_run_tool_calls_total counts runs per tool).",
     ("agent", "tool"),
 )
 RUN_COST: Final = MetricSpec(

@@ -21,8 +21,10 @@ from exporter.core.tool_names import ToolNames
 from exporter.letta.client import LettaClient
 from exporter.letta.errors import LettaError, LettaNotFound, LettaNotImplemented, LettaPostponed
 from exporter.poll.enrich_sources import ToolSource, not_served_or_raise
+from exporter.poll.message_walk import MessageWalk
 from exporter.poll.options import PollOptions
 from exporter.poll.scope import ScopeCheck
+from exporter.poll.step_walk import StepsWalk
 from exporter.traces.run_tracer import RunTracer
 from exporter.units import NS_PER_S
 
@@ -70,6 +72,10 @@ class Enricher:
         if "metrics" in enrichment.endpoints:
             self.availability.register("messages")  # the tools' source without /metrics
         self._tools = ToolSource(client, enrichment, tool_names, self.availability)
+        self._walk = MessageWalk(client, enrichment) if "metrics" in enrichment.endpoints else None
+        self._steps_walk = (
+            StepsWalk(client, enrichment, scope) if "steps" in enrichment.endpoints else None
+        )
         self._sources: dict[str, _Source] = {
             "steps": _Source(self._steps),
             "usage": _Source(self._usage),
@@ -85,6 +91,13 @@ class Enricher:
         if not due:
             return False
         more = len(due) > options.enrich_batch
+        due = due[: options.enrich_batch]
+        # One walk over every run's steps, and one down every run's messages, answer the
+        # steps and tools of many runs at once; what they do not cover is asked per run.
+        if self._steps_walk is not None:
+            await self._steps_walk.serve(due, now)
+        if self._walk is not None:
+            await self._walk.serve(due, now)
         semaphore = asyncio.Semaphore(options.enrich_concurrency)
         # Counts reach /metrics only when the cycle commits: while Letta is slow or the
         # pace is cut by 429s, runs not started within the budget wait for the next
@@ -101,8 +114,10 @@ class Enricher:
                 await self._enrich_run(record, now)
 
         async with asyncio.TaskGroup() as group:
-            for record in due[: options.enrich_batch]:
-                group.create_task(enrich_one(record))
+            for record in due:
+                # Not counted by a walk's answer, nor deferred by one (a pending step).
+                if record.enrich is not None and record.enrich.next_try_ns <= now:
+                    group.create_task(enrich_one(record))
         return more or skipped
 
     async def _enrich_run(self, record: RunRecord, now: int) -> None:

@@ -14,15 +14,16 @@ the exporter's requests per run by endpoint.
 CPU is read from /proc (psutil): the process itself, its live children, and the children
 it already reaped (Postgres backends), so nothing that ran between two readings is lost.
 
-Measured here (2 shared cores, load ~4, 54 runs; expect ±20 % between runs): 29.5 ms of
-Letta + Postgres CPU per run answering the exporter (12.7 Letta, 16.9 Postgres), 14.2 ms
-per request, 2.07 requests per run (`/steps` and `/metrics` per run, a few list pages),
-5.4 % of the 543 ms the server spent running the runs with an instant LLM (agent
-creation included). With `--enrich.metrics=false`: 1.06 requests per run but still
-25.3 ms per run, so `/steps` is most of the cost (Postgres reading a run's steps) and
-`/metrics` only ~4 ms. Lowering it means fewer `/steps` reads: fetching the steps of many
-finished runs at once from `GET /v1/steps/?start_date=…` (steps carry their `run_id`).
-At ~5 % of what running a run costs Letta, that redesign is not worth it for now.
+Measured here (2 shared cores, load ~4; expect ±20 % between runs), main before issue
+#27 → this branch, same machine, back to back: 4 rounds (112 runs) 2.05 → 1.07 requests
+per run (`/steps` per run; tools from 2 `GET /v1/messages/` pages instead of 112
+`/metrics`; one `GET /v1/steps/` probe, 400 on 0.16.8), Letta + Postgres CPU answering
+the exporter 32.6 → 27.0 ms/run (-17 %); 2 rounds (56 runs) 2.11 → 1.12 and 1.14
+requests per run, 43.8 → 31.8 and 35.2 ms/run (-20 to -27 %). What is left is `/steps`
+(~25 ms/run: Postgres reading a run's steps and Letta serialising them), which 0.16.8
+cannot batch (its `GET /v1/steps/` answers 400 to every query); Letta Cloud serves it
+(see bench_cloud_load). The fixed requests (list pages, agents, the probe, the walk's
+end page) weigh less the more runs a backfill holds: 1 + ~8/N requests per run.
 """
 
 from __future__ import annotations

@@ -12,8 +12,9 @@ from tests.fake_letta.responses import (
     json_response,
     not_found,
 )
-from tests.fake_letta.shapes import bare_agent, step_metrics_dict, tool_messages
+from tests.fake_letta.shapes import bare_agent, step_messages, step_metrics_dict, tool_messages
 from tests.fake_letta.store import RunStore
+from tests.fake_letta.wire import to_us
 
 
 class ChildRoutes(RunStore):
@@ -99,6 +100,94 @@ class ChildRoutes(RunStore):
         page = window[:limit] if order == "asc" else list(reversed(window))[:limit]
         return json_response(200, page)
 
+    def _route_all_messages(self, q: Query) -> Response:
+        """``GET /v1/messages/``: every run's messages by insert sequence (the steps'),
+        ``before``/``after`` absolute on it, unknown ones 404. 0.16.8 returns a ``desc``
+        page in ascending order (``get_all_messages_recall_async`` reverses the rows it
+        read); the cloud profile returns it newest first."""
+        if not self.serves_messages_list:
+            return detail_response(404, "Not Found")  # no such route: the router's own 404
+        limit = q.get_int("limit", 100)
+        order = q.get_choice("order", ("asc", "desc"), "desc")
+        before, after = q.get_str("before"), q.get_str("after")
+        q.raise_if_invalid()
+        with self._lock:
+            bounds: list[tuple[tuple[int, int], bool]] = []
+            for cursor, is_after in ((after, True), (before, False)):
+                if cursor is None:
+                    continue
+                key = self._message_key(cursor)
+                if key is None:
+                    return not_found("Message", cursor)
+                bounds.append((key, is_after))
+            rows: list[tuple[tuple[int, int], dict[str, object]]] = []
+            for run in self._runs.values():
+                if not run.visible or not self._in_scope(run):
+                    continue
+                for step in run.steps:
+                    if step.bulk:
+                        continue
+                    for index, message in enumerate(step_messages(run, step, self._tools)):
+                        key = (step.seq, index)
+                        if all((key > b) if is_after else (key < b) for b, is_after in bounds):
+                            rows.append((key, message))
+        rows.sort(key=lambda row: row[0], reverse=order == "desc")
+        page = [message for _, message in rows[: max(0, limit)]]
+        if order == "desc" and not self.cloud:
+            page.reverse()
+        return json_response(200, page)
+
+    def _route_all_steps(self, q: Query) -> Response:
+        """``GET /v1/steps/``: every run's steps by (created_at, id), ``start_date`` and
+        ``end_date`` strict bounds, conventional cursors (unknown ones 404). 0.16.8
+        answers 400 to every query (the route passes a bool as the order); the cloud
+        profile serves it (``serves_steps_list``)."""
+        limit = q.get_int("limit", 50)
+        order = q.get_choice("order", ("asc", "desc"), "desc")
+        before, after = q.get_str("before"), q.get_str("after")
+        start, end = q.get_str("start_date"), q.get_str("end_date")
+        q.raise_if_invalid()
+        if not self.serves_steps_list:
+            return detail_response(
+                400, "Argument order does not match type typing.Optional[str]: got bool"
+            )
+        with self._lock:
+            keys: list[tuple[tuple[int, int], bool]] = []
+            for cursor, is_after in ((after, True), (before, False)):
+                if cursor is None:
+                    continue
+                entry = self._steps_by_id.get(cursor)
+                if entry is None or not entry[0].visible:
+                    return not_found("Step", cursor)
+                keys.append(((entry[1].us, entry[1].seq), is_after))
+            low = to_us(start) if start else None
+            high = to_us(end) if end else None
+            rows: list[tuple[tuple[int, int], dict[str, object]]] = []
+            for run in self._runs.values():
+                if not run.visible or not self._in_scope(run):
+                    continue
+                self._materialise_lazy_steps(run)
+                for step in run.steps:
+                    key = (step.us, step.seq)
+                    if low is not None and step.us <= low or high is not None and step.us >= high:
+                        continue
+                    if all(_beyond(key, k, (is_after == (order == "asc"))) for k, is_after in keys):
+                        rows.append((key, step.data))
+        rows.sort(key=lambda row: row[0], reverse=order == "desc")
+        return json_response(200, [data for _, data in rows[: max(0, limit)]])
+
+    def _message_key(self, message_id: str) -> tuple[int, int] | None:
+        """The (step seq, index) of one of ``step_messages``' ids, None when unknown."""
+        body = message_id.removeprefix("message-")
+        step_uuid, _, suffix = body.rpartition("-")
+        entry = self._steps_by_id.get(f"step-{step_uuid}")
+        if entry is None or not suffix.isdigit():
+            return None
+        run, step = entry
+        if not run.visible:
+            return None
+        return step.seq, int(suffix)
+
     def _route_agents(self, q: Query) -> Response:
         # list_agents: order-relative cursors on (created_at, id), default limit 50,
         # newest first. A client that is not letta-client 1.x and sends no
@@ -168,3 +257,8 @@ def _step_boundary(
         if beyond(step):
             return index
     return len(steps)
+
+
+def _beyond(key: tuple[int, int], cursor: tuple[int, int], greater: bool) -> bool:
+    """A conventional cursor: after = further in the order, before = back in it."""
+    return key > cursor if greater else key < cursor

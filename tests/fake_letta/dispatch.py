@@ -51,6 +51,9 @@ _ROUTE_METHODS: Final[dict[str, frozenset[str]]] = {
     "step_metrics": frozenset({"GET"}),
     # Only the list an exporter reads; the real agents router has many more routes.
     "agents": frozenset({"GET"}),
+    # Every run's messages (the messages router's list route) and steps.
+    "all_messages": frozenset({"GET"}),
+    "all_steps": frozenset({"GET"}),
 }
 _SUBROUTES: Final = frozenset({"messages", "usage", "metrics", "steps", "trace"})
 
@@ -65,9 +68,13 @@ def _match_route(path: str) -> tuple[str, str | None] | None:
         return "active", None
     if path == "/v1/agents/":
         return "agents", None
+    if path == "/v1/messages/":
+        return "all_messages", None
     if path.startswith("/v1/tools/"):  # tools router: GET /{tool_id}
         rest = path[len("/v1/tools/") :]
         return ("tool", rest) if rest and "/" not in rest else None
+    if path == "/v1/steps/":
+        return "all_steps", None
     if path.startswith("/v1/steps/"):  # steps router: GET /{step_id}/metrics
         parts = path[len("/v1/steps/") :].split("/")
         if len(parts) == 2 and parts[0] and parts[1] == "metrics":
@@ -168,6 +175,10 @@ class Dispatcher(RunRoutes, ChildRoutes):
             return self._route_active(q)
         if route == "agents":
             return self._route_agents(q)
+        if route == "all_messages":
+            return self._route_all_messages(q)
+        if route == "all_steps":
+            return self._route_all_steps(q)
         assert run_id is not None
         if route == "tool":
             return self._route_tool(run_id)

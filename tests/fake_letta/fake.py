@@ -61,6 +61,10 @@ class FakeLetta(Dispatcher, Approvals, Workload, StepsAndTools, Truths, FaultPla
             sub-route, step metrics), while one without the header sees them all. Steps
             carry their run's ``project_id`` (as letta-client's ``Step`` documents).
             ``honour_project_header = False`` models a server that ignores the header.
+            ``serves_messages_list = False`` (either profile) answers ``GET
+            /v1/messages/`` with 404, as a server without the route would;
+            ``serves_steps_list`` (default: the cloud profile) serves ``GET /v1/steps/``,
+            else it answers 400 as 0.16.8 does.
             Every request's ``X-Project-Id`` is logged in :attr:`project_headers`.
         clock: wall-clock source in epoch seconds (default ``time.time``); drives default
             ``created_at``/``completed_at`` values and the visibility of metrics.
@@ -91,6 +95,10 @@ class FakeLetta(Dispatcher, Approvals, Workload, StepsAndTools, Truths, FaultPla
         self.honour_project_header = True
         # Letta Cloud's SDK documents no /v1/runs/{id}/metrics: the profile lacks it.
         self.serves_run_metrics = not cloud
+        # GET /v1/messages/ (every run's messages); False answers 404 like an older server.
+        self.serves_messages_list = True
+        # GET /v1/steps/: the cloud serves it; 0.16.8 answers 400 to every query.
+        self.serves_steps_list = cloud
         self._host = host
         self._port = port
         self.set_semantics(semantics, unknown_cursor)

@@ -123,6 +123,8 @@ class Step:
     tool_ids: tuple[str, ...]
     # The step_metrics row, or None when the step has none (/v1/steps/{id}/metrics 404s).
     timings: Timings | None = None
+    # Materialised from a bulk run's summary when first read: not a message writer.
+    bulk: bool = False
 
 
 row_key: Callable[[Row], tuple[int, str, int]] = operator.attrgetter("us", "sid", "seq")

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from tests.fake_letta.constants import DEFAULT_ORG_ID, DEFAULT_USER_ID
-from tests.fake_letta.model import Run, Timings, step_model
+from tests.fake_letta.model import Run, Step, Timings, step_model
 from tests.fake_letta.wire import encode_str, fmt_us, json_value
 
 REQUEST_CONFIG_JSON: Final = (
@@ -211,39 +211,69 @@ def tool_messages(run: Run, tools: Mapping[str, dict[str, Any]]) -> list[dict[st
     """A tool call message and its return per tool id of each step, oldest first."""
     out: list[dict[str, Any]] = []
     for step in run.steps:
-        for n, tool_id in enumerate(step.tool_ids):
-            tool = tools.get(tool_id)
-            name = tool["name"] if tool is not None else tool_id
-            call_id = f"call_{step.data['id'][-12:]}{n:04d}"
-            call = {"name": name, "arguments": "{}", "tool_call_id": call_id}
-            common = {
-                "date": step.data.get("created_at"),
-                "step_id": step.data["id"],
-                "run_id": run.sid,
-                "otid": None,
-                "sender_id": None,
-                "is_err": None,
-                "seq_id": None,
-                "name": None,
-            }
-            out.append(
-                {
-                    "id": f"message-{step.data['id'][5:]}-{2 * n:04d}",
-                    "message_type": "tool_call_message",
-                    "tool_call": call,
-                    "tool_calls": [call],
-                    **common,
-                }
-            )
-            out.append(
-                {
-                    "id": f"message-{step.data['id'][5:]}-{2 * n + 1:04d}",
-                    "message_type": "tool_return_message",
-                    "tool_return": "ok",
-                    "status": "success",
-                    "tool_call_id": call_id,
-                    **common,
-                    "name": name,
-                }
-            )
+        out.extend(_tool_messages(run, step, tools))
     return out
+
+
+def step_messages(
+    run: Run, step: Step, tools: Mapping[str, dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """What one step wrote, as every run's message list shows it: its tool call messages
+    and returns, or an assistant message when it called no tool. Ids end in the index."""
+    written = _tool_messages(run, step, tools)
+    if written:
+        return written
+    return [
+        {
+            "id": f"message-{step.data['id'][5:]}-0000",
+            "message_type": "assistant_message",
+            "content": "ok",
+            **_message_common(run, step),
+        }
+    ]
+
+
+def _tool_messages(
+    run: Run, step: Step, tools: Mapping[str, dict[str, Any]]
+) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for n, tool_id in enumerate(step.tool_ids):
+        tool = tools.get(tool_id)
+        name = tool["name"] if tool is not None else tool_id
+        call_id = f"call_{step.data['id'][-12:]}{n:04d}"
+        call = {"name": name, "arguments": "{}", "tool_call_id": call_id}
+        common = _message_common(run, step)
+        out.append(
+            {
+                "id": f"message-{step.data['id'][5:]}-{2 * n:04d}",
+                "message_type": "tool_call_message",
+                "tool_call": call,
+                "tool_calls": [call],
+                **common,
+            }
+        )
+        out.append(
+            {
+                "id": f"message-{step.data['id'][5:]}-{2 * n + 1:04d}",
+                "message_type": "tool_return_message",
+                "tool_return": "ok",
+                "status": "success",
+                "tool_call_id": call_id,
+                **common,
+                "name": name,
+            }
+        )
+    return out
+
+
+def _message_common(run: Run, step: Step) -> dict[str, Any]:
+    return {
+        "date": fmt_us(step.us, zulu=True),
+        "step_id": step.data["id"],
+        "run_id": run.sid,
+        "otid": None,
+        "sender_id": None,
+        "is_err": None,
+        "seq_id": None,
+        "name": None,
+    }

@@ -46,6 +46,8 @@ class RunStore:
     require_user_id: bool
     honour_project_header: bool
     serves_run_metrics: bool
+    serves_messages_list: bool
+    serves_steps_list: bool
 
     def __init__(self, *, backend: Backend, clock: Callable[[], float], cloud: bool) -> None:
         self.backend: Backend = backend
@@ -159,6 +161,7 @@ class RunStore:
                 data=data,
                 tool_ids=(),
                 timings=timings,
+                bulk=True,
             )
             run.steps.append(step)
             self._steps_by_id[sid] = (run, step)
