@@ -29,6 +29,7 @@ def record_to_row(record: RunRecord) -> list[Any]:
         record.conversation_id,
         record.run_type,
         record.error_type,
+        int(record.open_with_stop_reason),
     ]
 
 
@@ -54,6 +55,7 @@ def record_from_row(run_id: str, created_ns: int, row: list[Any]) -> RunRecord:
         conversation_id=row[14] if len(row) > 14 else None,
         run_type=row[15] if len(row) > 15 else None,
         error_type=row[16] if len(row) > 16 else None,
+        open_with_stop_reason=bool(row[17]) if len(row) > 17 else False,
     )
 
 
