@@ -62,11 +62,12 @@ class Approvals(RunLifecycle):
 
     def send_message(self, agent_id: str, *, conversation_id: str | None = None) -> tuple[int, str]:
         """A normal message. While the thread waits for an approval (or keeps an orphaned
-        one) Letta answers 409 and leaves a ``failed`` run: with no stop reason on the
-        agent's own (sync) thread (fixtures ``sync_pending_approval_conflict``), with
-        ``error`` and an error object in a conversation (streaming). The approval still
-        waits. Otherwise the run ends ``completed``/``end_turn``. Returns (HTTP status,
-        run id)."""
+        one) Letta refuses it and leaves a ``failed`` run: with no stop reason on the
+        agent's own (sync) thread, answered 409 (fixtures
+        ``sync_pending_approval_conflict``); with ``error`` and an error object in a
+        conversation, which streams (200 and an SSE error event with the 409's text). The
+        approval still waits. Otherwise the run ends ``completed``/``end_turn``. Returns
+        (409 for a refusal on either path, else 200; the run id)."""
         run_id = self._thread_run(agent_id, conversation_id, None)
         thread = (agent_id, conversation_id or "")
         with self._lock:
@@ -75,7 +76,8 @@ class Approvals(RunLifecycle):
             self.update_run(run_id, status="failed", stop_reason=None, error=PENDING_APPROVAL_ERROR)
             return 409, run_id
         if refused:
-            error = dict(PENDING_APPROVAL_STREAM_ERROR, run_id=run_id)
+            error = {"message_type": "error_message", "run_id": run_id}
+            error.update(PENDING_APPROVAL_STREAM_ERROR)
             self.update_run(run_id, status="failed", stop_reason="error", error=error)
             return 409, run_id
         self.update_run(run_id, status="completed", stop_reason="end_turn")

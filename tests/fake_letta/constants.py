@@ -54,10 +54,11 @@ PENDING_APPROVAL_ERROR: Final = (
     "call. Please approve or deny the pending request before continuing."
 )
 # The same refusal on a streaming path (conversations stream by default): Letta 0.16.8's
-# StreamingService catches it inside the stream and writes failed + `error` with this
-# error object (letta/services/streaming_service.py; run_id added by the fake).
+# StreamingService catches it inside the stream, answers 200 with an SSE error event, and
+# writes failed + `error` with this error object after {"message_type": "error_message",
+# "run_id": ...} (letta/services/streaming_service.py; seen on the real server,
+# tests/test_realserver_deadlock.py).
 PENDING_APPROVAL_STREAM_ERROR: Final = {
-    "message_type": "error_message",
     "error_type": "internal_error",
     "message": PENDING_APPROVAL_ERROR,
     "detail": PENDING_APPROVAL_ERROR,
