@@ -11,7 +11,7 @@ from exporter.core.run_info import FetchedTrace
 
 def record_to_row(record: RunRecord) -> list[Any]:
     """Compact persisted form (the `data` column of `runs`)."""
-    return [
+    row = [
         record.agent_id,
         record.phase.value,
         record.status,
@@ -29,8 +29,11 @@ def record_to_row(record: RunRecord) -> list[Any]:
         record.conversation_id,
         record.run_type,
         record.error_type,
-        int(record.open_with_stop_reason),
     ]
+    if record.open_with_stop_reason:
+        # Written only when set, so every other row keeps the previous release's bytes.
+        row.append(1)
+    return row
 
 
 def record_from_row(run_id: str, created_ns: int, row: list[Any]) -> RunRecord:
