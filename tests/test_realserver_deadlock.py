@@ -3,7 +3,10 @@
 A conversation's approval request cancelled (letta issue 3176: 0.16.8's cancel cleans up
 only the agent's own thread) and the next message refused: the exporter shows the
 conversation deadlocked and counts the refusal once, until a denial unblocks it. A loop
-stopped by max_steps is counted under its stop reason (the "hit a limit" group).
+stopped by max_steps is counted under its stop reason (the "hit a limit" group). An agent
+whose system prompt outgrew its context window overflows the way
+letta:runs_context_overflow:increase15m reads it (streams by stop reason, the sync path by
+error type).
 0.16.8 cannot produce insufficient_credits (its credit check always passes); those and
 the other Cloud-only states are covered on the fake (tests/test_inconsistency_scenarios.py).
 """
@@ -61,6 +64,19 @@ def test_a_cancelled_conversation_approval_deadlocks_it_until_denied(
                 WAIT_S,
                 "the max_steps run to be counted",
             )
+            hog = work.lane_context_overflow()
+            exp.wait_for(
+                lambda: exp.finished(("agent",))[(hog,)] == 3,
+                WAIT_S,
+                "the overflowing agent's runs to be counted",
+            )
+            overflowed = {k: v for k, v in exp.finished().items() if k[0] == hog}
+            assert overflowed == {
+                (hog, "completed", "context_window_overflow_in_system_prompt"): 2,
+                (hog, "failed", "none"): 1,
+            }
+            failed = exp.totals("letta_runs_failed_total", ("agent", "error_type"))
+            assert failed[(hog, "context_window_exceeded")] == 1
             work.deny_in_conversation(conversation, call_id)
             exp.wait_for(
                 lambda: exp.value("letta_conversations_deadlocked") == 0,

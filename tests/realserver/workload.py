@@ -292,6 +292,19 @@ class Workload:
         call_id: str = request["tool_call"]["tool_call_id"]
         return agent, conversation, call_id
 
+    def lane_context_overflow(self) -> str:
+        """An agent whose context window (100 tokens) is smaller than its system prompt:
+        two streams end completed/context_window_overflow_in_system_prompt, a sync
+        message failed with no stop reason (CONTEXT_WINDOW_EXCEEDED, HTTP 400). Not in
+        LANES. Returns the agent."""
+        agent = self.agent("context-overflow", context_window_limit=100)
+        for _ in range(2):
+            self.stream(agent, "hello [[]]")
+        response = self.sync(agent, "hello [[]]")
+        if response.status_code != 400 or "CONTEXT_WINDOW_EXCEEDED" not in response.text:
+            raise WorkloadError(f"no overflow: {response.status_code} {response.text[:300]}")
+        return agent
+
     def deny_in_conversation(self, conversation: str, call_id: str) -> None:
         approval = {
             "type": "approval",
