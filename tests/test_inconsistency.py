@@ -176,3 +176,17 @@ def test_the_kind_label_is_a_fixed_set() -> None:
         "finished_without_completed_at",
         "refused_without_wait",
     )
+
+
+def test_a_refusal_below_the_rescanned_window_is_not_judged_again() -> None:
+    # Such a run may have been judged and forgotten already (housekeeping forgets the
+    # refusals below the window before it judges any).
+    tracker = make_tracker(lookback_ns=5 * 10**9)
+    walk(tracker, [make_run(9, created=100)], at(200))
+    old = [
+        make_run(1, "cancelled", stop_reason="cancelled"),
+        make_run(2, "failed", created=2, metadata=REFUSED),
+    ]
+    walk(tracker, old, at(201))
+    assert inconsistent(tracker) == {}
+    assert deadlocked(tracker, at(201)) == []
