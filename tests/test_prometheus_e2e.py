@@ -394,14 +394,14 @@ class Traffic:
         # Letta Cloud runs out of credits: two runs stop insufficient_credits.
         for when in (1.0, 1.2):
             self.at(when, lambda: fake.finish_with("agent-billing", "insufficient_credits"))
-        # An agent whose system prompt outgrew its model: every run overflows.
-        self.at(
-            1.0,
-            lambda: self.every(
-                0.5,
+        # An agent whose system prompt outgrew its model: every run overflows. Three runs
+        # only: their error type is "none", which must not outnumber "llm_error" (asserted
+        # in LettaRunFailureRatioHigh's description below).
+        for when in (1.0, 1.5, 2.0):
+            self.at(
+                when,
                 lambda: fake.finish_with("agent-hog", "context_window_overflow_in_system_prompt"),
-            ),
-        )
+            )
         # A run that ends completed without a stop reason (letta issue 3109).
         self.at(1.5, self._run_without_stop_reason)
         # A conversation's approval cancelled, then a message to it refused (letta 3176).
