@@ -60,8 +60,9 @@ class Exporter:
         self._proc: subprocess.Popen[str] | None = None
         self.port: int | None = None
 
-    def start(self, timeout: float = 30.0) -> Exporter:
-        cmd = [
+    def command(self) -> list[str]:
+        """The command line the process runs."""
+        return [
             sys.executable,
             "-m",
             "exporter",
@@ -70,8 +71,14 @@ class Exporter:
             "--web.listen-address=127.0.0.1:0",
             *self.args,
         ]
+
+    def start(self, timeout: float = 30.0) -> Exporter:
         self._proc = subprocess.Popen(
-            cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=self.env
+            self.command(),
+            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            text=True,
+            env=self.env,
         )
         ready = threading.Event()
         self._drainer = threading.Thread(target=self._drain, args=(ready,), daemon=True)
@@ -148,9 +155,9 @@ class Exporter:
     def wait_ready(self, timeout: float = 30.0) -> None:
         self.wait_for(lambda: self.get("/readyz").status_code == 200, timeout, "/readyz")
 
-    def terminate(self, timeout: float = 20.0) -> int:
+    def terminate(self, timeout: float = 20.0, sig: int = signal.SIGTERM) -> int:
         assert self._proc is not None
-        self._proc.send_signal(signal.SIGTERM)
+        self._proc.send_signal(sig)
         code = self._proc.wait(timeout)
         self._close()
         return code

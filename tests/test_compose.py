@@ -10,8 +10,8 @@ provisioning finds the dashboards and reaches Prometheus.
 Then the exporter and Prometheus services run for real with podman, as the file
 describes them (environment, mounts, volumes), in one network namespace whose loopback
 stands for the compose network: the exporter image built from the repository's
-Dockerfile (tests/image.py, as tests/test_image.py builds it) polls a fake
-Letta at the file's default address, Prometheus (Debian's binary in place of
+Dockerfile (tests/image.py, as tests/test_image.py builds it) polls the demo profile's
+simulated Letta at the file's default address, Prometheus (Debian's binary in place of
 prom/prometheus, which cannot be pulled here) loads the rules and scrapes the exporter by
 its service name. Grafana does not run: no Grafana server can be installed from the
 registries reachable here (tests/test_dashboard_model.py checks the dashboards against
@@ -33,6 +33,7 @@ import yaml
 from compose_pydantic.models import ComposeSpecification  # type: ignore[import-untyped]
 
 from exporter.cli.config import FLAGS, Settings
+from exporter.cli.demo import build_parser as demo_parser
 from tests.dockerfile_model import runtime_env
 from tests.harness import poll_until
 from tests.image import build
@@ -92,11 +93,12 @@ def test_the_schema_rejects_unknown_keys_and_wrong_types() -> None:
 
 def test_only_the_exporter_built_here_and_official_images() -> None:
     services = compose()["services"]
-    assert set(services) == {"letta-exporter", *OFFICIAL_IMAGES}
-    exporter = services["letta-exporter"]
-    assert (COMPOSE_DIR / exporter["build"]["context"]).resolve() == ROOT
+    assert set(services) == {"letta-exporter", "letta-demo", *OFFICIAL_IMAGES}
+    for name in ("letta-exporter", "letta-demo"):
+        built = services[name]
+        assert (COMPOSE_DIR / built["build"]["context"]).resolve() == ROOT
+        assert built["image"] == f"letta-exporter:{VERSION}"
     assert (ROOT / "Dockerfile").is_file()
-    assert exporter["image"] == f"letta-exporter:{VERSION}"
     for name, repository in OFFICIAL_IMAGES.items():
         image, _, tag = services[name]["image"].rpartition(":")
         assert image == repository, name
@@ -163,6 +165,32 @@ def test_the_readmes_point_at_the_demo() -> None:
     assert command in (ROOT / "deploy" / "README.md").read_text()
     assert "deploy/compose/" in (ROOT / "README.md").read_text()
     assert command in COMPOSE_FILE.read_text()
+    for text in (ROOT / "deploy" / "README.md", ROOT / "README.md", COMPOSE_FILE):
+        assert DEMO_COMMAND in text.read_text(), text
+
+
+DEMO_COMMAND = (
+    "LETTA_BASE_URL=http://letta-demo:8283 "
+    "docker compose -f deploy/compose/compose.yaml --profile demo up -d --build"
+)
+
+
+def demo_port() -> str:
+    """The port the demo profile's simulated Letta listens on (from its command line)."""
+    options = vars(demo_parser().parse_args(service("letta-demo")["command"][1:]))
+    assert options["simulator_only"]
+    return str(options["simulator_address"].rpartition(":")[2])
+
+
+def test_the_demo_profile_adds_a_simulated_letta_where_the_command_points() -> None:
+    # Only the simulated Letta has a profile: a plain `up` starts what it always did.
+    profiled = {name for name, s in compose()["services"].items() if "profiles" in s}
+    assert profiled == {"letta-demo"}
+    assert service("letta-demo")["profiles"] == ["demo"]
+    assert service("letta-demo")["command"][:2] == ["demo", "--simulator-only"]
+    assert DEMO_COMMAND.split()[0] == f"LETTA_BASE_URL=http://letta-demo:{demo_port()}"
+    # The image's healthcheck asks the exporter's port; this one asks the simulator's.
+    assert f"127.0.0.1:{demo_port()}/v1/health/" in service("letta-demo")["healthcheck"]["test"][-1]
 
 
 # ------------------------------------------------------------------ running it with podman
@@ -208,12 +236,12 @@ def test_compose_interpolation_as_compose_does_it() -> None:
 def test_the_exporter_and_prometheus_services_run_with_podman(
     tmp_path: Path, podman: Podman
 ) -> None:
-    # The base of the Dockerfile (or its stand-in, tests/podman.py) also runs the fake
-    # Letta and carries Debian's Prometheus.
+    # The base of the Dockerfile (or its stand-in, tests/podman.py) carries Debian's
+    # Prometheus.
     base = base_image(podman)
     letta_url = interpolate(service("letta-exporter")["environment"]["LETTA_BASE_URL"], {})
     letta_host, _, letta_port = letta_url.rpartition("/")[2].partition(":")
-    # One network namespace (the fake's), loopback only: every service name resolves to
+    # One network namespace (the simulated Letta's), loopback only: every service name resolves to
     # 127.0.0.1, and so does the host where the file expects Letta. No DNS server is asked.
     names = ["localhost", *compose()["services"], letta_host]
     (tmp_path / "hosts").write_text(f"127.0.0.1 {' '.join(names)}\n")
@@ -230,10 +258,13 @@ def test_the_exporter_and_prometheus_services_run_with_podman(
         exporter = service("letta-exporter")
         build(podman, exporter["image"], COMPOSE_DIR / exporter["build"]["context"])
         build_prometheus(podman, base, STAND_INS["prometheus"])
+        # The demo profile's simulated Letta, as the file runs it, where the exporter's
+        # default LETTA_BASE_URL points (both on the shared loopback).
+        assert letta_port == demo_port()
+        demo = service("letta-demo")
         podman.run(
             *("run", "--detach", "--name", letta, "--network=none", *files, *rlimits()),
-            *("--volume", f"{ROOT / 'tests'}:/src/tests:ro", "--workdir", "/src", base),
-            *("python3", "-m", "tests.fake_letta", "--port", letta_port, "--bulk", "30"),
+            *(demo["image"], *demo["command"]),
         )
         for name, container in containers.items():
             image = STAND_INS.get(name) or service(name)["image"]
@@ -246,7 +277,7 @@ def test_the_exporter_and_prometheus_services_run_with_podman(
             )
 
         def api(path: str) -> Any:
-            # Asked from inside (the fake's container has Python): nothing is published.
+            # Asked from inside (the simulated Letta's container has Python): nothing is published.
             url = f"http://127.0.0.1:9090/api/v1/{path}"
             answer = podman.run("exec", letta, "python3", "-c", _GET, url, check=False)
             if answer.returncode != 0:
@@ -267,6 +298,9 @@ def test_the_exporter_and_prometheus_services_run_with_podman(
                 and [t["health"] for t in targets] == ["up"]
                 and bool(api("query?query=letta_up%3D%3D1")["result"])
                 and bool(api("query?query=letta%3Arun_success%3Aobjective")["result"])
+                # The simulated Letta fills it: runs counted, the approval left waiting.
+                and bool(api("query?query=letta_runs_finished_total")["result"])
+                and bool(api("query?query=letta_runs_awaiting_approval%3D%3D1")["result"])
             )
 
         if not poll_until(stack_works, 180, interval=2):
@@ -276,6 +310,6 @@ def test_the_exporter_and_prometheus_services_run_with_podman(
             }
             raise AssertionError(f"the stack did not come up: {api('targets')}\n{logs}")
     finally:
-        # Those sharing the fake's network first: podman keeps it while they exist.
+        # Those sharing the simulated Letta's network first: podman keeps it while they exist.
         podman.run("rm", "--force", *containers.values(), check=False)
         podman.run("rm", "--force", letta, check=False)

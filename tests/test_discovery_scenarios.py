@@ -25,7 +25,10 @@ from tests.harness import Exporter, expected, exporter_on, running, wait_polls
 pytestmark = pytest.mark.e2e
 
 POLL_S = 1.0
-SETTLE_S = 10 * POLL_S
+# How soon the exporter catches up after a burst depends on the machine: on a loaded CI
+# runner a burst's enrichment backlog drained in 20 s, not the 10 polls it takes alone.
+# The wait ends as soon as the totals are right; tests/benchmarks times the catching up.
+CATCH_UP_S = 180.0
 ARGS = (f"--poll.interval={POLL_S}s", "--letta.page-size=50", "--backfill=1h")
 AGENTS = ["agent-a", "agent-b", "agent-c"]
 KINDS: list[tuple[Semantics, UnknownCursor, Backend]] = [
@@ -68,9 +71,9 @@ def burst_until(
 
 
 def assert_exact_after_traffic(exp: Exporter, fake: FakeLetta) -> None:
-    """Equal to the truth within 10 poll intervals, and still equal three polls later."""
+    """Equal to the truth once the exporter caught up, and still equal three polls later."""
     truth = expected(fake.truth())
-    exp.wait_for(lambda: exp.finished() == truth, SETTLE_S, "totals to equal the truth")
+    exp.wait_for(lambda: exp.finished() == truth, CATCH_UP_S, "totals to equal the truth")
     wait_polls(exp, 3)
     assert exp.finished() == truth
     assert exp.value("letta_exporter_counting_lag_seconds") == 0

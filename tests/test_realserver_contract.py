@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,7 +70,8 @@ class Campaign:
     deleted_in_flight: list[str]
     check_groups: Counter[tuple[str, str, str]]
     restarts: int
-    agents: dict[str, tuple[str, bool]]  # agent id -> (name, an approval waits)
+    agents: dict[str, tuple[str, bool]]  # agent id -> (name, an approval waits), listed at the end
+    created: dict[str, str]  # every agent the workload created, deleted ones too: id -> name
     workload_s: float
     exporter_logs: list[str]
 
@@ -123,6 +124,14 @@ def _settled(exporter: Exporter, expected_finished: int) -> bool:
     open_runs = sum(v for (n, _), v in samples.items() if n == "letta_exporter_open_runs")
     backlog = sum(v for (n, _), v in samples.items() if n == "letta_exporter_enrichment_backlog")
     return finished >= expected_finished and open_runs == 0 and backlog == 0
+
+
+def _named(exporter: Exporter, listed: Iterable[str]) -> bool:
+    """Whether every agent Letta lists that has finished runs is named."""
+    samples = exporter.samples()
+    named = {dict(labels)["agent"] for (n, labels), _ in samples.items() if n == "letta_agent_info"}
+    finished = {agent for (agent,) in summed(samples, "letta_runs_finished_total", "agent")}
+    return finished & set(listed) <= named
 
 
 def _check(stack: Stack) -> Counter[tuple[str, str, str]]:
@@ -191,6 +200,9 @@ def campaign(letta_stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> It
         truth = read_truth_of(letta_stack)
         expected = (truth + workload.removed).finished_runs
         holder.wait(lambda e: _settled(e, expected), f"the exporter to count {expected} runs")
+        # Names of agents new since the last read of the agents list follow within 30 s.
+        listed = _agents(letta_stack).keys()
+        holder.wait(lambda e: _named(e, listed), "the exporter to name every agent with runs")
         print(
             f"\nreal-server campaign: {expected} finished runs "
             f"({workload.removed.finished_runs} deleted after finishing, "
@@ -206,6 +218,7 @@ def campaign(letta_stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> It
             check_groups=_check(letta_stack),
             restarts=1,
             agents=_agents(letta_stack),
+            created=dict(workload.names),
             workload_s=workload_s,
             exporter_logs=holder.current.logs,
         )
@@ -289,13 +302,23 @@ def test_agents_are_named_as_letta_names_them(campaign: Campaign) -> None:
         for (name, labels), value in campaign.samples.items()
         if name == "letta_agent_info" and value == 1
     }
-    labelled = set(summed(campaign.samples, "letta_runs_finished_total", "agent"))
-    living = {agent for (agent,) in labelled} & campaign.agents.keys()
-    # A deleted agent keeps its (right) name until the next read of the list.
-    assert {a: n for a, n in named.items() if a in living} == {
-        agent: campaign.agents[agent][0] for agent in living
+    # Every name is the one Letta holds for the agent. An agent deleted since the exporter's
+    # last read of the list keeps that name until the next read, so deleted agents count too.
+    letta_names = {agent: name for agent, (name, _) in campaign.agents.items()} | campaign.created
+    assert named == {agent: letta_names.get(agent) for agent in named}
+    # Every agent with finished runs that Letta still lists is named.
+    finished = {
+        agent for (agent,) in summed(campaign.samples, "letta_runs_finished_total", "agent")
     }
-    assert named.keys() <= {agent for (agent,) in labelled}
+    assert finished & campaign.agents.keys() <= named.keys()
+    # Names are served only for agents the exporter labels (those of any run it saw: finished,
+    # open or deleted in flight), never for an agent without runs (cardinality).
+    labelled = {
+        dict(labels)["agent"]
+        for (name, labels), value in campaign.samples.items()
+        if name != "letta_agent_info" and "agent" in dict(labels)
+    }
+    assert named.keys() <= labelled
 
 
 def test_approvals_waiting_match_the_agents_pending_approval(campaign: Campaign) -> None:

@@ -10,21 +10,14 @@ from __future__ import annotations
 
 import re
 import subprocess
-import tomllib
-from pathlib import Path
 from typing import Any
 
 import yaml
 
+from tests.rules_sync import ROOT, RULE_TESTS, RULES, runbook_url, with_runbook_urls
 from tests.tools import require_tool
 
-ROOT = Path(__file__).parents[1]
-RULES = ROOT / "alerts" / "letta-runs.rules.yml"
-RULE_TESTS = ROOT / "alerts" / "letta-runs.test.yml"
 RUNBOOK = ROOT / "docs" / "runbook.md"
-# The repository address is declared once, in pyproject.toml; every rule must use it.
-REPOSITORY = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["urls"]["Repository"]
-RUNBOOK_URL = f"{REPOSITORY}/blob/main/docs/runbook.md"
 SEVERITIES = {"critical", "warning", "info"}
 ANNOTATIONS = {"summary", "description", "runbook_url"}
 
@@ -111,17 +104,61 @@ def test_alerts_are_named_mixin_style_with_severity_and_annotations() -> None:
         assert "for" in rule, f"{name}: no `for`, a single bad evaluation would alert"
 
 
-def test_every_runbook_url_points_at_a_section_of_the_runbook() -> None:
-    headings = {
+def _runbook_sections() -> set[str]:
+    """The anchors of docs/runbook.md's `## ` sections."""
+    return {
         _github_anchor(line[3:])
         for line in RUNBOOK.read_text().splitlines()
         if line.startswith("## ")
     }
+
+
+def test_every_runbook_url_points_at_its_section_of_the_runbook() -> None:
+    sections = _runbook_sections()
     for name, rule in _alerts().items():
-        base, _, anchor = rule["annotations"]["runbook_url"].partition("#")
-        assert base == RUNBOOK_URL, name
+        url = rule["annotations"]["runbook_url"]
+        # One base for all, pyproject.toml's [project.urls] Runbook.
+        assert url == runbook_url(name), f"{name}: run `python -m tests.rules_sync`"
+        anchor = url.partition("#")[2]
+        assert anchor in sections, f"{name}: docs/runbook.md has no section '## {name}'"
+
+
+def test_the_rule_tests_expect_the_same_runbook_urls() -> None:
+    text = RULE_TESTS.read_text()
+    assert "runbook_url" in text
+    assert with_runbook_urls(text) == text, "run `python -m tests.rules_sync`"
+
+
+def test_the_runbook_index_lists_every_alert_and_only_alerts_have_sections() -> None:
+    alerts = set(_alerts())
+    # Index rows: | [LettaX](#lettax) | severity | fires when | for |
+    rows = re.findall(r"^\| \[(\w+)\]\(#([\w-]+)\) \| (\w+) \|", RUNBOOK.read_text(), re.M)
+    listed = {name for name, _, _ in rows}
+    assert listed == alerts, (
+        f"not in the index: {sorted(alerts - listed)}; no such alert: {sorted(listed - alerts)}"
+    )
+    assert len(rows) == len(listed), "an alert is listed twice"
+    for name, anchor, severity in rows:
         assert anchor == name.lower(), name
-        assert anchor in headings, f"{name}: docs/runbook.md has no section '## {name}'"
+        assert severity == _alerts()[name]["labels"]["severity"], name
+    assert _runbook_sections() == {name.lower() for name in alerts}
+
+
+def test_the_runbook_url_rewrite_follows_the_alert_names() -> None:
+    text = (
+        "      - alert: LettaA\n"
+        "          runbook_url: https://old.example/runbook.md#x\n"
+        "      - record: letta:b\n"
+        "      - alertname: LettaC\n"
+        "              runbook_url: old\n"
+    )
+    assert with_runbook_urls(text) == (
+        "      - alert: LettaA\n"
+        f"          runbook_url: {runbook_url('LettaA')}\n"
+        "      - record: letta:b\n"
+        "      - alertname: LettaC\n"
+        f"              runbook_url: {runbook_url('LettaC')}\n"
+    )
 
 
 def test_the_slo_objective_is_set_in_exactly_one_rule() -> None:

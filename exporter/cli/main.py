@@ -29,6 +29,7 @@ from exporter.cli.wiring import RequestMetrics, poll_options, restore_tracker
 from exporter.metrics import catalogue as m
 from exporter.metrics.aggregates import Aggregates
 from exporter.metrics.collector import RunsCollector
+from exporter.metrics.snapshot import Snapshot
 from exporter.poll.agent_names import UNKNOWN_REFRESH_S, AgentNames
 from exporter.poll.cycle import Poller
 from exporter.poll.scope import ScopeCheck
@@ -40,6 +41,7 @@ from exporter.traces.sink import SpanSink
 from exporter.web.config import load_web_config
 from exporter.web.errors import WebConfigError
 from exporter.web.server import App, HttpServer
+from exporter.web.status import StatusPage
 from exporter.web.watcher import WebConfigWatcher
 
 log = logging.getLogger("exporter")
@@ -65,6 +67,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["check"]:
         return check.main(argv[1:])
+    if argv[:1] == ["demo"]:
+        from exporter.cli import demo  # here: demo imports this module's parser and serve
+
+        return demo.main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         settings = load_settings(vars(args))
@@ -72,6 +78,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"letta-exporter: {exc}", file=sys.stderr)
         return 2
     configure(settings.log_level, settings.log_format)
+    return run_serve(settings)
+
+
+def run_serve(settings: Settings) -> int:
+    """Serve until SIGTERM or SIGINT; the exit code (2 bad setting, 1 unusable state)."""
     try:
         return asyncio.run(serve(settings))
     except (PriceFileError, ConfigError, WebConfigError) as exc:
@@ -161,12 +172,18 @@ async def serve(settings: Settings) -> int:
     )
     registry = CollectorRegistry(auto_describe=False)
     registry.register(collector)
+    status_page = StatusPage(endpoints_up=lambda: poller.endpoints.up())
+
+    def publish(snapshot: Snapshot) -> None:
+        collector.publish(snapshot)
+        status_page.publish(snapshot)
+
     poller = Poller(
         client,
         tracker,
         checkpoint,
         poll_options(settings),
-        publish=collector.publish,
+        publish=publish,
         first_start=loaded.fresh,
         spans_pending=lambda: shipper.pending_runs if shipper is not None else 0,
         agent_names=AgentNames(
@@ -179,7 +196,7 @@ async def serve(settings: Settings) -> int:
         scope=scope,
         tracer=tracer,
     )
-    collector.publish(poller.snapshot())
+    publish(poller.snapshot())
     host, port = settings.listen_host_port
     try:
         server = HttpServer(
@@ -189,6 +206,7 @@ async def serve(settings: Settings) -> int:
                 stale_after_s=max(300.0, 10 * settings.poll_interval),
                 web=web,
                 health_open=settings.web_health_open,
+                status_page=status_page.render,
             ),
             host,
             port,

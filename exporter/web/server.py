@@ -1,4 +1,4 @@
-"""HTTP endpoints: / (landing page), /metrics, /healthz, /readyz, on a background thread."""
+"""HTTP endpoints: / (the status page, else links), /metrics, /healthz, /readyz, on a thread."""
 
 from __future__ import annotations
 
@@ -110,7 +110,8 @@ class App:
     With `web` (from `--web.config.file`), every response carries its headers, the rate
     limit applies, and basic auth is checked before routing, all as the configuration in
     force at that request says; `health_open` leaves /healthz and /readyz outside basic
-    auth (kubelet probes cannot send credentials).
+    auth (kubelet probes cannot send credentials). `status_page` renders `/` (status.py);
+    without it `/` is a list of links.
     """
 
     def __init__(
@@ -121,8 +122,10 @@ class App:
         stale_after_s: float,
         web: WebConfigWatcher | None = None,
         health_open: bool = True,
+        status_page: Callable[[], bytes] | None = None,
     ) -> None:
         self._metrics = make_wsgi_app(registry)
+        self._status_page = status_page
         self._health = health
         self._stale_after_s = stale_after_s
         self._web = web
@@ -166,7 +169,11 @@ class App:
                 "ready\n" if ready else "no successful poll yet\n",
             )
         if path == "/":
-            body = _LANDING.format(version=__version__).encode()
+            body = (
+                self._status_page()
+                if self._status_page is not None
+                else _LANDING.format(version=__version__).encode()
+            )
             start_response(
                 "200 OK",
                 [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(body)))],

@@ -21,6 +21,7 @@ from typing import IO, Any
 
 import httpx
 import pg8000.native  # type: ignore[import-untyped]
+import psutil
 
 from tests.realserver.fake_llm import MODEL, FakeLLM
 from tests.realserver.install import LettaInstall, ensure_installed
@@ -28,10 +29,15 @@ from tests.realserver.install import LettaInstall, ensure_installed
 NOBODY = 65534  # Postgres refuses to run as root
 REDIS_SERVER = "redis-server"
 START_TIMEOUT_S = 240.0  # Letta's first start on a busy 2-core machine
+PORT_ATTEMPTS = 3  # a lost race for a free port is retried on another
 
 
 class StackError(RuntimeError):
     """A piece of the real-server stack could not be started."""
+
+
+class PortTaken(StackError):
+    """The server exited while starting: most often another process took its port."""
 
 
 def free_port() -> int:
@@ -40,16 +46,33 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_until(check: Callable[[], bool], timeout: float, what: str, proc: Process) -> None:
+def wait_until(
+    check: Callable[[], bool], timeout: float, what: str, proc: Process, port: int
+) -> None:
+    """Wait until `check` passes against `proc` itself listening on `port`.
+
+    A free port is only free when asked: another stack on the machine (a second pytest)
+    may bind it first. Its server would answer `check`, so the answer counts only once
+    `proc` (or a child) holds the port; `proc` exiting (its bind failed) raises.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.popen.poll() is not None:
-            raise StackError(f"{proc.name} exited ({proc.popen.returncode}):\n{proc.tail()}")
+            raise PortTaken(f"{proc.name} exited ({proc.popen.returncode}):\n{proc.tail()}")
         with contextlib.suppress(Exception):
-            if check():
+            if check() and _listens(proc, port):
                 return
         time.sleep(0.25)
     raise StackError(f"timed out after {timeout:.0f} s waiting for {what}:\n{proc.tail()}")
+
+
+def _listens(proc: Process, port: int) -> bool:
+    parent = psutil.Process(proc.popen.pid)
+    for each in (parent, *parent.children(recursive=True)):
+        for conn in each.net_connections(kind="tcp"):
+            if conn.status == psutil.CONN_LISTEN and conn.laddr.port == port:
+                return True
+    return False
 
 
 @dataclass
@@ -123,6 +146,22 @@ class Stack:
         self.processes.append(proc)
         return proc
 
+    def on_free_port(
+        self, start: Callable[[int], Process], wait: Callable[[int, Process], None]
+    ) -> int:
+        """Start a server on a free port; on a lost race for the port, again on another."""
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            port = free_port()
+            proc = start(port)
+            try:
+                wait(port, proc)
+                return port
+            except PortTaken:
+                if attempt == PORT_ATTEMPTS:
+                    raise
+                self.processes.remove(proc)
+        raise AssertionError("unreachable")
+
     def stop(self) -> None:
         """Stop what was started, newest first; remove the folder."""
         for proc in reversed(self.processes):
@@ -183,10 +222,8 @@ def _start_postgres(stack: Stack) -> None:
     )
     if initdb.returncode != 0:
         raise StackError(f"initdb failed:\n{initdb.stdout}\n{initdb.stderr}")
-    stack.pg_port = free_port()
     settings = {
         "listen_addresses": "127.0.0.1",
-        "port": str(stack.pg_port),
         "unix_socket_directories": "",
         "fsync": "off",
         "synchronous_commit": "off",
@@ -195,20 +232,25 @@ def _start_postgres(stack: Stack) -> None:
         "shared_buffers": "64MB",
     }
     flags = [arg for key, value in settings.items() for arg in ("-c", f"{key}={value}")]
-    proc = stack.spawn(
-        "postgres",
-        [str(pginstall / "bin" / "postgres"), "-D", str(data), *flags],
-        env=env,
-        **_as_nobody(),
-    )
 
-    def ready() -> bool:
-        pg8000.native.Connection(
-            "letta", host="127.0.0.1", port=stack.pg_port, database="postgres"
-        ).close()
-        return True
+    def start(port: int) -> Process:
+        return stack.spawn(
+            "postgres",
+            [str(pginstall / "bin" / "postgres"), "-D", str(data), *flags, "-p", str(port)],
+            env=env,
+            **_as_nobody(),
+        )
 
-    wait_until(ready, 60, "Postgres", proc)
+    def wait(port: int, proc: Process) -> None:
+        def ready() -> bool:
+            pg8000.native.Connection(
+                "letta", host="127.0.0.1", port=port, database="postgres"
+            ).close()
+            return True
+
+        wait_until(ready, 60, "Postgres", proc, port)
+
+    stack.pg_port = stack.on_free_port(start, wait)
     admin = pg8000.native.Connection(
         "letta", host="127.0.0.1", port=stack.pg_port, database="postgres"
     )
@@ -220,21 +262,25 @@ def _start_postgres(stack: Stack) -> None:
 
 
 def _start_redis(stack: Stack) -> None:
-    stack.redis_port = free_port()
     folder = stack.workdir / "redis"
     folder.mkdir()
-    proc = stack.spawn(
-        "redis",
-        [REDIS_SERVER, "--port", str(stack.redis_port), "--bind", "127.0.0.1", "--save", ""]
-        + ["--appendonly", "no", "--dir", str(folder), "--daemonize", "no"],
-    )
 
-    def ready() -> bool:
-        with socket.create_connection(("127.0.0.1", stack.redis_port), timeout=1) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
+    def start(port: int) -> Process:
+        return stack.spawn(
+            "redis",
+            [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+            + ["--appendonly", "no", "--dir", str(folder), "--daemonize", "no"],
+        )
 
-    wait_until(ready, 30, "Redis", proc)
+    def wait(port: int, proc: Process) -> None:
+        def ready() -> bool:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16).startswith(b"+PONG")
+
+        wait_until(ready, 30, "Redis", proc, port)
+
+    stack.redis_port = stack.on_free_port(start, wait)
 
 
 def letta_env(stack: Stack) -> dict[str, str]:
@@ -285,19 +331,28 @@ def start_letta_process(
 ) -> tuple[int, Process]:
     """One more Letta server process on the stack's database, Redis and LLM (e.g. in
     password mode); it is stopped with the stack, or earlier by ``Process.stop``."""
-    port = free_port()
-    proc = stack.spawn(
-        name,
-        [str(stack.install.bin / "letta"), "server", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=stack.workdir,
-        env={**letta_env(stack), **(extra_env or {})},
-    )
+    started: list[Process] = []
 
-    def healthy() -> bool:
-        return httpx.get(f"http://127.0.0.1:{port}/v1/health/", timeout=5).status_code == 200
+    def start(port: int) -> Process:
+        started.append(
+            stack.spawn(
+                name,
+                [str(stack.install.bin / "letta"), "server", "--host", "127.0.0.1"]
+                + ["--port", str(port)],
+                cwd=stack.workdir,
+                env={**letta_env(stack), **(extra_env or {})},
+            )
+        )
+        return started[-1]
 
-    wait_until(healthy, START_TIMEOUT_S, f"{name} /v1/health/", proc)
-    return port, proc
+    def wait(port: int, proc: Process) -> None:
+        def healthy() -> bool:
+            return httpx.get(f"http://127.0.0.1:{port}/v1/health/", timeout=5).status_code == 200
+
+        wait_until(healthy, START_TIMEOUT_S, f"{name} /v1/health/", proc, port)
+
+    port = stack.on_free_port(start, wait)
+    return port, started[-1]
 
 
 @contextlib.contextmanager

@@ -49,7 +49,7 @@ class Workload:
     hooks: Hooks = field(default_factory=Hooks)
     removed: Truth = field(default_factory=Truth)
     deleted_in_flight: list[str] = field(default_factory=list)
-    agents: list[str] = field(default_factory=list)
+    names: dict[str, str] = field(default_factory=dict)  # every agent created: id -> name
     log: list[str] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -78,7 +78,7 @@ class Workload:
         _expect(response, 200, f"create agent {name}")
         agent_id: str = response.json()["id"]
         with self._lock:
-            self.agents.append(agent_id)
+            self.names[agent_id] = name
         return agent_id
 
     def sync(self, agent: str, text: str, **extra: Any) -> httpx.Response:
