@@ -29,6 +29,7 @@ from tests.dashboard_files import (
     load_dashboard,
     panels,
 )
+from tests.fake_letta.constants import STOP_REASONS
 
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 
@@ -198,11 +199,16 @@ def labels_of(name: str) -> frozenset[str] | None:
     return None
 
 
+# `label_replace(v, "dst", "replacement", "src", "regex")`: the tail naming the label made.
+_LABEL_REPLACE_TAIL = re.compile(r'"(\w+)",\s*"[^"]*",\s*"\w+",\s*"[^"]*"\)')
+
+
 def check_expr(expr: str, where: str, recorded: dict[str, str]) -> list[str]:
     """Problems with the names and labels `expr` uses; empty when it conforms."""
     problems = []
     parsed = parse_promql(expr)
-    known_labels: set[str] = set(TARGET_LABELS)
+    # Labels label_replace makes exist on what it returns.
+    known_labels: set[str] = set(TARGET_LABELS) | set(_LABEL_REPLACE_TAIL.findall(expr))
     for selector in parsed.selectors:
         if ":" in selector.name:
             # Recording rules: defined in the shipped file; their labels are not checked.
@@ -338,6 +344,29 @@ def test_every_catalogue_metric_is_on_a_dashboard_or_excused() -> None:
     assert not stale, f"NOT_ON_DASHBOARDS lists metrics that are on a dashboard: {stale}"
     assert set(NOT_ON_DASHBOARDS) <= {spec.name for spec in catalogue.ALL}
     assert all(reason.strip() for reason in NOT_ON_DASHBOARDS.values())
+
+
+def test_stop_reasons_are_grouped_by_what_to_do_each_in_one_group_on_every_panel() -> None:
+    action = re.compile(r'"action",\s*"([^"]+)",\s*"stop_reason",\s*"([^"]+)"\)')
+    reasons = {*STOP_REASONS, "none"}  # letta-client 1.12.1's StopReasonType, and no reason
+    grouped = [
+        (title, action.findall(target["expr"]))
+        for file in DASHBOARD_FILES
+        for panel, target in dashboard_targets(load_dashboard(file))
+        if (title := panel["title"]) and '"action"' in target["expr"]
+    ]
+    assert {title for title, _ in grouped} == {"Stop reasons by what to do", "Runs by what to do"}
+    for title, groups in grouped:
+        assert groups == grouped[0][1], f"{title} groups the reasons differently"
+        members = [reason for _, regex in groups for reason in regex.split("|")]
+        assert sorted(members) == sorted(reasons), title
+        assert [name for name, _ in groups] == [
+            "done",
+            "needs a human",
+            "hit a limit",
+            "failed",
+            "billing",
+        ]
 
 
 def test_the_selector_parser_tells_metrics_from_functions_keywords_and_labels() -> None:

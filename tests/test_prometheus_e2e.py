@@ -5,11 +5,14 @@ runs arriving and ending every few hundred milliseconds (a third failing, many w
 llm_api_error), steps with tokens, tools and timings, callbacks that half fail, a zombie
 run that never ends, a run committed late with an old created_at, deleted runs, a status
 flip after counting, an invalid list item, a burst of 429s, agents past the label cap,
-and a tool-call approval that has waited for a person for two hours when it starts.
+a tool-call approval that has waited for a person for two hours when it starts, runs out
+of credits, an agent whose context overflows, a run finished without a stop reason, and a
+conversation deadlocked by a cancelled approval.
 The real exporter polls it; a real Prometheus (Debian's `/usr/bin/prometheus`) scrapes
 the exporter every second and evaluates the shipped rules. Then every panel query of both
 dashboards must return data from Prometheus' HTTP API, the variables must list the job,
-instance and agents, and the failure-ratio and stuck-run alerts must fire.
+instance and agents, and the alerts of MUST_FIRE must fire. A second test plays a healthy
+mix and checks that the alerts on stop reasons and impossible states stay silent.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +84,19 @@ MUST_FIRE = {
     "LettaStaleRuns",
     "LettaCallbackFailures",
     "LettaApprovalWaitingTooLong",
+    "LettaOutOfCredits",
+    "LettaAgentContextOverflow",
+    "LettaRunsInconsistent",
+    "LettaConversationDeadlocked",
+}
+
+# The alerts a healthy mix (test_the_stop_reason_alerts_stay_silent_on_a_healthy_mix)
+# must leave silent: each watches a state that mix only comes near.
+SILENT_WHEN_HEALTHY = {
+    "LettaOutOfCredits",
+    "LettaAgentContextOverflow",
+    "LettaRunsInconsistent",
+    "LettaConversationDeadlocked",
 }
 
 # Test-only edits of the shipped thresholds, as (alert, shipped text, test text). The
@@ -97,7 +114,9 @@ EXPORTER_FLAGS = (
     f"--runs.stale-after={STALE_AFTER:g}s",
     # Longer than the test; the late run below is created just younger than this.
     "--runs.forget-after=60s",
-    "--agents.label-limit=5",
+    # Room for the agents of the first seconds (the overflowing one included); the
+    # extra agents of later seconds land in __other__.
+    "--agents.label-limit=8",
     "--enrich.step-timings=true",
     # Give up an enrichment endpoint at its first bad answer (the /metrics faults below).
     "--enrich.max-attempts=1",
@@ -372,9 +391,30 @@ class Traffic:
         # Three /metrics answers that are not JSON: given up at once (max-attempts 1).
         # (Not /usage: it is asked for only when /steps did not answer.)
         self.at(3.0, lambda: fake.inject("garbage", times=3, path_regex=r"/metrics$"))
+        # Letta Cloud runs out of credits: two runs stop insufficient_credits.
+        for when in (1.0, 1.2):
+            self.at(when, lambda: fake.finish_with("agent-billing", "insufficient_credits"))
+        # An agent whose system prompt outgrew its model: every run overflows. Three runs
+        # only: their error type is "none", which must not outnumber "llm_error" (asserted
+        # in LettaRunFailureRatioHigh's description below).
+        for when in (1.0, 1.5, 2.0):
+            self.at(
+                when,
+                lambda: fake.finish_with("agent-hog", "context_window_overflow_in_system_prompt"),
+            )
+        # A run that ends completed without a stop reason (letta issue 3109).
+        self.at(1.5, self._run_without_stop_reason)
+        # A conversation's approval cancelled, then a message to it refused (letta 3176).
+        self.at(0.5, lambda: fake.request_approval("agent-beta", conversation_id="conv-x"))
+        self.at(1.0, lambda: fake.cancel_run(fake.pending_approval("agent-beta", "conv-x") or ""))
+        self.at(1.5, lambda: fake.send_message("agent-beta", conversation_id="conv-x"))
         # Agents past --agents.label-limit: recorded as __other__.
         extras = itertools.cycle(["agent-extra-1", "agent-extra-2", "agent-extra-3"])
         self.at(4.0, lambda: self.every(0.5, lambda: self._run(next(extras), 0.3)))
+
+    def _run_without_stop_reason(self) -> None:
+        run_id = self.fake.create_run("agent-alpha")
+        self.fake.update_run(run_id, status="completed", stop_reason=None)
 
     def _invalid_item(self) -> None:
         handle = self.fake.add_raw_item({"status": 42}, created_at=time.time())
@@ -547,3 +587,64 @@ def test_every_panel_returns_data_and_the_alerts_fire(tmp_path: Path) -> None:
             description = firing["LettaRunFailureRatioHigh"]["description"]
             assert 'The most frequent error type is "llm_error"' in description
             assert driver.errors == [], f"the traffic thread failed: {driver.errors!r}"
+
+
+def healthy_mix(fake: FakeLetta) -> None:
+    """Runs of every ordinary kind, and the near misses of the silent alerts: one answer
+    cut at max_tokens, a refusal while an approval really waits (then answered), an
+    approval cancelled on the agent's own thread (Letta cleans that one up), failures."""
+    for n in range(6):
+        fake.send_message("agent-alpha")
+        fake.finish_with("agent-beta", "end_turn" if n % 2 else "max_steps")
+    fake.finish_with("agent-alpha", "llm_api_error")
+    fake.update_run(fake.create_run("agent-alpha"), status="failed", stop_reason=None)
+    fake.finish_with("agent-beta", "max_tokens_exceeded")
+    fake.request_approval("agent-beta", conversation_id="conv-ok")
+    assert fake.send_message("agent-beta", conversation_id="conv-ok")[0] == 409
+    fake.answer_approval("agent-beta", conversation_id="conv-ok")
+    fake.cancel_run(fake.request_approval("agent-alpha"))
+    assert fake.send_message("agent-alpha")[0] == 200
+
+
+def test_the_stop_reason_alerts_stay_silent_on_a_healthy_mix(tmp_path: Path) -> None:
+    rules = rules_for_test(tmp_path)
+    with (
+        FakeLetta() as fake,
+        running(Exporter(fake.base_url, tmp_path / "state.sqlite", *EXPORTER_FLAGS)) as exporter,
+    ):
+        exporter.wait_ready()
+        with prometheus(tmp_path, f"127.0.0.1:{exporter.port}", rules) as prom:
+            healthy_mix(fake)
+            runs = sum(fake.truth().values())
+            wait_until(
+                lambda: (
+                    [s["value"][1] for s in prom.query("sum(letta_runs_finished_total)")]
+                    == [str(runs)]
+                ),
+                30,
+                "Prometheus to have scraped every run counted",
+            )
+            scraped = time.time()
+
+            def evaluated_twice_since_then() -> bool:
+                groups = httpx.get(f"{prom.url}/api/v1/rules", timeout=10).json()["data"]
+                return all(
+                    _epoch(group["lastEvaluation"]) > scraped + 1.0 for group in groups["groups"]
+                )
+
+            wait_until(evaluated_twice_since_then, 15, "two more rule evaluations")
+            alerts = httpx.get(f"{prom.url}/api/v1/alerts", timeout=10).json()["data"]["alerts"]
+            noisy = {a["labels"]["alertname"]: a["state"] for a in alerts}
+            assert not noisy.keys() & SILENT_WHEN_HEALTHY, noisy
+            # The near misses were seen: the mix did reach the rules.
+            reasons = {
+                s["metric"]["stop_reason"]
+                for s in prom.query("letta:runs_finished:increase15m > 0")
+            }
+            assert {"max_tokens_exceeded", "requires_approval", "none"} <= reasons
+
+
+def _epoch(rfc3339: str) -> float:
+    """Prometheus' lastEvaluation (nanosecond RFC 3339, `Z`) as Unix seconds."""
+    stamp = re.sub(r"(\.\d{6})\d*", r"\1", rfc3339).replace("Z", "+00:00")
+    return datetime.fromisoformat(stamp).timestamp()

@@ -16,6 +16,12 @@ one of its conversations (`conversation_id`):
 Runs come newest first, so the run that answered a wait is often seen before the wait
 itself: each thread remembers the newest run that answered (`answered_ns`), and a
 `requires_approval` run not newer than that is history.
+
+A refused run with no wait before it that the book can see (the request was cancelled
+but Letta kept it pending, letta issue 3176, or it was lost) is *unexplained*: it is
+counted once as `refused_without_wait`, and its thread stays *deadlocked* until a newer
+run is accepted there. A `requires_approval` run older than the refusal, seen later in
+the same walk, explains it, unless a run answered that request before the refusal.
 """
 
 from __future__ import annotations
@@ -35,10 +41,20 @@ Thread = tuple[str, str]
 """(agent id, conversation id or "" for the agent's own messages)."""
 
 
+# The sync path leaves no stop reason on a refused run; streaming paths (conversations
+# stream by default) raise the refusal inside the stream and write `error` with an error
+# object (letta/services/streaming_service.py, 0.16.8).
+_REFUSAL_STOP_REASONS: Final = (None, "error")
+
+
 def refused_for_pending_approval(status: str, stop_reason: str | None, metadata: Any) -> bool:
     """True for the failed run Letta leaves when it refuses a message (409) because an
     approval is pending."""
-    if status != "failed" or stop_reason is not None or not isinstance(metadata, Mapping):
+    if (
+        status != "failed"
+        or stop_reason not in _REFUSAL_STOP_REASONS
+        or not isinstance(metadata, Mapping)
+    ):
         return False
     error = metadata.get("error")
     if isinstance(error, Mapping):
@@ -68,6 +84,9 @@ class _ThreadState:
     # Accepted runs newer than the wait still working on it (the agent is busy, nobody
     # is waiting for a person): id -> created_ns.
     working: dict[str, int] = field(default_factory=dict)
+    # The newest refused run no wait explains, while no newer run was accepted: the
+    # thread is deadlocked.
+    refused_ns: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +105,11 @@ class ApprovalBook:
     def __init__(self) -> None:
         self._threads: dict[Thread, _ThreadState] = {}
         self._by_run: dict[str, Thread] = {}  # waiting run id -> its thread
+        # Refused runs no wait explains, not yet decided: run id -> (thread, created_ns).
+        self._refusals: dict[str, tuple[Thread, int]] = {}
+        # Refused runs explained or counted, kept while scans list them again: run id ->
+        # created_ns (so a re-read neither recounts one nor mistakes it for new).
+        self._settled_refusals: dict[str, int] = {}
         self.dirty = False
 
     def observe(
@@ -109,6 +133,8 @@ class ApprovalBook:
         state = self._threads.get(key)
         waiting_run = run_id in self._by_run
         if stop_reason == APPROVAL_STOP_REASON and status != "cancelled":
+            if state is not None:
+                self._explain(key, state, created_ns)
             if waiting_run:
                 assert state is not None and state.wait is not None
                 state.wait.seen_ns = now
@@ -129,8 +155,16 @@ class ApprovalBook:
             self._answer(key, state, created_ns)
             return
         if refused:
-            if state is not None:
-                state.working.pop(run_id, None)
+            if state is None:
+                state = self._threads[key] = _ThreadState()
+            state.working.pop(run_id, None)
+            if run_id in self._refusals or run_id in self._settled_refusals:
+                return
+            wait = state.wait
+            if wait is not None and wait.created_ns < created_ns:
+                self._settled_refusals[run_id] = created_ns
+            else:
+                self._unexplained(key, state, run_id, created_ns)
             return
         if state is None:
             if not terminal:
@@ -161,6 +195,8 @@ class ApprovalBook:
             self._answer(key, state, created_ns)
         elif state.answered_ns is None or created_ns > state.answered_ns:
             state.answered_ns = created_ns
+            if state.refused_ns is not None and created_ns > state.refused_ns:
+                state.refused_ns = None  # accepted after the refusal: not deadlocked
             self.dirty = True
 
     def vanished(self, run_id: str) -> None:
@@ -175,6 +211,24 @@ class ApprovalBook:
         for state in self._threads.values():
             if state.working.pop(run_id, None) is not None:
                 return
+
+    def take_unexplained(self, listed_until_ns: int) -> list[str]:
+        """Agent ids of refused runs no wait explains, created before `listed_until_ns`
+        (a walk listed every older run since), each returned once."""
+        agents = []
+        for run_id, ((agent, _), created) in list(self._refusals.items()):
+            if created < listed_until_ns:
+                del self._refusals[run_id]
+                self._settled_refusals[run_id] = created
+                agents.append(agent)
+        return agents
+
+    def deadlocks(self) -> Iterator[tuple[Thread, int]]:
+        """Threads whose newest refusal no wait explains and no later run was accepted,
+        with the refusal's created_ns."""
+        for key, state in self._threads.items():
+            if state.refused_ns is not None and state.wait is None:
+                yield key, state.refused_ns
 
     def due_refresh(self, since: int) -> list[str]:
         """Waiting runs not observed since `since` (fallen out of the re-scanned window):
@@ -196,14 +250,28 @@ class ApprovalBook:
                 continue
             yield WaitView(agent, conversation, wait.run_id, wait.since_ns)
 
-    def prune(self, floor_ns: int) -> None:
-        """Forget answers no scan can contradict any more (older than the window)."""
+    def prune(self, floor_ns: int, deadlock_floor_ns: int = 0) -> None:
+        """Forget answers no scan can contradict any more (older than the window), and
+        deadlocks older than `deadlock_floor_ns` (the agent may be long gone)."""
         # Working runs exist only next to a wait (cleared with it), so they need no pruning;
         # a zombie among them stops hiding the wait once stale (see waits()).
         for key, state in list(self._threads.items()):
-            if state.wait is None and (state.answered_ns is None or state.answered_ns < floor_ns):
+            if state.refused_ns is not None and state.refused_ns < deadlock_floor_ns:
+                state.refused_ns = None
+                self.dirty = True
+            if (
+                state.wait is None
+                and state.refused_ns is None
+                and (state.answered_ns is None or state.answered_ns < floor_ns)
+            ):
                 del self._threads[key]
                 self.dirty = True
+        for run_id, (_, created) in list(self._refusals.items()):
+            if created < floor_ns:
+                del self._refusals[run_id]
+        for run_id, created in list(self._settled_refusals.items()):
+            if created < floor_ns:
+                del self._settled_refusals[run_id]
 
     def _start(self, key: Thread, state: _ThreadState, wait: Wait) -> None:
         if state.wait is not None:
@@ -213,7 +281,35 @@ class ApprovalBook:
         self._by_run[wait.run_id] = key
         self.dirty = True
 
+    def _unexplained(self, key: Thread, state: _ThreadState, run_id: str, created: int) -> None:
+        self._refusals[run_id] = (key, created)
+        accepted_since = state.answered_ns is not None and state.answered_ns > created
+        if not accepted_since and (state.refused_ns is None or created > state.refused_ns):
+            state.refused_ns = created
+            self.dirty = True
+
+    def _explain(self, key: Thread, state: _ThreadState, request_ns: int) -> None:
+        """A request for approval created at `request_ns` explains the thread's later
+        refusals, unless a run answered it before them."""
+        answered = state.answered_ns
+
+        def explained(refused_ns: int) -> bool:
+            if refused_ns <= request_ns:
+                return False
+            return answered is None or not request_ns <= answered < refused_ns
+
+        for run_id, (thread, created) in list(self._refusals.items()):
+            if thread == key and explained(created):
+                del self._refusals[run_id]
+                self._settled_refusals[run_id] = created
+        if state.refused_ns is not None and explained(state.refused_ns):
+            state.refused_ns = None
+            self.dirty = True
+
     def _answer(self, key: Thread, state: _ThreadState, created_ns: int) -> None:
+        if state.refused_ns is not None and created_ns > state.refused_ns:
+            state.refused_ns = None
+            self.dirty = True
         if state.answered_ns is None or created_ns > state.answered_ns:
             state.answered_ns = created_ns
             self.dirty = True
@@ -227,26 +323,30 @@ class ApprovalBook:
     # ---- persistence -----------------------------------------------------------------
 
     def to_json(self) -> dict[str, Any]:
-        """Persistable form: per thread [agent, conversation, answered_ns, wait or null]."""
+        """Persistable form: per thread [agent, conversation, answered_ns, wait or null,
+        refused_ns] (the last one only while deadlocked)."""
         threads = []
         for (agent, conversation), state in self._threads.items():
             wait = state.wait
-            threads.append(
-                [
-                    agent,
-                    conversation,
-                    state.answered_ns,
-                    [wait.run_id, wait.created_ns, wait.since_ns] if wait is not None else None,
-                ]
-            )
+            row: list[Any] = [
+                agent,
+                conversation,
+                state.answered_ns,
+                [wait.run_id, wait.created_ns, wait.since_ns] if wait is not None else None,
+            ]
+            if state.refused_ns is not None:
+                row.append(state.refused_ns)
+            threads.append(row)
         return {"version": 1, "threads": threads}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ApprovalBook:
         """Inverse of to_json (working runs are seen again by the next cycle)."""
         book = cls()
-        for agent, conversation, answered, wait in data.get("threads", ()):
+        for agent, conversation, answered, wait, *rest in data.get("threads", ()):
             state = _ThreadState(answered_ns=int(answered) if answered is not None else None)
+            if rest and rest[0] is not None:
+                state.refused_ns = int(rest[0])
             key = (str(agent), str(conversation))
             book._threads[key] = state
             if wait is not None:

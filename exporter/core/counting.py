@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from exporter.core.inconsistency import finished_kinds
 from exporter.core.labels import NONE, CappedLabel, enum_value, free_value
 from exporter.core.pricing import PriceTable
 from exporter.core.records import (
@@ -67,6 +68,8 @@ class RunSample:
     error_type: str | None
     exemplar: str | None = None
     """The run's trace id, attached to its duration and TTFT samples."""
+    inconsistent: tuple[str, ...] = ()
+    """Impossible states the run was found in when counted (`exporter.core.inconsistency`)."""
 
 
 class RunCounter:
@@ -103,6 +106,9 @@ class RunCounter:
                 # Letta leaves ttft_ns null (always, in 0.16.8): the trace event has it.
                 ttft_ns = fetched.ttft_ns
             trace_id = self._trace(record, self._build_trace)
+        inconsistent = finished_kinds(
+            record.status, record.stop_reason, record.completed_ns is not None
+        )
         self.count_sample(
             RunSample(
                 agent_id=record.agent_id,
@@ -119,6 +125,7 @@ class RunCounter:
                     record.error_type,
                 ),
                 exemplar=trace_id,
+                inconsistent=tuple(inconsistent),
             )
         )
         if record.enrich is not None:
@@ -140,6 +147,8 @@ class RunCounter:
             agg.observe(m.RUN_TTFT, (agent,), sample.ttft_ns / NS_PER_S, sample.exemplar)
         if sample.callback is not None:
             agg.inc(m.RUN_CALLBACKS, (agent, sample.callback))
+        for kind in sample.inconsistent:
+            agg.inc(m.RUNS_INCONSISTENT, (agent, kind))
 
     def take_new_traces(self) -> list[tuple[str, list[dict[str, Any]]]]:
         """Spans of runs counted since the last call, for the outbox (same commit)."""

@@ -27,6 +27,12 @@ from typing import Final
 
 from exporter.core.approval_feed import ApprovalFeed
 from exporter.core.counting import RunCounter, RunSample
+from exporter.core.inconsistency import (
+    REFUSED_WITHOUT_WAIT,
+    STOP_REASON_WHILE_OPEN,
+    finished_kinds,
+    open_with_stop_reason,
+)
 from exporter.core.options import TrackerOptions
 from exporter.core.positions import Positions
 from exporter.core.records import (
@@ -110,6 +116,7 @@ class RunBook:
             return
         before = record.fingerprint()
         record.absorb(run)
+        self._check_open(record)
         if record.phase is Phase.OPEN and run.is_terminal:
             record.phase = Phase.SETTLING
             record.terminal_seen_ns = now
@@ -180,6 +187,7 @@ class RunBook:
             last_seen_ns=now,
         )
         record.absorb(run)
+        self._check_open(record)
         self.records.put(record)
         if phase is Phase.SETTLING and self._settled(record, now):
             self._finish(record)
@@ -235,7 +243,10 @@ class RunBook:
                     self.records.drop(record.id)
                 elif age > opts.stale_after_ns and record.next_refresh_ns <= record.last_seen_ns:
                     record.next_refresh_ns = record.last_seen_ns + opts.stale_refresh_ns
-        self.approvals.book.prune(floor)
+        # A deadlock lasts until a run is accepted on its thread; only a thread silent for
+        # the forget horizon (its agent deleted, say) is let go.
+        self.approvals.book.prune(floor, now - opts.forget_after_ns)
+        self._count_refusals()
         open_runs = self.records.in_phase(Phase.OPEN)
         excess = len(open_runs) - opts.max_open_runs
         if excess > 0:
@@ -256,6 +267,26 @@ class RunBook:
         self.approvals.load(meta)
 
     # ---- internals --------------------------------------------------------------
+
+    def _count_refusals(self) -> None:
+        """Refusals no wait explains, once a finished walk has listed the runs before
+        them (newest first, a refusal is seen before the request that explains it)."""
+        listed = self.positions.listed_until_ns
+        if listed is None:
+            return
+        for agent_id in self.approvals.book.take_unexplained(listed):
+            agent = self.counter.labels.agent(agent_id)
+            self.aggregates.inc(m.RUNS_INCONSISTENT, (agent, REFUSED_WITHOUT_WAIT))
+
+    def _check_open(self, record: RunRecord) -> None:
+        """Count a run listed open with a stop reason, once (the flag is persisted)."""
+        if record.open_with_stop_reason or not open_with_stop_reason(
+            record.status, record.stop_reason
+        ):
+            return
+        record.open_with_stop_reason = True
+        agent = self.counter.labels.agent(record.agent_id)
+        self.aggregates.inc(m.RUNS_INCONSISTENT, (agent, STOP_REASON_WHILE_OPEN))
 
     def _settled(self, record: RunRecord, now: int) -> bool:
         if record.completed_ns is not None and now - record.completed_ns > SETTLED_AGE_NS:
@@ -297,4 +328,5 @@ def _history_sample(run: Run, created: int, completed: int) -> RunSample:
         ),
         path=path_labels(run_type_of(run.metadata), run.background),
         error_type=error_type_from_metadata(run.metadata),
+        inconsistent=tuple(finished_kinds(run.status, run.stop_reason, True)),
     )

@@ -86,6 +86,8 @@ class RunRecord:
     conversation_id: str | None = None
     run_type: str | None = None
     error_type: str | None = None
+    open_with_stop_reason: bool = False
+    """Seen created or running with a stop reason, and counted so (once per run)."""
 
     def absorb(self, run: Run) -> None:
         """Take the newer observation's fields; a null never erases a known duration."""
@@ -121,6 +123,7 @@ class RunRecord:
             self.callback,
             self.callback_code,
             self.callback_error,
+            self.open_with_stop_reason,
         )
 
     @property

@@ -90,6 +90,14 @@ RUNS_DELETED: Final = MetricSpec(
     "Followed runs that disappeared (404) before they finished, e.g. their agent was deleted.",
     ("agent",),
 )
+RUNS_INCONSISTENT: Final = MetricSpec(
+    "letta_runs_inconsistent",
+    Kind.COUNTER,
+    "Runs seen in a state Letta should never leave them in, once per run and kind: "
+    "stop_reason_while_open, finished_without_stop_reason, finished_without_completed_at, "
+    "refused_without_wait (docs/metrics.md). The run is counted as usual besides.",
+    ("agent", "kind"),
+)
 RUNS_IN_PROGRESS: Final = MetricSpec(
     "letta_runs_in_progress",
     Kind.GAUGE,
@@ -119,6 +127,15 @@ OLDEST_AWAITING_APPROVAL: Final = MetricSpec(
     "letta_run_oldest_awaiting_approval_timestamp_seconds",
     Kind.GAUGE,
     "When the oldest pending approval was requested (the waiting run's completed_at), per agent.",
+    ("agent",),
+)
+THREADS_DEADLOCKED: Final = MetricSpec(
+    "letta_conversations_deadlocked",
+    Kind.GAUGE,
+    "Threads of an agent (its own messages, or one of its conversations) whose newest "
+    "message Letta refused with 409 for a pending approval while the exporter sees no "
+    "approval pending and no run open on them: every new message is refused until the "
+    "orphaned approval is answered.",
     ("agent",),
 )
 
@@ -353,6 +370,7 @@ ALL: Final[tuple[MetricSpec, ...]] = (
     RUN_TTFT,
     RUN_CALLBACKS,
     RUNS_DELETED,
+    RUNS_INCONSISTENT,
     RUN_TOKENS,
     RUN_STEPS,
     STEP_DURATION,
@@ -365,6 +383,7 @@ ALL: Final[tuple[MetricSpec, ...]] = (
     AGENT_INFO,
     RUNS_AWAITING_APPROVAL,
     OLDEST_AWAITING_APPROVAL,
+    THREADS_DEADLOCKED,
     UP,
     BUILD_INFO,
     LAST_POLL_SUCCESS,

@@ -128,6 +128,8 @@ class RunsCollector(Collector):
         yield _gauge(
             m.OLDEST_AWAITING_APPROVAL, {(a,): ns / 1e9 for a, ns in waiting_since.items()}
         )
+        deadlocked = Counter((d.agent,) for d in snap.deadlocks)
+        yield _gauge(m.THREADS_DEADLOCKED, {k: float(v) for k, v in deadlocked.items()})
         health = snap.health
         yield _gauge(m.UP, {(): 1.0 if health.up else 0.0})
         yield _gauge(m.BUILD_INFO, {(__version__,): 1.0})

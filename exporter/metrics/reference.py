@@ -14,6 +14,7 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Final
 
+from exporter.core import inconsistency as inc
 from exporter.core.records import ENDPOINTS as ENRICHMENT_ENDPOINTS
 from exporter.letta.errors import POLL_ERROR_REASONS
 from exporter.metrics import catalogue
@@ -92,6 +93,19 @@ LABELS: Final[Mapping[str, str]] = {
         "dropped (`expired`, `capacity`)."
     ),
     "label": "The capped label that overflowed: `agent`, `model` or `tool`.",
+    "kind": (
+        "The impossible state a run was seen in, one of a fixed set: "
+        f"`{inc.STOP_REASON_WHILE_OPEN}` (created or running yet carrying a stop reason: its "
+        "end was decided but never written), "
+        f"`{inc.FINISHED_WITHOUT_STOP_REASON}` (completed or cancelled without a stop reason; "
+        "a failed run without one is ordinary on 0.16.8 and not counted), "
+        f"`{inc.FINISHED_WITHOUT_COMPLETED_AT}` (finished, still without `completed_at` when "
+        "counted), "
+        f"`{inc.REFUSED_WITHOUT_WAIT}` (a message refused with 409 for a pending approval "
+        "while no approval is pending and no run open that the exporter can see: a cancelled "
+        "or lost request blocks the agent or conversation). What to do about each: "
+        "docs/runbook.md, LettaRunsInconsistent and LettaConversationDeadlocked."
+    ),
     "version": "The exporter's version.",
     "param": (
         "The runs-list cursor parameter that lists older runs with `order=desc`: `before` "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 
-from exporter.core.views import ApprovalWaitView, OpenRunView
+from exporter.core.views import ApprovalWaitView, DeadlockView, OpenRunView
 from exporter.metrics.aggregates import Aggregates
 
 
@@ -50,5 +50,6 @@ class Snapshot:
     agent_info: tuple[tuple[str, str], ...] = ()
     """(agent label, agent name) of the agents with a known name."""
     approval_waits: tuple[ApprovalWaitView, ...] = ()
+    deadlocks: tuple[DeadlockView, ...] = ()
     cursor_param: str = "unknown"
     counting_lag_s: float = 0.0

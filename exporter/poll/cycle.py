@@ -16,7 +16,7 @@ from typing import Final
 
 from exporter.core.availability import EndpointAvailability
 from exporter.core.tracker import Tracker
-from exporter.core.views import approval_waits, open_runs
+from exporter.core.views import approval_waits, deadlocks, open_runs
 from exporter.letta.client import LettaClient
 from exporter.letta.errors import LettaError
 from exporter.metrics import catalogue as m
@@ -169,6 +169,7 @@ class Poller:
             aggregates=tracker.aggregates.copy(),
             open_runs=tuple(open_runs(tracker.runs, agent_label, now)),
             approval_waits=tuple(approval_waits(tracker.runs, agent_label, now)),
+            deadlocks=tuple(deadlocks(tracker.runs, agent_label, now)),
             followed=tracker.runs.records.followed_count(),
             enrichment_backlog=tracker.enrichment.backlog(),
             health=self.health.copy(),

@@ -11,7 +11,7 @@ from exporter.core.run_info import FetchedTrace
 
 def record_to_row(record: RunRecord) -> list[Any]:
     """Compact persisted form (the `data` column of `runs`)."""
-    return [
+    row = [
         record.agent_id,
         record.phase.value,
         record.status,
@@ -30,6 +30,10 @@ def record_to_row(record: RunRecord) -> list[Any]:
         record.run_type,
         record.error_type,
     ]
+    if record.open_with_stop_reason:
+        # Written only when set, so every other row keeps the previous release's bytes.
+        row.append(1)
+    return row
 
 
 def record_from_row(run_id: str, created_ns: int, row: list[Any]) -> RunRecord:
@@ -54,6 +58,7 @@ def record_from_row(run_id: str, created_ns: int, row: list[Any]) -> RunRecord:
         conversation_id=row[14] if len(row) > 14 else None,
         run_type=row[15] if len(row) > 15 else None,
         error_type=row[16] if len(row) > 16 else None,
+        open_with_stop_reason=bool(row[17]) if len(row) > 17 else False,
     )
 
 

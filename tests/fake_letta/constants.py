@@ -33,6 +33,15 @@ STOP_REASONS: Final = (
     "context_window_overflow_in_system_prompt",
 )
 
+# StopReasonType.run_status for the reasons whose run does not fail (§2.3).
+CANONICAL_STATUS: Final = {
+    "end_turn": "completed",
+    "max_steps": "completed",
+    "tool_rule": "completed",
+    "requires_approval": "completed",
+    "cancelled": "cancelled",
+}
+
 SERVER_VERSION: Final = "0.16.8"
 DEFAULT_ORG_ID: Final = "org-00000000-0000-4000-8000-000000000000"
 DEFAULT_USER_ID: Final = "user-00000000-0000-4000-8000-000000000000"
@@ -44,6 +53,17 @@ PENDING_APPROVAL_ERROR: Final = (
     "CONFLICT: Cannot send a new message: The agent is waiting for approval on a tool "
     "call. Please approve or deny the pending request before continuing."
 )
+# The same refusal on a streaming path (conversations stream by default): Letta 0.16.8's
+# StreamingService catches it inside the stream, answers 200 with an SSE error event, and
+# writes failed + `error` with this error object after {"message_type": "error_message",
+# "run_id": ...} (letta/services/streaming_service.py; seen on the real server,
+# tests/test_realserver_deadlock.py).
+PENDING_APPROVAL_STREAM_ERROR: Final = {
+    "error_type": "internal_error",
+    "message": PENDING_APPROVAL_ERROR,
+    "detail": PENDING_APPROVAL_ERROR,
+    "seq_id": None,
+}
 ACTIVE_ENDPOINT_LIMIT: Final = 100  # /v1/runs/active (§3.2)
 
 # letta.schemas.enums.ToolType, declaration order.

@@ -116,6 +116,7 @@ class RunLifecycle(RunStore):
         run_ns: int | None = None,
         metrics_delay: float = 0.0,
         error: str | Mapping[str, Any] | None = None,
+        without_completed_at: bool = False,
     ) -> None:
         """Apply ``RunManager.update_run_by_id_async`` semantics (§5.1).
 
@@ -130,6 +131,8 @@ class RunLifecycle(RunStore):
         Args:
             stop_reason: ``...`` (default) leaves it unchanged; ``None`` clears it.
             error: merged into ``metadata["error"]`` (a string or an error object).
+            without_completed_at: a terminal write that leaves ``completed_at`` null,
+                which 0.16.8 never does but users report (letta issue 3109).
         """
         now = self._clock()
         with self._lock:
@@ -143,6 +146,7 @@ class RunLifecycle(RunStore):
                 run_ns=run_ns,
                 metrics_delay=metrics_delay,
                 error=error,
+                without_completed_at=without_completed_at,
             )
 
     def _update_locked(
@@ -156,13 +160,14 @@ class RunLifecycle(RunStore):
         run_ns: int | None = None,
         metrics_delay: float = 0.0,
         error: str | Mapping[str, Any] | None = None,
+        without_completed_at: bool = False,
     ) -> None:
         old_status = run.status
         run.status = status
         if stop_reason is not ...:
             run.stop_reason = stop_reason
         terminal = status in TERMINAL_STATUSES
-        if terminal and run.completed_us is None:
+        if terminal and run.completed_us is None and not without_completed_at:
             run.completed_us = to_us(completed_at) if completed_at is not None else to_us(now)
         if error is not None:
             if run.metadata is self._bulk_meta:

@@ -75,6 +75,9 @@ class RunStore:
         self._bulk_meta_json = dumps(self._bulk_meta)
         # (agent_id, conversation_id or "") -> the run waiting for approval there.
         self._pending_approvals: dict[tuple[str, str], str] = {}
+        # Threads whose request Letta keeps pending after its run was cancelled (letta
+        # issue 3176): thread -> the cancelled run.
+        self._orphaned_approvals: dict[tuple[str, str], str] = {}
 
     def _run_or_raise(self, run_id: str) -> Run:
         run = self._runs.get(run_id)

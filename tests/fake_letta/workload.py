@@ -7,7 +7,7 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
-from tests.fake_letta.constants import DEFAULT_STATUS_CYCLE, Timestamp
+from tests.fake_letta.constants import CANONICAL_STATUS, DEFAULT_STATUS_CYCLE, Timestamp
 from tests.fake_letta.lifecycle import RunLifecycle
 from tests.fake_letta.model import RawItem, Run, row_key
 from tests.fake_letta.wire import dumps, to_us, uuid4_from_bits
@@ -42,6 +42,20 @@ class Workload(RunLifecycle):
             self.update_run(run_id, status=status, stop_reason=reason)
             ids.append(run_id)
         return ids
+
+    def finish_with(
+        self, agent_id: str, stop_reason: str, *, conversation_id: str | None = None
+    ) -> str:
+        """One run of the agent that stops with ``stop_reason`` under the status Letta
+        maps it to (``StopReasonType.run_status``, §2.3): the way to produce the reasons
+        0.16.8 seldom or never writes, such as Letta Cloud's ``insufficient_credits``
+        (0.16.8's credit check always passes) or ``context_window_overflow_in_system_prompt``.
+        Returns the run id."""
+        status = CANONICAL_STATUS.get(stop_reason, "failed")
+        run_type = "send_conversation_message" if conversation_id else "send_message"
+        run_id = self.create_run(agent_id, conversation_id=conversation_id, run_type=run_type)
+        self.update_run(run_id, status=status, stop_reason=stop_reason)
+        return run_id
 
     def add_raw_item(self, obj: dict[str, Any], *, created_at: Timestamp | None = None) -> str:
         """Put an arbitrary (possibly invalid) JSON object into list results.

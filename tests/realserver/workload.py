@@ -126,6 +126,26 @@ class Workload:
         run_id: str = response.json()["id"]
         return run_id
 
+    def conversation(self, agent: str) -> str:
+        response = self.http.post("/v1/conversations/", params={"agent_id": agent}, json={})
+        _expect(response, 200, f"create a conversation of {agent}")
+        conversation_id: str = response.json()["id"]
+        return conversation_id
+
+    def converse(self, conversation: str, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Send to a conversation (it streams) and read to the end: the events."""
+        body = {"messages": messages, "stream_tokens": False}
+        events = []
+        path = f"/v1/conversations/{conversation}/messages"
+        with self.http.stream("POST", path, json=body) as resp:
+            if resp.status_code != 200:
+                resp.read()
+                raise WorkloadError(f"conversation {resp.status_code}: {resp.text[:300]}")
+            for line in resp.iter_lines():
+                if line.startswith("data: ") and line != "data: [DONE]":
+                    events.append(json.loads(line[6:]))
+        return events
+
     def cancel(self, agent: str, run_id: str) -> None:
         response = self.http.post(f"/v1/agents/{agent}/messages/cancel", json={"run_ids": [run_id]})
         _expect(response, 200, f"cancel {run_id}")
@@ -254,6 +274,45 @@ class Workload:
         self.delete_agent(agent)
         with self._lock:
             self.deleted_in_flight.append(run_id)
+
+    def lane_conversation_deadlock(self) -> tuple[str, str, str]:
+        """Letta issue 3176 on 0.16.8: cancelling a conversation's approval request leaves
+        it pending there, and the next message is refused (a 200 stream whose error event
+        carries the 409 CONFLICT; the run ends failed/error). Not in LANES: the caller
+        answers it. Returns (agent, conversation, the request's tool call id)."""
+        rule = [{"type": "requires_approval", "tool_name": "conversation_search"}]
+        agent = self.agent("conversation-deadlock", tool_rules=rule)
+        conversation = self.conversation(agent)
+        asked = self.converse(conversation, [{"role": "user", "content": "may I [[tools=1]]"}])
+        [request] = [e for e in asked if e.get("message_type") == "approval_request_message"]
+        self.cancel(agent, request["run_id"])
+        refused = self.converse(conversation, [{"role": "user", "content": "hello? [[]]"}])
+        if not any("waiting for approval" in str(e.get("message")) for e in refused):
+            raise WorkloadError(f"the message was not refused: {refused}")
+        call_id: str = request["tool_call"]["tool_call_id"]
+        return agent, conversation, call_id
+
+    def lane_context_overflow(self) -> str:
+        """An agent whose context window (100 tokens) is smaller than its system prompt:
+        two streams end completed/context_window_overflow_in_system_prompt, a sync
+        message failed with no stop reason (CONTEXT_WINDOW_EXCEEDED, HTTP 400). Not in
+        LANES. Returns the agent."""
+        agent = self.agent("context-overflow", context_window_limit=100)
+        for _ in range(2):
+            self.stream(agent, "hello [[]]")
+        response = self.sync(agent, "hello [[]]")
+        if response.status_code != 400 or "CONTEXT_WINDOW_EXCEEDED" not in response.text:
+            raise WorkloadError(f"no overflow: {response.status_code} {response.text[:300]}")
+        return agent
+
+    def deny_in_conversation(self, conversation: str, call_id: str) -> None:
+        approval = {
+            "type": "approval",
+            "tool_call_id": call_id,
+            "approve": False,
+            "reason": "stale",
+        }
+        self.converse(conversation, [{"type": "approval", "approvals": [approval]}])
 
     LANES = (
         "lane_sync",
