@@ -178,6 +178,7 @@ async def serve(settings: Settings) -> int:
         else None,
         scope=scope,
         tracer=tracer,
+        key_file=settings.api_key_file,
     )
     collector.publish(poller.snapshot())
     host, port = settings.listen_host_port
