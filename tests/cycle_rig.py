@@ -214,6 +214,9 @@ class CycleRig:
         )
         self._parts: _Exporter | None = None
         self._run_until = start
+        self.on_wait: Callable[[], None] | None = None
+        """Called after each wait of `run_for` (and each wait the client does), with the
+        clock moved on: what Letta does meanwhile (new runs, a fault that ends)."""
 
     # ---- the clock ------------------------------------------------------------------
 
@@ -229,6 +232,8 @@ class CycleRig:
     async def sleep(self, seconds: float) -> None:
         """What the exporter's waits do on the rig: time passes, at once."""
         self.advance(max(0.0, seconds))
+        if self.on_wait is not None:
+            self.on_wait()
         await asyncio.sleep(0)
 
     # ---- the exporter ---------------------------------------------------------------
@@ -259,6 +264,8 @@ class CycleRig:
     async def loop_wait(self, stop: asyncio.Event, seconds: float) -> None:
         """The poll loop's wait on the rig: time passes at once; `run_for` ends here."""
         self.advance(max(0.0, seconds))
+        if self.on_wait is not None:
+            self.on_wait()
         if self.now >= self._run_until:
             stop.set()
         await asyncio.sleep(0)
