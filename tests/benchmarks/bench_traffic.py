@@ -12,6 +12,8 @@ The real exporter process against the fake Letta API (tests/fake_letta):
   finishing at 20/s for `--traffic-s`, `--poll.interval=1s --letta.rate-limit=0`: the
   requests/s the server answered, finished runs lost and doubled 60 s after the traffic
   ended, the counting lag then. Target: 0 lost, 0 doubled.
+- **clean**: the same traffic, no fault: the requests per finished run to compare
+  with (`PYTHONPATH=<other checkout>` runs another version's exporter).
 - **limit**: the same traffic against a server that answers 429 above 30 requests/s:
   requests/s sent and accepted over the traffic (mean, and the slowest and fastest
   5-second stretch after the first 10 s), lost and doubled 60 s after. Target: held
@@ -29,8 +31,11 @@ from pathlib import Path
 from tests.fake_letta.fake import FakeLetta
 from tests.harness import Exporter, expected
 
-DEFAULTS = ["--log.level=info"]  # every other flag at its default
+DEFAULTS = ["--log.level=info"]
+if __import__("os").environ.get("BENCH_DEBUG"):
+    DEFAULTS = ["--log.level=debug"]  # every other flag at its default
 AGENTS = [f"agent-{i}" for i in range(4)]
+BURST = 1.0  # the limit's bucket, in requests (--burst)
 
 
 def start(fake: FakeLetta, state: Path, *flags: str) -> Exporter:
@@ -72,6 +77,7 @@ def traffic(
 ) -> list[tuple[float, int, int]]:
     """20 finished runs/s for `seconds`; (time, requests, 429s) sampled each second."""
     samples = []
+    rates: list[float] = []
     started = time.monotonic()
     tick = 0
     while time.monotonic() - started < seconds:
@@ -81,7 +87,9 @@ def traffic(
             answered = fake.requests
             throttled = sum(1 for r in answered if r[3] == 429)
             samples.append((time.monotonic(), len(answered), throttled))
+            rates.append(proc.value("letta_exporter_request_rate_limit"))
         time.sleep(max(0.0, started + tick * 0.1 - time.monotonic()))
+    print("  rate in force each second:", " ".join(f"{r:.0f}" for r in rates))
     return samples
 
 
@@ -114,8 +122,8 @@ def loaded(case: str, traffic_s: float) -> None:
             if case == "noise":
                 fake.answer_at_random(429, 0.025, retry_after="1", seed=26)
                 fake.answer_at_random(503, 0.025, seed=26)
-            else:
-                fake.set_request_budget(30.0)
+            elif case == "limit":
+                fake.set_request_budget(30.0, burst=BURST)
             samples = traffic(fake, traffic_s, rng, proc)
             sent, accepted, low, high = stretches(samples)
             runs = sum(fake.truth().values())
@@ -131,16 +139,21 @@ def loaded(case: str, traffic_s: float) -> None:
             )
         finally:
             proc.kill()
+            if DEFAULTS == ["--log.level=debug"]:
+                print("\n".join(x for x in proc.logs if "pacing" in x))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=("errors", "noise", "limit"))
+    parser.add_argument("--only", choices=("errors", "noise", "limit", "clean"))
     parser.add_argument("--traffic-s", type=float, default=45.0)
+    parser.add_argument("--burst", type=float, default=1.0, help="the limit's bucket")
     args = parser.parse_args()
+    global BURST
+    BURST = args.burst
     if args.only in (None, "errors"):
         errors()
-    for case in ("noise", "limit"):
+    for case in ("noise", "limit", "clean"):
         if args.only in (None, case):
             loaded(case, args.traffic_s)
 
