@@ -8,15 +8,16 @@ pace judges the answers of the last `WINDOW_S` seconds, as client-side adaptive
 throttling does in Google's SRE book (chapter "Handling Overload"): the server is
 congested only once the requests exceed `K` times the accepted ones (more than about
 9 % of 429s) and at least `MIN_THROTTLED` were 429, over at least a second. Then the
-rate is cut to what the server accepted, but not below `BACK_OFF` of what was sent
-while the 429s are at most `MILD` of the answers, nor below `DEEPEST_CUT` of it above
-(the 429s of a burst of requests in flight together understate what the server
-accepts); requests then go evenly spaced. Answers to requests sent before a cut are not
-judged again. Without congestion the rate rises once per `ADJUST_EVERY_S`: after a
-mild overshoot at the rate in force by `INCREASE` up to `NEAR` times the rate that met the limit and by 1 %
-from there, else (or once `CAREFUL_S` passed without a cut) by `INCREASE_LATER`, up to
-`--letta.rate-limit`; with
-no cap (0) the pace lets go once it allows `RELEASE_ABOVE` times what is sent.
+rate is cut to what the server accepted in the last second, but not below `BACK_OFF` of
+what was sent while the 429s are at most `MILD` of the answers, nor below `DEEPEST_CUT`
+of it above; when the pace held nothing back (no cap yet, or fewer requests than it
+allows), the 429s came from a burst and the cut only spaces the requests out at the
+rate sent. Requests then go evenly spaced. Answers to requests sent before a cut are
+not judged again. Without congestion the rate rises once per `ADJUST_EVERY_S`: after a
+mild overshoot at the rate in force by `INCREASE` up to `NEAR` times the rate that met
+the limit and by 1 % from there; otherwise, or once `CAREFUL_S` passed without a cut,
+by `INCREASE_LATER`; up to `--letta.rate-limit`, and with no cap (0) the pace lets go
+once it allows `RELEASE_ABOVE` times what is sent.
 
 The wait a 429 asks for (Retry-After, retry-after-ms) is the retry policy's business,
 for the request that got it (`retry.py`), not the pace's.
