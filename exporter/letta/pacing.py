@@ -13,7 +13,8 @@ what was sent while the 429s are at most `MILD` of the answers, nor below `DEEPE
 of it above; when the pace held nothing back (no cap yet, or fewer requests than it
 allows), the 429s came from a burst and the cut only spaces the requests out at the
 rate sent. Requests then go evenly spaced. Answers to requests sent before a cut are
-not judged again. Without congestion the rate rises once per `ADJUST_EVERY_S`: after a
+not judged again. While 429s still come at that share, too few to judge, the rate holds
+(a storm holds it at the floor). Without congestion it rises once per `ADJUST_EVERY_S`: after a
 mild overshoot at the rate in force by `INCREASE` up to `NEAR` times the rate that met
 the limit and by 1 % from there; otherwise, or once `CAREFUL_S` passed without a cut,
 by `INCREASE_LATER`; up to `--letta.rate-limit`, and with no cap (0) the pace lets go
@@ -191,6 +192,9 @@ class AdaptivePace:
         self._forget(now)
         if math.isinf(self._rate):
             return
+        answered = len(self._answers)
+        if answered > K * (answered - self._throttled):
+            return  # 429s still come, too few yet to judge: hold (a storm holds the floor)
         if not self._mild or now - self._cut_at >= CAREFUL_S:
             rise = INCREASE_LATER  # far from a limit, or long since it was met
         else:
