@@ -71,6 +71,8 @@ class RigLetta(FakeLetta):
         self.log: list[httpx.Request] = []
         self.ignore_cursors = False
         """A broken server: list requests are answered as if they had no cursor."""
+        self.refuse = False
+        """Nothing listens: every request fails to connect."""
 
     def inject(self, *args: Any, **kwargs: Any) -> None:
         raise NotImplementedError("the rig's Letta has no socket: use fail()")
@@ -121,6 +123,13 @@ class RigLetta(FakeLetta):
     def answer(self, request: httpx.Request) -> httpx.Response:
         """The respx side effect: one request, answered like the real server."""
         self.log.append(request)
+        if self.refuse:
+            raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
+        # The fake's answers by chance, budget or to everything (`answer_at_random`,
+        # `set_request_budget`, `answer_everything`), on the rig's clock.
+        planned = self._planned_answer()
+        if planned is not None:
+            return httpx.Response(planned.status, content=planned.body, headers=planned.headers)
         path = request.url.path
         for failure in self._failures:
             if failure.pattern.search(path):
@@ -204,6 +213,10 @@ class CycleRig:
             }
         )
         self._parts: _Exporter | None = None
+        self._run_until = start
+        self.on_wait: Callable[[], None] | None = None
+        """Called after each wait of `run_for` (and each wait the client does), with the
+        clock moved on: what Letta does meanwhile (new runs, a fault that ends)."""
 
     # ---- the clock ------------------------------------------------------------------
 
@@ -219,6 +232,8 @@ class CycleRig:
     async def sleep(self, seconds: float) -> None:
         """What the exporter's waits do on the rig: time passes, at once."""
         self.advance(max(0.0, seconds))
+        if self.on_wait is not None:
+            self.on_wait()
         await asyncio.sleep(0)
 
     # ---- the exporter ---------------------------------------------------------------
@@ -238,6 +253,22 @@ class CycleRig:
         """One poll cycle; True when every request of it succeeded."""
         assert self._parts is not None, "not started"
         return await self._parts.poller.cycle()
+
+    async def run_for(self, seconds: float) -> None:
+        """The poll loop (`Poller.run`, its waits included) for `seconds` of the rig's
+        time: it stops at the first wait that ends after them."""
+        assert self._parts is not None, "not started"
+        self._run_until = self.now + seconds
+        await self._parts.poller.run(asyncio.Event())
+
+    async def loop_wait(self, stop: asyncio.Event, seconds: float) -> None:
+        """The poll loop's wait on the rig: time passes at once; `run_for` ends here."""
+        self.advance(max(0.0, seconds))
+        if self.on_wait is not None:
+            self.on_wait()
+        if self.now >= self._run_until:
+            stop.set()
+        await asyncio.sleep(0)
 
     async def cycles(self, count: int, every: float) -> None:
         """`count` cycles, `every` seconds apart (the clock moves before each)."""
@@ -301,6 +332,9 @@ class _Exporter:
             if settings.agents_names
             else None,
             scope=scope,
+            key_file=settings.api_key_file,
+            monotonic=rig.monotonic,
+            wait=rig.loop_wait,
         )
         collector.publish(self.poller.snapshot())
 

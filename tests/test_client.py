@@ -315,8 +315,46 @@ async def test_a_refused_connection_is_connect() -> None:
             with pytest.raises(LettaUnavailable) as info:
                 await client.list_runs(limit=1)
             assert info.value.reason == "connect"
+            message = str(info.value)
+            assert f"nothing answers at http://127.0.0.1:{port} (connection refused)" in message
+            assert "does Letta run there" in message and "LETTA_BASE_URL" in message
         finally:
             await client.aclose()
+
+
+async def test_a_host_that_does_not_resolve_is_named_with_the_setting_to_check() -> None:
+    # .invalid never resolves (RFC 2606); the resolver answers without the network.
+    client = socket_client("http://letta.invalid:8283", [])
+    try:
+        with pytest.raises(LettaUnavailable) as info:
+            await client.list_runs(limit=1)
+        message = str(info.value)
+        assert "cannot resolve the host of http://letta.invalid:8283" in message
+        assert "LETTA_BASE_URL (--letta.url)" in message
+    finally:
+        await client.aclose()
+
+
+@letta_api
+async def test_a_404_on_the_runs_list_says_the_url_must_not_end_in_v1() -> None:
+    letta_api.get(LIST).mock(return_value=httpx.Response(404, json={"detail": "Not Found"}))
+    client = make_client()
+    with pytest.raises(LettaNotFound) as info:
+        await client.list_runs(limit=1)
+    assert "must be the server's root, without /v1" in str(info.value)
+    assert "(Not Found)" in str(info.value)
+
+
+@letta_api
+async def test_a_4xx_passes_on_lettas_detail_bounded_and_without_a_credential() -> None:
+    detail = "Invalid API key sekret-key-123456789 for Bearer sekret-key: " + "x" * 500
+    letta_api.get(LIST).mock(return_value=httpx.Response(422, json={"detail": detail}))
+    client = make_client()
+    with pytest.raises(LettaRequestError) as info:
+        await client.list_runs(limit=1)
+    message = str(info.value)
+    assert message.startswith("runs_list: Letta answered 422 (Invalid API key <redacted>")
+    assert "sekret" not in message and len(message) < 300
 
 
 async def test_an_answer_that_is_not_http_is_connect_not_a_crash() -> None:

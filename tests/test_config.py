@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from exporter.cli.config import FLAGS, ConfigError, Settings, load_settings
-from exporter.core.durations import parse_duration
+from exporter.core.durations import format_duration, parse_duration
 
 
 def test_defaults_point_at_a_local_letta() -> None:
@@ -141,3 +141,29 @@ def test_project_settings_and_cloud_detection(monkeypatch: pytest.MonkeyPatch) -
     assert not load_settings({"base_url": "http://letta:8283"}).cloud
     with pytest.raises(ConfigError, match=r"--letta.project \(LETTA_PROJECT\)"):
         load_settings({"project": "a\nb"})
+
+
+def test_help_lists_check_the_real_variables_and_defaults_as_written() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "exporter", "--help"], capture_output=True, text=True, check=True
+    )
+    text = " ".join(result.stdout.split())  # argparse wraps lines at the terminal width
+    assert "letta-exporter check" in text and "check --wait" in text
+    for variable in ("LETTA_API_KEY ", "LETTA_API_KEY_FILE", "LETTA_BASE_URL", "LETTA_USER_ID"):
+        assert variable in text
+    for default in ("default 15s", "default 7d", "default 5m", "default true", "default 10s"):
+        assert default in text
+    assert "default 15.0" not in text and "default True" not in text
+
+
+def test_durations_are_shown_as_written() -> None:
+    assert [format_duration(s) for s in (0, 0.5, 15, 90, 300, 3600, 5400, 604800)] == [
+        "0s",
+        "500ms",
+        "15s",
+        "1m30s",
+        "5m",
+        "1h",
+        "1h30m",
+        "7d",
+    ]

@@ -143,3 +143,26 @@ def test_a_request_budget_answers_429_with_the_wait_in_ms() -> None:
         assert fake.throttled == 1
         fake.set_request_budget(None)
         assert httpx.get(url).status_code == 200
+
+
+def test_one_status_to_everything_then_normal_again(fake: FakeLetta, http: httpx.Client) -> None:
+    fake.answer_everything(403)
+    assert [http.get(p).status_code for p in ("/v1/runs/", "/v1/health/")] == [403, 403]
+    assert http.get("/v1/runs/").json() == {"detail": "Forbidden"}
+    fake.answer_everything(None)
+    assert http.get("/v1/runs/").status_code == 200
+
+
+def test_answers_at_random_come_at_their_share_with_retry_after(
+    fake: FakeLetta, http: httpx.Client
+) -> None:
+    fake.answer_at_random(429, 0.25, retry_after="1", seed=5)
+    fake.answer_at_random(503, 0.25, seed=5)
+    answers = [http.get("/v1/runs/") for _ in range(400)]
+    statuses = [a.status_code for a in answers]
+    assert 60 <= statuses.count(429) <= 140 and 60 <= statuses.count(503) <= 140
+    assert all(a.headers["retry-after"] == "1" for a in answers if a.status_code == 429)
+    assert fake.random_answers == statuses.count(429) + statuses.count(503)
+    fake.answer_at_random(429, 0)
+    fake.answer_at_random(503, 0)
+    assert all(http.get("/v1/runs/").status_code == 200 for _ in range(20))

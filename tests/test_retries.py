@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.utils
+import random
 from typing import Any
 
 import httpx
@@ -18,14 +19,7 @@ from exporter.letta.errors import (
     LettaUnavailable,
 )
 from exporter.letta.http import build_http_client
-from exporter.letta.pacing import (
-    CUT_INTERVAL_S,
-    FLOOR_PER_S,
-    HOLD_S,
-    OBSERVE_WINDOW_S,
-    RECOVERY_INTERVAL_S,
-    AdaptivePace,
-)
+from exporter.letta.pacing import ADJUST_EVERY_S, FLOOR_PER_S, AdaptivePace
 from exporter.letta.requester import ClientOptions
 
 letta_api = respx.MockRouter(using="httpx", assert_all_called=False)
@@ -223,64 +217,114 @@ async def test_the_rate_limit_spaces_requests() -> None:
     assert client.pace.rate() == 10.0
 
 
-async def test_429s_halve_the_rate_to_the_floor_and_quiet_brings_it_back() -> None:
+class Server:
+    """Answers 429 above `limit` requests/s (a bucket of one request, as
+    FakeLetta.set_request_budget), at random with `noise`, or always (`storm`)."""
+
+    def __init__(self, *, limit: float | None = None, noise: float = 0.0) -> None:
+        self.limit = limit
+        self.noise = noise
+        self.storm = False
+        self._rng = random.Random(26)
+        self._tokens = 1.0
+        self._at = 0.0
+
+    def throttles(self, now: float) -> bool:
+        if self.storm or self._rng.random() < self.noise:
+            return True
+        if self.limit is None:
+            return False
+        self._tokens = min(1.0, self._tokens + (now - self._at) * self.limit)
+        self._at = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return False
+        return True
+
+
+async def send_for(
+    pace: AdaptivePace, time: FakeTime, server: Server, seconds: float, demand: float
+) -> list[float | None]:
+    """Requests at up to `demand`/s through the pace; the rate in force each second."""
+    end = time.now + seconds
+    next_request = time.now
+    rates: list[float | None] = []
+    next_second = time.now
+    while time.now < end:
+        time.now = max(time.now, next_request)
+        next_request += 1.0 / demand
+        sent = await pace.acquire()
+        time.now += 0.001  # the round trip
+        pace.answered(sent, throttled=server.throttles(time.now))
+        while time.now >= next_second:
+            rates.append(pace.rate())
+            next_second += 1.0
+    return rates
+
+
+async def test_a_few_random_429s_do_not_slow_the_pace() -> None:
+    fake_time = FakeTime()
+    for cap in (50.0, 0.0):
+        pace = AdaptivePace(cap, clock=fake_time, sleep=fake_time.sleep)
+        rates = await send_for(pace, fake_time, Server(noise=0.025), 120, demand=40)
+        assert set(rates) == {cap or None}
+
+
+async def test_a_real_limit_is_found_and_held() -> None:
+    fake_time = FakeTime()
+    for cap in (50.0, 0.0):
+        pace = AdaptivePace(cap, clock=fake_time, sleep=fake_time.sleep)
+        rates = await send_for(pace, fake_time, Server(limit=30), 70, demand=90)
+        held = rates[10:]
+        assert all(rate is not None and 24 <= rate <= 36 for rate in held), rates
+
+
+async def test_a_storm_takes_the_pace_to_the_floor_and_quiet_brings_it_back() -> None:
     fake_time = FakeTime()
     pace = AdaptivePace(50.0, clock=fake_time, sleep=fake_time.sleep)
-    rates = []
-    for _ in range(8):  # a storm: every request gets a 429
-        sent = await pace.acquire()
-        fake_time.now += CUT_INTERVAL_S
-        pace.throttled(sent)
-        rates.append(pace.rate())
-    assert rates == [25.0, 12.5, 6.25, 3.125, 1.5625, FLOOR_PER_S, FLOOR_PER_S, FLOOR_PER_S]
-    recovered_after = 0.0
-    while pace.rate() != 50.0:
-        fake_time.now += RECOVERY_INTERVAL_S
-        recovered_after += RECOVERY_INTERVAL_S
-    assert recovered_after == HOLD_S + 20 * RECOVERY_INTERVAL_S - 1 == 24.0
+    server = Server()
+    server.storm = True
+    rates = await send_for(pace, fake_time, server, 30, demand=100)
+    # While the 429s go on the pace holds the floor (LettaExporterThrottledToFloor).
+    assert rates[10:] == [FLOOR_PER_S] * len(rates[10:]), rates
+    server.storm = False
+    rates = await send_for(pace, fake_time, server, 60, demand=100)
+    assert rates[-1] == 50.0
 
 
-async def test_429s_of_one_round_cut_the_rate_once() -> None:
-    fake_time = FakeTime()
-    pace = AdaptivePace(40.0, clock=fake_time, sleep=fake_time.sleep)
-    sent = [await pace.acquire() for _ in range(8)]  # in flight together
-    fake_time.now += 0.05
-    for sent_at in sent:
-        pace.throttled(sent_at)
-    assert pace.rate() == 20.0
-
-
-async def test_the_429s_of_one_requests_retries_cut_the_rate_once() -> None:
-    fake_time = FakeTime()
-    pace = AdaptivePace(40.0, clock=fake_time, sleep=fake_time.sleep)
-    for _ in range(5):  # 429, retried at once, five times in a row
-        pace.throttled(await pace.acquire())
-        fake_time.now += 0.05
-    assert pace.rate() == 20.0
-
-
-async def test_without_a_cap_the_ceiling_is_the_rate_seen_before_the_first_429() -> None:
+async def test_a_limit_that_lifts_lets_the_pace_go_without_a_cap() -> None:
     fake_time = FakeTime()
     pace = AdaptivePace(0.0, clock=fake_time, sleep=fake_time.sleep)
-    assert pace.rate() is None
-    for _ in range(300):  # 30 requests/s for 10 s
-        sent = await pace.acquire()
-        fake_time.now += 1 / 30
-    pace.throttled(sent)
-    assert pace.rate() == pytest.approx(15.0, rel=0.05)
-    fake_time.now += 1000
-    assert pace.rate() == pytest.approx(30.0, rel=0.05)
-    await pace.acquire()  # back at the rate it had: no cap again, as configured
-    assert pace.rate() is None
+    server = Server(limit=5)
+    rates = await send_for(pace, fake_time, server, 30, demand=40)
+    assert rates[-1] is not None and rates[-1] < 10
+    server.limit = None
+    rates = await send_for(pace, fake_time, server, 60, demand=40)
+    assert rates[-1] is None
 
 
-async def test_without_a_cap_a_429_on_the_first_request_does_not_cap_for_good() -> None:
+async def test_429s_of_requests_sent_before_a_cut_do_not_cut_again() -> None:
+    fake_time = FakeTime()
+    pace = AdaptivePace(40.0, clock=fake_time, sleep=fake_time.sleep)
+    sent = [await pace.acquire() for _ in range(40)]  # in flight together
+    fake_time.now += ADJUST_EVERY_S
+    for sent_at in sent[:20]:
+        pace.answered(sent_at, throttled=True)
+    cut = pace.rate()
+    assert cut is not None and cut < 40.0
+    fake_time.now += ADJUST_EVERY_S
+    for sent_at in sent[20:]:  # the same congestion, answered later
+        pace.answered(sent_at, throttled=True)
+    rate = pace.rate()
+    assert rate is not None and rate >= cut
+
+
+async def test_without_a_cap_a_429_on_the_first_request_does_not_cap() -> None:
     fake_time = FakeTime()
     pace = AdaptivePace(0.0, clock=fake_time, sleep=fake_time.sleep)
-    pace.throttled(await pace.acquire())
-    assert pace.rate() == FLOOR_PER_S
+    pace.answered(await pace.acquire(), throttled=True)
+    fake_time.now += ADJUST_EVERY_S
     for _ in range(20):
-        await pace.acquire()
+        pace.answered(await pace.acquire(), throttled=False)
     assert pace.rate() is None
-    # Paced at the floor only until OBSERVE_WINDOW_S has passed without a 429.
-    assert sum(fake_time.sleeps) <= OBSERVE_WINDOW_S + 1
+    assert sum(fake_time.sleeps) == 0

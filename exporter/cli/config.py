@@ -25,7 +25,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from exporter.core.durations import parse_duration
+from exporter.core.durations import format_duration, parse_duration
 from exporter.letta.headers import HeaderError, merge, parse_headers, read_headers_file
 
 ENV_PREFIX: Final = "LETTA_EXPORTER_"
@@ -318,6 +318,21 @@ FLAGS: Final = (
     Flag("--log.format", "log_format", "text or json"),
 )
 _BY_FIELD: Final = {flag.field: flag for flag in FLAGS}
+
+
+def shown_default(field: str) -> str | None:
+    """A setting's default as a user writes it (`15s`, `7d`, `true`); None: no default."""
+    info = Settings.model_fields[field]
+    default = info.default
+    if default is None:
+        return None
+    if isinstance(default, bool):
+        return "true" if default else "false"
+    if any(getattr(meta, "func", None) is parse_duration for meta in info.metadata):
+        return format_duration(float(default))
+    if isinstance(default, float) and default.is_integer():
+        return str(int(default))
+    return str(default)
 
 
 class ConfigError(Exception):

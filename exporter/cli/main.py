@@ -15,14 +15,21 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
 from prometheus_client import CollectorRegistry
 
 from exporter import __version__
 from exporter.cli import check
 from exporter.cli.client import client_from_settings
-from exporter.cli.config import FLAGS, ConfigError, Settings, load_settings, setting_error
+from exporter.cli.config import (
+    FLAGS,
+    ConfigError,
+    Settings,
+    load_settings,
+    setting_error,
+    shown_default,
+)
 from exporter.cli.logs import configure
 from exporter.cli.prices import PriceFileError, load_prices
 from exporter.cli.wiring import RequestMetrics, poll_options, restore_tracker
@@ -51,15 +58,36 @@ def build_parser() -> argparse.ArgumentParser:
     """Flags with their environment variables in the help text."""
     parser = argparse.ArgumentParser(
         prog="letta-exporter",
+        usage="letta-exporter [--flag=value ...]\n       letta-exporter check [--help] ...",
         description="Prometheus metrics and OpenTelemetry traces for Letta agent runs.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         argument_default=argparse.SUPPRESS,
     )
     parser.add_argument("--version", action="version", version=f"letta-exporter {__version__}")
     for flag in FLAGS:
-        default = Settings.model_fields[flag.field].default
+        default = shown_default(flag.field)
         shown = "" if default is None else f", default {default}"
         parser.add_argument(flag.flag, dest=flag.field, help=f"{flag.help} (${flag.env}{shown})")
     return parser
+
+
+_EPILOG: Final = """\
+commands:
+  check                 one look: the runs of a window summarised, exit 1 if any
+                        failed, 2 on errors (letta-exporter check --help)
+  check --wait          wait for named runs (or an agent's open runs) to end
+
+environment:
+  LETTA_API_KEY         the Letta API key (Cloud) or server password (self-hosted);
+                        or LETTA_API_KEY_FILE, re-read when it changes
+  LETTA_BASE_URL        the server root, without /v1 (as --letta.url)
+  LETTA_CUSTOM_HEADERS  extra request headers, as letta-client reads them
+  OTEL_EXPORTER_OTLP_ENDPOINT
+                        export each finished run as a trace (the OTEL_* variables)
+  SSL_CERT_FILE         a CA bundle for a Letta behind a private CA
+Every flag can also be set by the variable named in its help.
+"""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -195,6 +223,7 @@ async def serve(settings: Settings) -> int:
         else None,
         scope=scope,
         tracer=tracer,
+        key_file=settings.api_key_file,
     )
     publish(poller.snapshot())
     host, port = settings.listen_host_port

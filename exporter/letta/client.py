@@ -14,7 +14,7 @@ import httpx
 from pydantic import TypeAdapter, ValidationError
 
 from exporter.letta.bodies import first_error, json_array, parse_list, parse_one
-from exporter.letta.errors import LettaBadResponse
+from exporter.letta.errors import LettaBadResponse, LettaNotFound
 from exporter.letta.messages import ListedMessage, collect_tool_calls, listed_messages
 from exporter.letta.models import (
     Agent,
@@ -113,7 +113,16 @@ class LettaClient:
         if active:
             params["active"] = "true"
         endpoint = "runs_active" if active else "runs_list"
-        body = await self._requests.get(endpoint, RUNS_PATH, params)
+        try:
+            body = await self._requests.get(endpoint, RUNS_PATH, params)
+        except LettaNotFound as exc:
+            if cursor is not None:
+                raise  # an unknown cursor (§4.6), not a wrong URL
+            raise LettaNotFound(
+                f"{exc}; Letta serves no runs list at {self._requests.display_url}"
+                f"{RUNS_PATH}: LETTA_BASE_URL (--letta.url) must be the server's root, "
+                "without /v1"
+            ) from None
         return self._parse_page(endpoint, body)
 
     async def list_runs_where(self, *, limit: int, **filters: str) -> Page:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import json
+import re
+import socket
 import ssl
 import time
 from collections.abc import Mapping
@@ -25,17 +28,28 @@ from exporter.letta.errors import (
 _RETRIED_4XX: Final = frozenset({408, 409, 429})
 # Answers that say the route is not served: the endpoint, not the run, is missing.
 _NOT_SERVED: Final = frozenset({405, 501})
+DETAIL_MAX_CHARS: Final = 200
+DETAIL_MAX_BYTES: Final = 4096
+# Whatever follows a word that introduces a credential, and token-shaped keys.
+_CREDENTIAL: Final = re.compile(
+    r"(?i)\b(bearer|password|api[ _-]?key|token|secret|authorization)\b[\"']?\s*[:=]?\s*\S+"
+)
+_KEY_LIKE: Final = re.compile(r"\b(sk|pk|ak|key)-[A-Za-z0-9_\-]{8,}")
 
 
-def raise_for_status(endpoint: str, response: httpx.Response, credential_hint: str) -> None:
-    """Raise the LettaError a non-2xx answer stands for; `credential_hint` ends a 401/403's."""
+def raise_for_status(
+    endpoint: str, response: httpx.Response, credential_hint: str, detail: str = ""
+) -> None:
+    """Raise the LettaError a non-2xx answer stands for; `credential_hint` ends a 401/403's,
+    `detail` (Letta's own words, from `letta_detail`) follows the status of a 4xx."""
     status = response.status_code
     if status < 300:
         return
+    said = f" ({detail})" if detail else ""
     # As in letta-client, the server's `x-should-retry` overrides the status.
     should_retry = response.headers.get("x-should-retry")
     if status in (401, 403):
-        raise LettaAuthError(f"{endpoint}: Letta answered {status}; {credential_hint}")
+        raise LettaAuthError(f"{endpoint}: Letta answered {status}{said}; {credential_hint}")
     transient = status in _RETRIED_4XX or (status >= 500 and status not in _NOT_SERVED)
     if transient or should_retry == "true":
         reason = "http_429" if status == 429 else "http_5xx" if status >= 500 else "http_4xx"
@@ -46,7 +60,7 @@ def raise_for_status(endpoint: str, response: httpx.Response, credential_hint: s
             retryable=should_retry != "false",
         )
     if status == 404:
-        raise LettaNotFound(f"{endpoint}: 404 not found")
+        raise LettaNotFound(f"{endpoint}: 404 not found{said}")
     if status in _NOT_SERVED:
         raise LettaNotImplemented(
             f"{endpoint}: Letta answered {status} (the route is not served there)",
@@ -56,7 +70,30 @@ def raise_for_status(endpoint: str, response: httpx.Response, credential_hint: s
         raise LettaRequestError(
             f"{endpoint}: unexpected redirect {status}; is LETTA_BASE_URL the server root?"
         )
-    raise LettaRequestError(f"{endpoint}: Letta answered {status}")
+    raise LettaRequestError(f"{endpoint}: Letta answered {status}{said}")
+
+
+def wants_detail(status: int) -> bool:
+    """Whether Letta's `detail` is worth reading: a 4xx that is not retried."""
+    return 400 <= status < 500 and status not in _RETRIED_4XX
+
+
+def letta_detail(body: bytes) -> str:
+    """Letta's `{"detail": ...}` as one short line without anything that looks like a
+    credential; "" when the body has none."""
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return ""
+    detail = parsed.get("detail") if isinstance(parsed, dict) else None
+    if detail is None:
+        return ""
+    text = detail if isinstance(detail, str) else json.dumps(detail, separators=(",", ":"))
+    text = _CREDENTIAL.sub(r"\1 <redacted>", text)
+    text = _KEY_LIKE.sub("<redacted>", text)
+    text = " ".join(text.split())  # one line: no newlines or control whitespace
+    text = "".join(ch for ch in text if ch.isprintable())
+    return text if len(text) <= DETAIL_MAX_CHARS else text[: DETAIL_MAX_CHARS - 1] + "…"
 
 
 def _retry_after_seconds(headers: Mapping[str, str]) -> float | None:
@@ -90,10 +127,10 @@ def timed_out(exc: httpx.TransportError) -> bool:
     return isinstance(exc, httpx.TimeoutException)
 
 
-def connect_problem(exc: httpx.TransportError) -> str:
-    """Why Letta could not be reached, in words a user can act on."""
-    cause: BaseException | None = exc
-    while cause is not None:
+def connect_problem(exc: httpx.TransportError, base_url: str) -> str:
+    """Why Letta at `base_url` could not be reached, in words a user can act on."""
+    check = "is LETTA_BASE_URL (--letta.url) right?"
+    for cause in _chain(exc):
         if isinstance(cause, ssl.SSLCertVerificationError):
             # aiohttp wraps OpenSSL's error; the wrapped one has the verify message.
             original = getattr(cause, "certificate_error", cause)
@@ -102,6 +139,22 @@ def connect_problem(exc: httpx.TransportError) -> str:
                 f"Letta's TLS certificate is not trusted ({detail}); for a private CA, "
                 "point SSL_CERT_FILE at a bundle that holds it"
             )
-        cause = cause.__cause__ or cause.__context__
+        if isinstance(cause, aiohttp.ClientConnectorDNSError | socket.gaierror):
+            return f"cannot resolve the host of {base_url}: {check}"
+        if isinstance(cause, ConnectionRefusedError) or "connection refused" in str(cause).lower():
+            return (
+                f"nothing answers at {base_url} (connection refused): does Letta run "
+                f"there, and {check}"
+            )
     name = type(exc.__cause__ if isinstance(exc.__cause__, aiohttp.ClientError) else exc).__name__
-    return f"cannot reach Letta ({name})"
+    return f"cannot reach Letta at {base_url} ({name}): does Letta run there, and {check}"
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """The exception and its causes and contexts, each once (a chain can loop)."""
+    seen: list[BaseException] = []
+    cause: BaseException | None = exc
+    while cause is not None and not any(cause is known for known in seen):
+        seen.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    return seen

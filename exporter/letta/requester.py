@@ -14,7 +14,14 @@ import aiohttp
 import httpx
 
 from exporter.letta.errors import LettaBadResponse, LettaPostponed, LettaUnavailable
-from exporter.letta.failures import connect_problem, raise_for_status, timed_out
+from exporter.letta.failures import (
+    DETAIL_MAX_BYTES,
+    connect_problem,
+    letta_detail,
+    raise_for_status,
+    timed_out,
+    wants_detail,
+)
 from exporter.letta.pacing import AdaptivePace
 from exporter.letta.retry import retrying
 
@@ -65,6 +72,8 @@ class Requester:
         # Absolute URLs built here parse once in httpx; a relative path plus params is
         # parsed, joined to the base URL and re-parsed with the query on every request.
         self._base = str(http.base_url).rstrip("/")
+        self.display_url = _without_userinfo(http.base_url)
+        """The base URL as errors name it (no user or password)."""
         # One pace for every request, so backfill and enrichment together stay polite.
         self.pace = AdaptivePace(rate_limit, clock=clock, sleep=sleep)
         self._clock = clock
@@ -119,11 +128,12 @@ class Requester:
             async with asyncio.timeout(self._options.total_deadline):
                 url = f"{self._base}{path}?{urlencode(params)}" if params else self._base + path
                 async with self._http.stream("GET", url) as response:
-                    code = str(response.status_code)
-                    if response.status_code == 429:
-                        self.pace.throttled(sent_at)
+                    status = response.status_code
+                    code = str(status)
+                    self.pace.answered(sent_at, throttled=status == 429)
+                    detail = await _read_detail(response) if wants_detail(status) else ""
                     try:
-                        raise_for_status(endpoint, response, self._options.credential_hint)
+                        raise_for_status(endpoint, response, self._options.credential_hint, detail)
                     except LettaUnavailable as exc:
                         self._postpone_if_long(endpoint, response.status_code, exc)
                         raise
@@ -140,7 +150,7 @@ class Requester:
                 raise LettaUnavailable(f"{endpoint}: request timed out", reason="timeout") from None
             code = "connect_error"
             raise LettaUnavailable(
-                f"{endpoint}: {connect_problem(exc)}", reason="connect"
+                f"{endpoint}: {connect_problem(exc, self.display_url)}", reason="connect"
             ) from None
         except httpx.DecodingError:
             raise LettaBadResponse(
@@ -194,3 +204,17 @@ class Requester:
                 )
             chunks.append(chunk)
         return b"".join(chunks)
+
+
+async def _read_detail(response: httpx.Response) -> str:
+    """Letta's `detail` from the first few KB of an error answer."""
+    head = b""
+    async for chunk in response.aiter_bytes():
+        head += chunk
+        if len(head) >= DETAIL_MAX_BYTES:
+            break
+    return letta_detail(head[:DETAIL_MAX_BYTES])
+
+
+def _without_userinfo(url: httpx.URL) -> str:
+    return str(url.copy_with(userinfo=b"")).rstrip("/") if url.userinfo else str(url).rstrip("/")

@@ -53,4 +53,4 @@ def _should_retry(exc: BaseException) -> bool:
 def _log_retry(endpoint: str, state: RetryCallState) -> None:
     exc = state.outcome.exception() if state.outcome else None
     wait = state.next_action.sleep if state.next_action else 0.0
-    log.info("retrying %s in %.1fs after: %s", endpoint, wait, exc)
+    log.debug("retrying %s in %.1fs after: %s", endpoint, wait, exc)

@@ -208,6 +208,12 @@ POLL_DURATION: Final = MetricSpec(
     Kind.GAUGE,
     "Duration of the last poll cycle.",
 )
+POLL_BACKOFF: Final = MetricSpec(
+    "letta_exporter_poll_backoff_seconds",
+    Kind.GAUGE,
+    "Seconds the poll loop waits after the last cycle because it failed (the poll "
+    "interval, doubling with each further failure up to 5 minutes); 0 while polls succeed.",
+)
 POLLS: Final = MetricSpec(
     "letta_exporter_polls",
     Kind.COUNTER,
@@ -243,9 +249,9 @@ REQUESTS_POSTPONED: Final = MetricSpec(
 REQUEST_RATE_LIMIT: Final = MetricSpec(
     "letta_exporter_request_rate_limit",
     Kind.GAUGE,
-    "Requests per second to Letta in force: --letta.rate-limit, halved on each 429 and "
-    "raised step by step after; absent while nothing caps them (--letta.rate-limit=0 and "
-    "no recent 429).",
+    "Requests per second to Letta in force: --letta.rate-limit, lowered to what Letta "
+    "accepts while more than about 9 % of answers are 429 and raised step by step after; "
+    "absent while nothing caps them (--letta.rate-limit=0 and no recent congestion).",
 )
 ENDPOINT_UP: Final = MetricSpec(
     "letta_exporter_endpoint_up",
@@ -388,6 +394,7 @@ ALL: Final[tuple[MetricSpec, ...]] = (
     BUILD_INFO,
     LAST_POLL_SUCCESS,
     POLL_DURATION,
+    POLL_BACKOFF,
     POLLS,
     POLL_ERRORS,
     API_REQUESTS,

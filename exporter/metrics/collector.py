@@ -138,6 +138,7 @@ class RunsCollector(Collector):
             {(): health.last_success_s} if health.last_success_s is not None else {},
         )
         yield _gauge(m.POLL_DURATION, {(): health.poll_duration_s})
+        yield _gauge(m.POLL_BACKOFF, {(): health.backoff_s})
         rate = self._request_rate()
         yield _gauge(m.REQUEST_RATE_LIMIT, {} if rate is None else {(): rate})
         yield _gauge(

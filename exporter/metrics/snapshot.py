@@ -18,6 +18,8 @@ class Health:
     last_success_s: float | None = None
     last_attempt_s: float | None = None
     poll_duration_s: float = 0.0
+    backoff_s: float = 0.0
+    """The wait after the last cycle because it failed; 0 after a good one."""
 
     def mark_success(self, now_s: float) -> None:
         """A cycle in which every request to Letta succeeded."""

@@ -8,21 +8,28 @@ committed counts.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Final
 
 from exporter.core.availability import EndpointAvailability
 from exporter.core.tracker import Tracker
 from exporter.core.views import approval_waits, deadlocks, open_runs
 from exporter.letta.client import LettaClient
-from exporter.letta.errors import LettaError
+from exporter.letta.errors import LettaAuthError, LettaError, LettaPostponed
 from exporter.metrics import catalogue as m
 from exporter.metrics.snapshot import Health, Snapshot
 from exporter.poll.agent_names import AgentNames
 from exporter.poll.approval_seed import seed_approvals
+from exporter.poll.backoff import (
+    KeyFileWatch,
+    PollBackoff,
+    Wait,
+    wait_or_stop,
+    wait_unless_key_changes,
+)
 from exporter.poll.discovery import Discovery
 from exporter.poll.enricher import Enricher
 from exporter.poll.follower import Follower
@@ -56,6 +63,9 @@ class Poller:
         agent_names: AgentNames | None = None,
         scope: ScopeCheck | None = None,
         tracer: RunTracer | None = None,
+        key_file: Path | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+        wait: Wait = wait_or_stop,
     ) -> None:
         self._client = client
         self._tracker = tracker
@@ -85,8 +95,13 @@ class Poller:
         self._more_enrichment = False
         self._spans_pending = spans_pending
         self._agent_names = agent_names
-        self._failures = FailureLog()
-        self._progress = WalkProgress()
+        self._failures = FailureLog(monotonic)
+        self._progress = WalkProgress(monotonic)
+        self._monotonic = monotonic
+        self._wait = wait
+        self._backoff = PollBackoff(options.interval_s)
+        self._key = KeyFileWatch(key_file)
+        self._rejected = False  # the last cycle failed on a 401/403
 
     @property
     def endpoints(self) -> EndpointAvailability:
@@ -103,7 +118,7 @@ class Poller:
         runs = self._runs
         agg = self._tracker.aggregates
         agg.inc(m.POLLS)
-        ok = True
+        failure: LettaError | None = None
         runs.positions.begin_cycle()
         try:
             await self._discovery.scan(now, self._backpressure)
@@ -113,51 +128,71 @@ class Poller:
             if not runs.approvals.seeded:
                 await seed_approvals(self._client, runs, now)
         except LettaError as exc:
-            ok = False
+            failure = exc
             agg.inc(m.POLL_ERRORS, (exc.reason,))
-            self._failures.failed(exc)
         runs.finalize(self._now())
-        # Enrichment failures are per run (retried with backoff), never a failed poll.
-        self._more_enrichment = await self._enricher.enrich(self._now())
+        # Enrichment failures are per run (retried with backoff), never a failed poll;
+        # but a server that rejects the key or cannot be reached is not asked for more.
+        self._more_enrichment = False
+        if failure is None or not _unusable(failure):
+            self._more_enrichment = await self._enricher.enrich(self._now())
         runs.housekeeping(self._now())
-        await self._read_agent_names()
+        if failure is None:
+            await self._read_agent_names()
         self._commit()
-        if ok:
-            self._discovery.first_start = False
-            self.health.mark_success(self._clock())
-            self._failures.succeeded()
-        else:
-            self.health.mark_failure(self._clock())
+        self._settle_health(failure)
         self.health.poll_duration_s = time.perf_counter() - started
         snapshot = self.snapshot()
         self._publish(snapshot)
         log.debug(
             "poll cycle %s in %.3fs: %d runs followed, %d awaiting enrichment, %d open",
-            "ok" if ok else "failed",
+            "ok" if failure is None else "failed",
             self.health.poll_duration_s,
             snapshot.followed,
             snapshot.enrichment_backlog,
             len(snapshot.open_runs),
         )
         self._progress.report(runs.positions.pending_walk)
-        return ok
+        return failure is None
+
+    def _settle_health(self, failure: LettaError | None) -> None:
+        """Health, backoff and the state-change log line after a cycle."""
+        self._rejected = isinstance(failure, LettaAuthError)
+        if failure is None:
+            self._discovery.first_start = False
+            self.health.mark_success(self._clock())
+            self._backoff.succeeded()
+            self._failures.succeeded()
+        else:
+            self.health.mark_failure(self._clock())
+            asked = failure.wait_s if isinstance(failure, LettaPostponed) else None
+            self._failures.failed(failure, self._backoff.failed(asked))
+            if self._rejected:
+                self._key.rejected()
+        self.health.backoff_s = self._backoff.wait_s
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll until `stop` is set; a cycle in progress always finishes and commits."""
         while not stop.is_set():
-            started = time.monotonic()
-            await self.cycle()
+            started = self._monotonic()
+            if not await self.cycle():
+                # After a failure nothing shortens the backoff but a new API key.
+                wait_s = self._backoff.wait_s
+                if self._rejected:
+                    await wait_unless_key_changes(self._wait, stop, wait_s, self._key)
+                else:
+                    await self._wait(stop, wait_s)
+                continue
             # A pending walk (backfill or catch-up) or due enrichment continues at once.
             busy = self._runs.positions.pending_walk is not None and not self._backpressure()
             delay = 0.0 if busy or self._more_enrichment else self._options.interval_s
-            delay = max(0.0, delay - (time.monotonic() - started))
+            delay = max(0.0, delay - (self._monotonic() - started))
             # A run whose grace period ends before the next cycle is looked at then, so
             # it is counted within one interval plus the grace period of finishing.
             settle = self._runs.records.next_settle_ns(self._now())
             if settle is not None:
                 delay = min(delay, (settle - self._now()) / NS_PER_S + _SETTLE_SLACK_S)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=delay if delay > 0 else 0.001)
+            await self._wait(stop, delay if delay > 0 else 0.001)
 
     def snapshot(self) -> Snapshot:
         """An immutable view of the committed state, for the collector."""
@@ -194,3 +229,9 @@ class Poller:
 
     def _commit(self) -> None:
         self._checkpoint.commit(self._tracker.take_changes())
+
+
+def _unusable(failure: LettaError) -> bool:
+    """Whether a failed cycle says no request can succeed now: the key is rejected or
+    the server cannot be reached."""
+    return isinstance(failure, LettaAuthError) or failure.reason == "connect"

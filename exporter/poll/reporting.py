@@ -18,32 +18,45 @@ _PROGRESS_EVERY_S: Final = 5.0
 
 
 class FailureLog:
-    """One line per distinct problem, then a reminder every 5 minutes: no log storm
-    while Letta is down."""
+    """One line when polling starts to fail (or fails differently) and one when it works
+    again, a reminder every 5 minutes in between: no log storm while Letta is down."""
 
     def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
         self._monotonic = monotonic
         self._last: tuple[str, float] | None = None
 
-    def failed(self, exc: LettaError) -> None:
-        """Log a failed poll."""
+    def failed(self, exc: LettaError, wait_s: float) -> None:
+        """Log a failed poll and the wait before the next one."""
         key = f"{type(exc).__name__}:{exc.reason}"
         now = self._monotonic()
         last = self._last
         if last is not None and last[0] == key and now - last[1] < _REPEAT_AFTER_S:
-            log.debug("poll failed again: %s", exc)
+            log.debug("poll failed again: %s; next poll in %s", exc, _seconds(wait_s))
             return
         self._last = (key, now)
         if isinstance(exc, LettaAuthError):
-            log.error("Letta rejected the credentials: %s", exc)
+            log.error(
+                "Letta rejected the credentials: %s; next poll in %s or when the key file changes",
+                exc,
+                _seconds(wait_s),
+            )
         else:
-            log.warning("poll failed (%s): %s", exc.reason, exc)
+            log.warning(
+                "poll failed (%s): %s; next poll in %s, later while it keeps failing",
+                exc.reason,
+                exc,
+                _seconds(wait_s),
+            )
 
     def succeeded(self) -> None:
         """Say once that Letta answers again."""
         if self._last is not None:
-            log.info("Letta API reachable again")
+            log.info("Letta API reachable again: polling every interval")
             self._last = None
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.0f}s" if value >= 10 else f"{value:.1f}s"
 
 
 class WalkProgress:

@@ -87,7 +87,7 @@ class FakeLetta(Dispatcher, Approvals, Workload, StepsAndTools, Truths, FaultPla
         if backend not in ("postgres", "sqlite"):
             raise ValueError(f"unknown backend {backend!r}")
         RunStore.__init__(self, backend=backend, clock=clock or time.time, cloud=cloud)
-        FaultPlan.__init__(self)
+        FaultPlan.__init__(self, clock or time.monotonic)
         # Prefix of every thread this instance starts, so tests can check for leftovers.
         self.name = f"fake-letta-{next(_INSTANCE_IDS)}"
         self.password = password

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import math
+import random
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from tests.fake_letta.responses import Response
+from tests.fake_letta.responses import Response, detail_response
 from tests.fake_letta.shapes import REQUEST_CONFIG_JSON
 
 FAULT_KINDS: Final = frozenset(
@@ -38,15 +40,59 @@ class Fault:
 
 
 class FaultPlan:
-    """Control API: the faults armed for the next requests, and a request budget."""
+    """Control API: the faults armed for the next requests, a request budget, answers at
+    random, and one answer to everything."""
 
-    def __init__(self) -> None:
+    def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
         self._fault_lock = threading.Lock()
         self._faults: list[Fault] = []
+        self._monotonic = monotonic
         self._budget: tuple[float, float] | None = None
         self._budget_tokens = 0.0
         self._budget_at = 0.0
         self.throttled = 0  # requests answered 429 for exceeding the budget
+        self._random: list[tuple[int, float, str | None]] = []
+        self._rng = random.Random(0)
+        self.random_answers = 0  # requests answered by `answer_at_random`
+        self._everything: int | None = None
+
+    def answer_everything(self, status: int | None) -> None:
+        """Answer every request (health included) with `status` and Letta's usual body
+        for it; None answers normally again. A wrong key (401), a key without access
+        (403), a broken server (500)."""
+        self._everything = status
+
+    def answer_at_random(
+        self, status: int, probability: float, *, retry_after: str | None = None, seed: int = 0
+    ) -> None:
+        """Answer each request with `status` with `probability`, whatever the rate (a key
+        shared with a busy application, a flaky proxy); ``retry_after`` is sent as
+        ``Retry-After``. Several statuses add up; probability 0 removes `status`."""
+        with self._fault_lock:
+            self._random = [entry for entry in self._random if entry[0] != status]
+            if probability > 0:
+                self._random.append((status, probability, retry_after))
+            self._rng = random.Random(seed)
+
+    def _planned_answer(self) -> Response | None:
+        """The answer one status to everything, the budget or chance give the next
+        request, before its path is looked at; None: answer it normally."""
+        if self._everything is not None:
+            return _status_response(self._everything, None)
+        wait_ms = self._over_budget()
+        if wait_ms is not None:
+            throttled = FAULT_RESPONSES["429"]
+            return Response(429, throttled.body, headers=(("retry-after-ms", str(wait_ms)),))
+        if not self._random:
+            return None
+        with self._fault_lock:
+            draw = self._rng.random()
+            for status, probability, retry_after in self._random:
+                if draw < probability:
+                    self.random_answers += 1
+                    return _status_response(status, retry_after)
+                draw -= probability
+        return None
 
     def inject(
         self,
@@ -95,7 +141,7 @@ class FaultPlan:
         with self._fault_lock:
             self._budget = (per_s, burst) if per_s is not None else None
             self._budget_tokens = burst
-            self._budget_at = time.monotonic()
+            self._budget_at = self._monotonic()
 
     def _over_budget(self) -> int | None:
         """None when the request fits the budget (taking a token), else the wait in ms."""
@@ -105,7 +151,7 @@ class FaultPlan:
             if self._budget is None:
                 return None
             per_s, burst = self._budget
-            now = time.monotonic()
+            now = self._monotonic()
             self._budget_tokens = min(burst, self._budget_tokens + (now - self._budget_at) * per_s)
             self._budget_at = now
             if self._budget_tokens >= 1.0:
@@ -158,3 +204,13 @@ SAMPLE_RUN: Final = (
     b'"callback_url":null,"callback_sent_at":null,"callback_status_code":null,'
     b'"callback_error":null,"ttft_ns":null,"total_duration_ns":713351168}'
 )
+
+
+def _status_response(status: int, retry_after: str | None) -> Response:
+    known = FAULT_RESPONSES.get(str(status))
+    headers = (("retry-after", retry_after),) if retry_after is not None else ()
+    if known is not None:
+        return Response(known.status, known.body, known.content_type, headers)
+    details = {401: "Unauthorized", 403: "Forbidden", 404: "Not Found"}
+    resp = detail_response(status, details.get(status, "An unknown error occurred"))
+    return Response(resp.status, resp.body, resp.content_type, headers)

@@ -165,13 +165,10 @@ class RequestHandler(BaseHTTPRequestHandler):
             split = urlsplit(self.path)
             path, raw_query = split.path, split.query
             query = parse_qs(raw_query, keep_blank_values=True)
-            wait_ms = fake._over_budget()
-            if wait_ms is not None:
-                fake._record(method, path, query, 429)
-                throttled = FAULT_RESPONSES["429"]
-                self._send(
-                    Response(429, throttled.body, headers=(("retry-after-ms", str(wait_ms)),))
-                )
+            planned = fake._planned_answer()
+            if planned is not None:
+                fake._record(method, path, query, planned.status)
+                self._send(planned)
                 return
             fault = fake._take_fault(path)
             if fault is not None and self._serve_fault(fault, method, path, raw_query, query):
