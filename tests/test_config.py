@@ -143,12 +143,13 @@ def test_project_settings_and_cloud_detection(monkeypatch: pytest.MonkeyPatch) -
         load_settings({"project": "a\nb"})
 
 
-def test_help_lists_check_the_real_variables_and_defaults_as_written() -> None:
+def test_help_lists_the_commands_the_real_variables_and_defaults_as_written() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "exporter", "--help"], capture_output=True, text=True, check=True
     )
     text = " ".join(result.stdout.split())  # argparse wraps lines at the terminal width
     assert "letta-exporter check" in text and "check --wait" in text
+    assert "letta-exporter demo" in text and "simulated Letta" in text
     for variable in ("LETTA_API_KEY ", "LETTA_API_KEY_FILE", "LETTA_BASE_URL", "LETTA_USER_ID"):
         assert variable in text
     for default in ("default 15s", "default 7d", "default 5m", "default true", "default 10s"):

@@ -58,7 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
     """Flags with their environment variables in the help text."""
     parser = argparse.ArgumentParser(
         prog="letta-exporter",
-        usage="letta-exporter [--flag=value ...]\n       letta-exporter check [--help] ...",
+        usage=(
+            "letta-exporter [--flag=value ...]\n"
+            "       letta-exporter check [--help] ...\n"
+            "       letta-exporter demo [--flag=value ...]"
+        ),
         description="Prometheus metrics and OpenTelemetry traces for Letta agent runs.",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -77,6 +81,8 @@ commands:
   check                 one look: the runs of a window summarised, exit 1 if any
                         failed, 2 on errors (letta-exporter check --help)
   check --wait          wait for named runs (or an agent's open runs) to end
+  demo                  the exporter against a simulated Letta on :9834, no server
+                        needed; its state in a temporary folder, Ctrl-C stops it
 
 environment:
   LETTA_API_KEY         the Letta API key (Cloud) or server password (self-hosted);
