@@ -116,6 +116,11 @@ def test_a_429_storm_slows_to_the_floor_and_back_losing_and_doubling_nothing(
     rng = random.Random(23)
     cap = 5.0
     with cloud_fake() as fake:
+        # The per-run path, 8 runs' requests in flight at once, is what a storm must slow.
+        # The walks send one request at a time, each 429 waiting its Retry-After: too
+        # few 429s in the pace's 5 s window to judge, so it never reaches its floor.
+        fake.serves_messages_list = False
+        fake.serves_steps_list = False
         tool_ids = [fake.add_tool(name) for name in TOOLS]
         exporter = cloud_exporter(fake, tmp_path, f"--letta.rate-limit={cap:g}")
         with running(exporter) as exp:
