@@ -63,10 +63,6 @@ EMPTY_IN_THIS_SCENARIO = {
         "Letta 0.16.8 never fills ttft_ns (the fake mirrors it), so the TTFT histogram has "
         "no series"
     ),
-    ("letta-runs.json", "Top tools by calls"): (
-        "the fake serves /metrics here, so no tool calls are read from messages "
-        "(tests/test_cloud_backoff.py covers a server without /metrics)"
-    ),
     ("letta-exporter.json", "Project scope"): (
         "the exporter runs without --letta.project-id, so letta_exporter_scope_verified has "
         "no sample (tests/test_cloud.py covers the scoped case)"
