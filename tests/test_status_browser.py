@@ -22,9 +22,15 @@ def test_the_status_page_shows_what_metrics_shows(tmp_path: Path) -> None:
                 demo.value("letta_runs_finished_total") > 0
                 and demo.value("letta_runs_awaiting_approval") == 1
                 and demo.value("letta_runs_stale") == 1
+                # Names of agents first seen after a read of the agents list follow
+                # within 30 s; until then the page shows their ids.
+                and all(
+                    demo.value("letta_agent_info", agent_name=name) == 1
+                    for name in ("support-desk", "research-assistant", "refunds-desk")
+                )
             ),
-            60,
-            "counted runs, the waiting approval and the stuck run",
+            90,
+            "counted runs, the waiting approval, the stuck run and the agents' names",
         )
         compared = check_against_metrics(demo, tmp_path)
         # Outcomes, agents, open runs, polling and endpoints: many numbers, all equal.
