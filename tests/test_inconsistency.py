@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from exporter.core.inconsistency import KINDS
 from exporter.core.labels import CappedLabel
 from exporter.core.options import TrackerOptions
@@ -13,7 +15,7 @@ from exporter.metrics import catalogue as m
 from exporter.metrics.aggregates import Aggregates
 from exporter.store.rows import record_from_row, record_to_row
 from tests.conftest import load_fixture
-from tests.run_factory import at, make_run
+from tests.run_factory import S, at, make_run
 
 REFUSED = {
     "run_type": "send_message",
@@ -120,6 +122,62 @@ def test_a_refusal_after_a_cancelled_request_is_a_deadlock_until_a_run_is_accept
     walk(tracker, [cancelled, *refused, done], at(14))
     assert deadlocked(tracker, at(14)) == []
     assert inconsistent(tracker) == {("agent-a", "refused_without_wait"): 2.0}
+
+
+def conversation_request(status: str = "completed", **fields: Any) -> Any:
+    """The approval request at 1 s in conv-1; cancelled with a `total_duration_ns` the
+    cancel rewrote (None: as GET one run shows it)."""
+    if status == "cancelled":
+        return make_run(1, status, stop_reason="cancelled", conversation_id="conv-1", **fields)
+    return make_run(1, stop_reason="requires_approval", conversation_id="conv-1")
+
+
+def conversation_refusal(created: float) -> Any:
+    return make_run(
+        2,
+        "failed",
+        created=created,
+        metadata=REFUSED_STREAM,
+        stop_reason="error",
+        conversation_id="conv-1",
+    )
+
+
+@pytest.mark.parametrize("cancel_duration", [3 * S, None], ids=["dated", "undated"])
+def test_a_refusal_listed_with_the_cancel_of_the_wait_before_it_is_a_deadlock(
+    cancel_duration: int | None,
+) -> None:
+    # The usual sequence: cancel, then a message at once; one walk lists both, the
+    # refusal first (newest first) while the book still holds the request as waiting.
+    tracker = make_tracker()
+    walk(tracker, [conversation_request()], at(10))
+    assert deadlocked(tracker, at(10)) == []
+    cancelled = conversation_request("cancelled", total_duration_ns=cancel_duration)
+    walk(tracker, [cancelled, conversation_refusal(5)], at(20))
+    assert deadlocked(tracker, at(20)) == ["agent-a"]
+    walk(tracker, [cancelled, conversation_refusal(5)], at(21))
+    assert inconsistent(tracker) == {("agent-a", "refused_without_wait"): 1.0}
+
+
+def test_a_refusal_while_the_request_still_waited_stays_explained_after_its_cancel() -> None:
+    tracker = make_tracker()
+    walk(tracker, [conversation_request()], at(10))
+    walk(tracker, [conversation_request(), conversation_refusal(5)], at(20))
+    # The request seen waiting after the refusal: the cancel came later (GET, undated).
+    walk(tracker, [conversation_request("cancelled")], at(30))
+    assert deadlocked(tracker, at(30)) == []
+    assert inconsistent(tracker) == {}
+
+
+def test_a_cancel_dated_after_the_refusal_leaves_it_explained() -> None:
+    tracker = make_tracker()
+    walk(tracker, [conversation_request()], at(10))
+    # Refused at 3 s, cancelled at 1 + 4 = 5 s: both in one walk, the refusal first.
+    cancelled = conversation_request("cancelled", total_duration_ns=4 * S)
+    walk(tracker, [cancelled, conversation_refusal(3)], at(20))
+    walk(tracker, [cancelled, conversation_refusal(3)], at(21))
+    assert deadlocked(tracker, at(21)) == []
+    assert inconsistent(tracker) == {}
 
 
 def test_a_refusal_explained_by_a_request_seen_later_in_the_walk_is_not_counted() -> None:

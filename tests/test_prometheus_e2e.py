@@ -408,26 +408,10 @@ class Traffic:
         self.at(4.0, lambda: self.every(0.5, lambda: self._run(next(extras), 0.3)))
 
     def _cancel_then_refuse(self) -> None:
+        # At once, as a user would: one walk often lists the refusal before the cancel.
         fake = self.fake
         fake.cancel_run(fake.pending_approval("agent-beta", "conv-x") or "")
-        cancelled_at = len(fake.requests)
-
-        # The refusal follows once a walk that lists the cancel has begun (a head page
-        # served after it). Listed in the same walk as the cancel, newest first, the
-        # refusal would be taken as explained by the request the exporter still holds as
-        # waiting, and no deadlock shown: a known gap (issue #31's note).
-        def refuse_once_listed() -> None:
-            if any(
-                path.rstrip("/") == "/v1/runs"
-                and status == 200
-                and not {"before", "after"} & q.keys()
-                for _, path, q, status in fake.requests[cancelled_at:]
-            ):
-                fake.send_message("agent-beta", conversation_id="conv-x")
-            else:
-                self.at(0.05, refuse_once_listed)
-
-        self.at(0.05, refuse_once_listed)
+        fake.send_message("agent-beta", conversation_id="conv-x")
 
     def _run_without_stop_reason(self) -> None:
         run_id = self.fake.create_run("agent-alpha")

@@ -31,8 +31,20 @@ class ApprovalFeed:
     def note(self, run: Run, created: int, now: int, floor: int) -> None:
         """One observation of an admitted run; `floor` as in `ApprovalBook.observe`."""
         stop_reason = run.stop_reason
+        cancelled = run.status == "cancelled"
+        # A cancel rewrites the list's duration (0.16.8 `update_run_by_id_async`), so it
+        # dates the cancel; GET one run leaves it null.
+        duration = run.total_duration_ns if cancelled else None
+        ended = created + duration if duration is not None else None
         if stop_reason != APPROVAL_STOP_REASON and run.status in _ANSWERING_STATUSES:
-            self.book.answered(run.id, run.agent_id, run.conversation_id, created)
+            self.book.answered(
+                run.id,
+                run.agent_id,
+                run.conversation_id,
+                created,
+                cancelled=cancelled,
+                ended_ns=ended,
+            )
             return
         # Only a request's completion time is kept: skip the conversion for other runs.
         completed = run.completed_at if stop_reason == APPROVAL_STOP_REASON else None
@@ -48,6 +60,7 @@ class ApprovalFeed:
             refused=refused_for_pending_approval(run.status, run.stop_reason, run.metadata),
             now=now,
             floor_ns=floor,
+            ended_ns=ended,
         )
 
     def seed(self, runs: list[Run], now: int) -> None:

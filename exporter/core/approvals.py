@@ -22,6 +22,13 @@ but Letta kept it pending, letta issue 3176, or it was lost) is *unexplained*: i
 counted once as `refused_without_wait`, and its thread stays *deadlocked* until a newer
 run is accepted there. A `requires_approval` run older than the refusal, seen later in
 the same walk, explains it, unless a run answered that request before the refusal.
+
+A refusal explained by a wait that then turns out cancelled is judged again, because the
+usual sequence (cancel, then a message at once) lists the refusal, newest first, before
+the cancel in the same walk: it came after the cancel, hence is unexplained, when the
+cancel's time (the list's `total_duration_ns` is rewritten by it) is older than the
+refusal, or, that time unknown, when no observation after the refusal's first still
+showed the request waiting.
 """
 
 from __future__ import annotations
@@ -77,6 +84,14 @@ class Wait:
     seen_ns: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class _Explained:
+    """A refusal a wait explained: when it was created, when the book first saw it."""
+
+    created_ns: int
+    seen_ns: int
+
+
 @dataclass(slots=True)
 class _ThreadState:
     wait: Wait | None = None
@@ -110,6 +125,10 @@ class ApprovalBook:
         # Refused runs explained or counted, kept while scans list them again: run id ->
         # created_ns (so a re-read neither recounts one nor mistakes it for new).
         self._settled_refusals: dict[str, int] = {}
+        # Refusals each request explained, judged again if it turns out cancelled:
+        # request run id -> refused run id -> when. Not persisted: after a restart the
+        # scans list those refusals again and a wait restored (never seen) explains none.
+        self._explained: dict[str, dict[str, _Explained]] = {}
         self.dirty = False
 
     def observe(
@@ -126,15 +145,17 @@ class ApprovalBook:
         refused: bool,
         now: int,
         floor_ns: int = 0,
+        ended_ns: int | None = None,
     ) -> None:
         """Apply one observation of a run. `floor_ns`: runs created before it are outside
-        the window scans re-read, so an unknown wait there may be long answered."""
+        the window scans re-read, so an unknown wait there may be long answered.
+        `ended_ns`: when a cancelled run was cancelled, if known."""
         key = (agent_id, conversation_id or "")
         state = self._threads.get(key)
         waiting_run = run_id in self._by_run
         if stop_reason == APPROVAL_STOP_REASON and status != "cancelled":
             if state is not None:
-                self._explain(key, state, created_ns)
+                self._explain(key, state, run_id, created_ns, now)
             if waiting_run:
                 assert state is not None and state.wait is not None
                 state.wait.seen_ns = now
@@ -152,7 +173,7 @@ class ApprovalBook:
         if waiting_run:
             # The waiting run itself changed (cancelled): nothing waits any more.
             assert state is not None
-            self._answer(key, state, created_ns)
+            self._end_wait(key, state, cancelled=status == "cancelled", ended_ns=ended_ns)
             return
         if refused:
             if state is None:
@@ -163,6 +184,8 @@ class ApprovalBook:
             wait = state.wait
             if wait is not None and wait.created_ns < created_ns:
                 self._settled_refusals[run_id] = created_ns
+                explained = self._explained.setdefault(wait.run_id, {})
+                explained[run_id] = _Explained(created_ns, now)
             else:
                 self._unexplained(key, state, run_id, created_ns)
             return
@@ -180,17 +203,27 @@ class ApprovalBook:
         self._answer(key, state, created_ns)
 
     def answered(
-        self, run_id: str, agent_id: str, conversation_id: str | None, created_ns: int
+        self,
+        run_id: str,
+        agent_id: str,
+        conversation_id: str | None,
+        created_ns: int,
+        *,
+        cancelled: bool = False,
+        ended_ns: int | None = None,
     ) -> None:
         """Fast path of observe() for a run that ended `completed` or `cancelled` with
-        any stop reason but `requires_approval` (most runs): it answers its thread."""
+        any stop reason but `requires_approval` (most runs): it answers its thread.
+        `ended_ns`: when a cancelled run was cancelled, if known."""
         key = (agent_id, conversation_id or "")
         state = self._threads.get(key)
         if state is None:
             self._threads[key] = _ThreadState(answered_ns=created_ns)
             self.dirty = True
             return
-        if run_id in self._by_run or run_id in state.working or state.wait is not None:
+        if run_id in self._by_run:
+            self._end_wait(key, state, cancelled=cancelled, ended_ns=ended_ns)
+        elif run_id in state.working or state.wait is not None:
             state.working.pop(run_id, None)
             self._answer(key, state, created_ns)
         elif state.answered_ns is None or created_ns > state.answered_ns:
@@ -272,6 +305,11 @@ class ApprovalBook:
         for run_id, created in list(self._settled_refusals.items()):
             if created < floor_ns:
                 del self._settled_refusals[run_id]
+        for request_id, explained in list(self._explained.items()):
+            if request_id not in self._by_run and all(
+                e.created_ns < floor_ns for e in explained.values()
+            ):
+                del self._explained[request_id]
 
     def _start(self, key: Thread, state: _ThreadState, wait: Wait) -> None:
         if state.wait is not None:
@@ -288,9 +326,11 @@ class ApprovalBook:
             state.refused_ns = created
             self.dirty = True
 
-    def _explain(self, key: Thread, state: _ThreadState, request_ns: int) -> None:
-        """A request for approval created at `request_ns` explains the thread's later
-        refusals, unless a run answered it before them."""
+    def _explain(
+        self, key: Thread, state: _ThreadState, request_id: str, request_ns: int, now: int
+    ) -> None:
+        """A request for approval created at `request_ns`, seen waiting at `now`, explains
+        the thread's later refusals, unless a run answered it before them."""
         answered = state.answered_ns
 
         def explained(refused_ns: int) -> bool:
@@ -302,9 +342,30 @@ class ApprovalBook:
             if thread == key and explained(created):
                 del self._refusals[run_id]
                 self._settled_refusals[run_id] = created
+                self._explained.setdefault(request_id, {})[run_id] = _Explained(created, now)
         if state.refused_ns is not None and explained(state.refused_ns):
             state.refused_ns = None
             self.dirty = True
+
+    def _end_wait(
+        self, key: Thread, state: _ThreadState, *, cancelled: bool, ended_ns: int | None
+    ) -> None:
+        """The waiting run itself ended otherwise (cancelled, or a late write): nothing
+        waits any more; a cancel leaves unexplained the refusals that came after it."""
+        wait = state.wait
+        assert wait is not None
+        self._answer(key, state, wait.created_ns)
+        explained = self._explained.pop(wait.run_id, {})
+        if not cancelled:
+            return
+        for run_id, refusal in explained.items():
+            if ended_ns is not None:
+                after_cancel = refusal.created_ns > ended_ns
+            else:
+                # Seen waiting again once the refusal was listed: the cancel came after.
+                after_cancel = wait.seen_ns < refusal.seen_ns
+            if after_cancel and self._settled_refusals.pop(run_id, None) is not None:
+                self._unexplained(key, state, run_id, refusal.created_ns)
 
     def _answer(self, key: Thread, state: _ThreadState, created_ns: int) -> None:
         if state.refused_ns is not None and created_ns > state.refused_ns:

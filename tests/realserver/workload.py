@@ -275,13 +275,11 @@ class Workload:
         with self._lock:
             self.deleted_in_flight.append(run_id)
 
-    def lane_conversation_deadlock(
-        self, after_cancel: Callable[[str], None] = lambda agent: None
-    ) -> tuple[str, str, str]:
+    def lane_conversation_deadlock(self) -> tuple[str, str, str]:
         """Letta issue 3176 on 0.16.8: cancelling a conversation's approval request leaves
         it pending there, and the next message is refused (a 200 stream whose error event
         carries the 409 CONFLICT; the run ends failed/error). Not in LANES: the caller
-        answers it. `after_cancel(agent)` runs between the cancel and the refused message.
+        answers it. The refused message follows the cancel at once, as a user's would.
         Returns (agent, conversation, the request's tool call id)."""
         rule = [{"type": "requires_approval", "tool_name": "conversation_search"}]
         agent = self.agent("conversation-deadlock", tool_rules=rule)
@@ -289,7 +287,6 @@ class Workload:
         asked = self.converse(conversation, [{"role": "user", "content": "may I [[tools=1]]"}])
         [request] = [e for e in asked if e.get("message_type") == "approval_request_message"]
         self.cancel(agent, request["run_id"])
-        after_cancel(agent)
         refused = self.converse(conversation, [{"role": "user", "content": "hello? [[]]"}])
         if not any("waiting for approval" in str(e.get("message")) for e in refused):
             raise WorkloadError(f"the message was not refused: {refused}")
