@@ -42,11 +42,11 @@ from exporter.cli.wiring import RequestMetrics, poll_options, restore_tracker
 from exporter.letta.client import LettaClient
 from exporter.letta.http import build_http_client
 from exporter.letta.requester import ClientOptions
-from exporter.metrics.aggregates import Aggregates
 from exporter.metrics.collector import RunsCollector
 from exporter.poll.agent_names import UNKNOWN_REFRESH_S, AgentNames
 from exporter.poll.cycle import Poller
 from exporter.poll.scope import ScopeCheck
+from exporter.series.aggregates import Aggregates
 from exporter.store.checkpoint import Checkpoint
 from tests.fake_letta.fake import FakeLetta
 

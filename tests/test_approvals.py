@@ -178,7 +178,7 @@ def test_the_tracker_feeds_the_book_from_every_observation() -> None:
     from exporter.core.options import TrackerOptions
     from exporter.core.tracker import Tracker
     from exporter.core.views import approval_waits
-    from exporter.metrics.aggregates import Aggregates
+    from exporter.series.aggregates import Aggregates
 
     gamma = [Run.model_validate(r) for r in load_fixture("list/runs_agent_id_gamma.json")]
     tracker = Tracker(TrackerOptions(grace_ns=0), Aggregates(), CappedLabel("agent", 10))

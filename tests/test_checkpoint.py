@@ -9,8 +9,8 @@ import pytest
 
 from exporter.core.changes import ChangeSet
 from exporter.core.records import Phase, RunRecord
-from exporter.metrics import catalogue as m
-from exporter.metrics.aggregates import Aggregates
+from exporter.series import catalogue as m
+from exporter.series.aggregates import Aggregates
 from exporter.store.checkpoint import SCHEMA_VERSION, Checkpoint, CheckpointError
 
 

@@ -13,8 +13,8 @@ from exporter.core.records import Enrichment, Phase, RunRecord
 from exporter.core.run_info import FetchedTrace, RunInfo
 from exporter.core.tool_names import ToolNames
 from exporter.core.tracker import Tracker
-from exporter.metrics import catalogue as m
-from exporter.metrics.aggregates import Aggregates
+from exporter.series import catalogue as m
+from exporter.series.aggregates import Aggregates
 from exporter.store.rows import (
     enrichment_from_json,
     enrichment_to_json,

@@ -18,10 +18,10 @@ from exporter.core.pricing import ModelPrice, PriceTable
 from exporter.core.tracker import Tracker
 from exporter.core.views import approval_waits, open_runs
 from exporter.letta.models import Run, RunMetrics, Step, Usage, to_epoch_ns
-from exporter.metrics import catalogue as m
-from exporter.metrics.aggregates import Aggregates
 from exporter.metrics.collector import RunsCollector
 from exporter.metrics.snapshot import Health, Snapshot
+from exporter.series import catalogue as m
+from exporter.series.aggregates import Aggregates
 from tests.conftest import FIXTURES, load_fixture
 from tests.tools import require_tool
 

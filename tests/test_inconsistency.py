@@ -11,8 +11,8 @@ from exporter.core.labels import CappedLabel
 from exporter.core.options import TrackerOptions
 from exporter.core.tracker import Tracker
 from exporter.core.views import deadlocks
-from exporter.metrics import catalogue as m
-from exporter.metrics.aggregates import Aggregates
+from exporter.series import catalogue as m
+from exporter.series.aggregates import Aggregates
 from exporter.store.rows import record_from_row, record_to_row
 from tests.conftest import load_fixture
 from tests.run_factory import S, at, make_run

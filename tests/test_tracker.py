@@ -11,8 +11,8 @@ from exporter.core.options import TrackerOptions
 from exporter.core.records import Phase
 from exporter.core.tracker import Tracker
 from exporter.core.views import open_runs
-from exporter.metrics import catalogue as m
-from exporter.metrics.aggregates import Aggregates
+from exporter.series import catalogue as m
+from exporter.series.aggregates import Aggregates
 from tests.run_factory import S, at, make_run
 
 

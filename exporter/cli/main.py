@@ -33,13 +33,13 @@ from exporter.cli.config import (
 from exporter.cli.logs import configure
 from exporter.cli.prices import PriceFileError, load_prices
 from exporter.cli.wiring import RequestMetrics, poll_options, restore_tracker
-from exporter.metrics import catalogue as m
-from exporter.metrics.aggregates import Aggregates
 from exporter.metrics.collector import RunsCollector
 from exporter.metrics.snapshot import Snapshot
 from exporter.poll.agent_names import UNKNOWN_REFRESH_S, AgentNames
 from exporter.poll.cycle import Poller
 from exporter.poll.scope import ScopeCheck
+from exporter.series import catalogue as m
+from exporter.series.aggregates import Aggregates
 from exporter.store.checkpoint import Checkpoint, CheckpointError, StateLocationError
 from exporter.traces.otel_environment import resource_from_environment, sink_from_environment
 from exporter.traces.run_tracer import RunTracer

@@ -10,9 +10,9 @@ from exporter.core.options import TrackerOptions
 from exporter.core.pricing import PriceTable
 from exporter.core.run_info import TraceBuilder
 from exporter.core.tracker import Tracker
-from exporter.metrics import catalogue as m
-from exporter.metrics.aggregates import Aggregates
 from exporter.poll.options import PollOptions
+from exporter.series import catalogue as m
+from exporter.series.aggregates import Aggregates
 from exporter.store.checkpoint import Loaded
 from exporter.units import NS_PER_S
 

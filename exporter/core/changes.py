@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from exporter.core.records import RunRecord
-from exporter.metrics.aggregates import Labels
+from exporter.series.aggregates import Labels
 
 
 @dataclass(slots=True)

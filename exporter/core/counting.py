@@ -24,8 +24,8 @@ from exporter.core.run_errors import failure_error_type
 from exporter.core.run_info import RunInfo, StepInfo, TraceBuilder
 from exporter.core.tool_names import ToolNames
 from exporter.letta.models import is_failure
-from exporter.metrics import catalogue as m
-from exporter.metrics.aggregates import Aggregates
+from exporter.series import catalogue as m
+from exporter.series.aggregates import Aggregates
 from exporter.units import NS_PER_S
 
 # Letta has a few dozen error classes and three run types; the caps only guard against a

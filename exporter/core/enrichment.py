@@ -13,7 +13,7 @@ from exporter.core.lifecycle import RunBook
 from exporter.core.records import Phase, RunRecord
 from exporter.core.run_info import FetchedTrace, StepInfo
 from exporter.letta.models import RunMetrics, Step, Usage
-from exporter.metrics import catalogue as m
+from exporter.series import catalogue as m
 from exporter.units import NS_PER_S
 
 

@@ -46,7 +46,7 @@ from exporter.core.records import (
 from exporter.core.run_errors import error_type_from_metadata
 from exporter.core.run_records import RunRecords
 from exporter.letta.models import Run, to_epoch_ns
-from exporter.metrics import catalogue as m
+from exporter.series import catalogue as m
 from exporter.units import NS_PER_S
 
 # A run that completed this long ago has had every late write (duration, callback) land.

@@ -21,7 +21,7 @@ from exporter.core.pricing import PriceTable
 from exporter.core.records import endpoints_for
 from exporter.core.run_info import TraceBuilder
 from exporter.core.tool_names import ToolNames
-from exporter.metrics.aggregates import Aggregates
+from exporter.series.aggregates import Aggregates
 
 
 class Tracker:

@@ -26,9 +26,9 @@ from prometheus_client.samples import Exemplar
 
 from exporter import __version__
 from exporter.letta.errors import POLL_ERROR_REASONS
-from exporter.metrics import catalogue as m
-from exporter.metrics.catalogue import SPAN_RESULTS, Kind, MetricSpec
 from exporter.metrics.snapshot import Snapshot
+from exporter.series import catalogue as m
+from exporter.series.catalogue import SPAN_RESULTS, Kind, MetricSpec
 
 # Counters that exist from the first scrape, so `increase()` sees their first event
 # instead of a series that appears already at 1.

@@ -19,7 +19,6 @@ from exporter.core.tracker import Tracker
 from exporter.core.views import approval_waits, deadlocks, open_runs
 from exporter.letta.client import LettaClient
 from exporter.letta.errors import LettaAuthError, LettaError, LettaPostponed
-from exporter.metrics import catalogue as m
 from exporter.metrics.snapshot import Health, Snapshot
 from exporter.poll.agent_names import AgentNames
 from exporter.poll.approval_seed import seed_approvals
@@ -37,6 +36,7 @@ from exporter.poll.options import PollOptions
 from exporter.poll.pager import RunPager
 from exporter.poll.reporting import FailureLog, WalkProgress
 from exporter.poll.scope import ScopeCheck
+from exporter.series import catalogue as m
 from exporter.store.checkpoint import Checkpoint
 from exporter.traces.run_tracer import RunTracer
 from exporter.units import NS_PER_S

@@ -15,9 +15,9 @@ from typing import Final
 
 from exporter.core.lifecycle import RunBook
 from exporter.core.walk import Walk
-from exporter.metrics import catalogue as m
 from exporter.poll.options import PollOptions
 from exporter.poll.pager import RunPager
+from exporter.series import catalogue as m
 
 log = logging.getLogger(__name__)
 

@@ -13,9 +13,9 @@ from exporter.core.lifecycle import RunBook
 from exporter.core.walk import Walk
 from exporter.letta.client import LettaClient
 from exporter.letta.errors import LettaError, LettaNotFound
-from exporter.metrics import catalogue as m
 from exporter.poll.options import PollOptions
 from exporter.poll.pager import RunPager
+from exporter.series import catalogue as m
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from typing import Final
 
 from exporter.core.changes import ChangeSet
 from exporter.core.records import RunRecord
-from exporter.metrics.aggregates import Labels
+from exporter.series.aggregates import Labels
 from exporter.store.rows import record_from_row, record_to_row
 
 SCHEMA_VERSION: Final = 1

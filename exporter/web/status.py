@@ -18,8 +18,8 @@ from html import escape
 from typing import Final
 
 from exporter import __version__
-from exporter.metrics import catalogue as m
 from exporter.metrics.snapshot import Snapshot
+from exporter.series import catalogue as m
 from exporter.web.charts import Series, lines, stacked_bars
 from exporter.web.history import HOUR_S, History, Totals, totals_of
 

@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from exporter.metrics.catalogue import BY_NAME, Kind, MetricSpec
+from exporter.series.catalogue import BY_NAME, Kind, MetricSpec
 
 Labels = tuple[str, ...]
 
