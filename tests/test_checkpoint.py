@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from exporter.core.changes import ChangeSet
-from exporter.core.records import Phase, RunRecord
+from exporter.core.runs.record import Phase, RunRecord
 from exporter.series import catalogue as m
 from exporter.series.aggregates import Aggregates
 from exporter.store.checkpoint import SCHEMA_VERSION, Checkpoint, CheckpointError

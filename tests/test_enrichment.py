@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from exporter.cli.prices import PriceFileError, load_prices
-from exporter.core.labels import CappedLabel
+from exporter.core.counting.labels import CappedLabel
+from exporter.core.counting.pricing import ModelPrice, PriceTable
 from exporter.core.options import TrackerOptions
-from exporter.core.pricing import ModelPrice, PriceTable
-from exporter.core.records import Phase, RunRecord
+from exporter.core.runs.record import Phase, RunRecord
 from exporter.core.tracker import Tracker
 from exporter.letta.models import RunMetrics, Step, Usage
 from exporter.series import catalogue as m

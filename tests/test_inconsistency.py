@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from exporter.core.inconsistency import KINDS
-from exporter.core.labels import CappedLabel
+from exporter.core.counting.labels import CappedLabel
 from exporter.core.options import TrackerOptions
+from exporter.core.runs.inconsistency import KINDS
 from exporter.core.tracker import Tracker
 from exporter.core.views import deadlocks
 from exporter.series import catalogue as m

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from exporter.core.labels import OTHER, CappedLabel
+from exporter.core.counting.labels import OTHER, CappedLabel
 from exporter.core.options import TrackerOptions
-from exporter.core.run_errors import error_type_from_metadata, normalise_error_type
+from exporter.core.runs.errors import error_type_from_metadata, normalise_error_type
 from exporter.core.tracker import Tracker
 from exporter.letta.models import Run, Step, is_failure
 from exporter.series import catalogue as m

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter.core.walk import Walk
+from exporter.core.listing.walk import Walk
 from exporter.series import catalogue as m
 from exporter.series.aggregates import Aggregates
 from exporter.store.checkpoint import Checkpoint

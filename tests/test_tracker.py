@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from exporter.core.labels import OTHER, CappedLabel
+from exporter.core.counting.labels import OTHER, CappedLabel
 from exporter.core.options import TrackerOptions
-from exporter.core.records import Phase
+from exporter.core.runs.record import Phase
 from exporter.core.tracker import Tracker
 from exporter.core.views import open_runs
 from exporter.series import catalogue as m

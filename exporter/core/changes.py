@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from exporter.core.records import RunRecord
+from exporter.core.runs.record import RunRecord
 from exporter.series.aggregates import Labels
 
 

@@ -1,6 +1,6 @@
 """Wires the core's parts together; holds no rules of its own.
 
-runs        RunBook: observations and the run lifecycle (exporter.core.lifecycle)
+runs        RunBook: observations and the run lifecycle (exporter.core.runs.lifecycle)
 enrichment  EnrichmentQueue: finished runs waiting for details
 counter     RunCounter: finished runs into samples (and traces)
 tool_names  ToolNames: the tool-name cache
@@ -12,15 +12,15 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from exporter.core.changes import ChangeSet
-from exporter.core.counting import CountLabels, RunCounter
-from exporter.core.enrichment import EnrichmentQueue
-from exporter.core.labels import CappedLabel
-from exporter.core.lifecycle import RunBook
+from exporter.core.counting.counter import CountLabels, RunCounter
+from exporter.core.counting.labels import CappedLabel
+from exporter.core.counting.pricing import PriceTable
+from exporter.core.counting.run_info import TraceBuilder
+from exporter.core.enrichment.queue import EnrichmentQueue
+from exporter.core.enrichment.tool_names import ToolNames
 from exporter.core.options import TrackerOptions
-from exporter.core.pricing import PriceTable
-from exporter.core.records import endpoints_for
-from exporter.core.run_info import TraceBuilder
-from exporter.core.tool_names import ToolNames
+from exporter.core.runs.lifecycle import RunBook
+from exporter.core.runs.record import endpoints_for
 from exporter.series.aggregates import Aggregates
 
 

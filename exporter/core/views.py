@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from exporter.core.labels import CappedLabel, enum_value
-from exporter.core.lifecycle import RunBook
-from exporter.core.records import Phase
+from exporter.core.counting.labels import CappedLabel, enum_value
+from exporter.core.runs.lifecycle import RunBook
+from exporter.core.runs.record import Phase
 
 
 @dataclass(frozen=True, slots=True)

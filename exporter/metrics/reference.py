@@ -14,8 +14,8 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Final
 
-from exporter.core import inconsistency as inc
-from exporter.core.records import ENDPOINTS as ENRICHMENT_ENDPOINTS
+from exporter.core.runs import inconsistency as inc
+from exporter.core.runs.record import ENDPOINTS as ENRICHMENT_ENDPOINTS
 from exporter.letta.errors import POLL_ERROR_REASONS
 from exporter.series import catalogue
 from exporter.series.catalogue import SPAN_RESULTS, Kind, MetricSpec

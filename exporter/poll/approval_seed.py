@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from exporter.core.lifecycle import RunBook
+from exporter.core.runs.lifecycle import RunBook
 from exporter.letta.client import LettaClient
 from exporter.letta.models import Run
 

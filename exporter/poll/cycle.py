@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
-from exporter.core.availability import EndpointAvailability
+from exporter.core.enrichment.availability import EndpointAvailability
 from exporter.core.tracker import Tracker
 from exporter.core.views import approval_waits, deadlocks, open_runs
 from exporter.letta.client import LettaClient

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from contextlib import aclosing
 from typing import Final
 
-from exporter.core.lifecycle import RunBook
-from exporter.core.walk import Walk
+from exporter.core.listing.walk import Walk
+from exporter.core.runs.lifecycle import RunBook
 from exporter.poll.options import PollOptions
 from exporter.poll.pager import RunPager
 from exporter.series import catalogue as m

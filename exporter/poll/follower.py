@@ -9,8 +9,8 @@ import logging
 from collections.abc import Callable
 from typing import Final
 
-from exporter.core.lifecycle import RunBook
-from exporter.core.walk import Walk
+from exporter.core.listing.walk import Walk
+from exporter.core.runs.lifecycle import RunBook
 from exporter.letta.client import LettaClient
 from exporter.letta.errors import LettaError, LettaNotFound
 from exporter.poll.options import PollOptions

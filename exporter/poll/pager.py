@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncGenerator, Callable
 
-from exporter.core.direction import Answer, CursorDirection, classify, other
-from exporter.core.walk import Key, PageResult, Walk
+from exporter.core.listing.direction import Answer, CursorDirection, classify, other
+from exporter.core.listing.walk import Key, PageResult, Walk
 from exporter.letta.client import MAX_LIST_LIMIT, LettaClient, Page
 from exporter.letta.errors import LettaNotFound
 from exporter.letta.models import CursorParam

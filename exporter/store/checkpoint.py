@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Final
 
 from exporter.core.changes import ChangeSet
-from exporter.core.records import RunRecord
+from exporter.core.runs.record import RunRecord
 from exporter.series.aggregates import Labels
 from exporter.store.rows import record_from_row, record_to_row
 

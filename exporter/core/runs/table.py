@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator, ValuesView
 
 from exporter.core.options import TrackerOptions
-from exporter.core.records import Phase, RunRecord
+from exporter.core.runs.record import Phase, RunRecord
 
 
-class RunRecords:
+class RunTable:
     """Records by run id; remembers which changed or went for the next commit."""
 
     def __init__(self, options: TrackerOptions) -> None:

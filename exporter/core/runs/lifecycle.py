@@ -14,7 +14,7 @@ Life of a run record:
     OPEN ──older than forget horizon / over capacity──► removed, counted as dropped
 
 SETTLING runs with enrichment asked for pass through ENRICHING (`exporter.core.
-enrichment`) before DONE. DONE and BASELINE records are kept only while a later scan
+enrichment.queue`) before DONE. DONE and BASELINE records are kept only while a later scan
 could list the run again (created_at within the lookback window), which is what makes
 the re-scan idempotent.
 """
@@ -25,17 +25,18 @@ import heapq
 from collections.abc import Callable
 from typing import Final
 
-from exporter.core.approval_feed import ApprovalFeed
-from exporter.core.counting import RunCounter, RunSample
-from exporter.core.inconsistency import (
+from exporter.core.approvals.feed import ApprovalFeed
+from exporter.core.counting.counter import RunCounter, RunSample
+from exporter.core.listing.positions import Positions
+from exporter.core.options import TrackerOptions
+from exporter.core.runs.errors import error_type_from_metadata
+from exporter.core.runs.inconsistency import (
     REFUSED_WITHOUT_WAIT,
     STOP_REASON_WHILE_OPEN,
     finished_kinds,
     open_with_stop_reason,
 )
-from exporter.core.options import TrackerOptions
-from exporter.core.positions import Positions
-from exporter.core.records import (
+from exporter.core.runs.record import (
     Enrichment,
     Phase,
     RunRecord,
@@ -43,8 +44,7 @@ from exporter.core.records import (
     path_labels,
     run_type_of,
 )
-from exporter.core.run_errors import error_type_from_metadata
-from exporter.core.run_records import RunRecords
+from exporter.core.runs.table import RunTable
 from exporter.letta.models import Run, to_epoch_ns
 from exporter.series import catalogue as m
 from exporter.units import NS_PER_S
@@ -69,7 +69,7 @@ class RunBook:
         self.aggregates = counter.aggregates
         self._endpoints = endpoints
         self._allowed = agent_allowed
-        self.records = RunRecords(options)
+        self.records = RunTable(options)
         self.positions = Positions(options.lookback_ns)
         self.approvals = ApprovalFeed(agent_allowed)
 

@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable
 from typing import Final
 
-from exporter.core.approvals import (
+from exporter.core.approvals.book import (
     APPROVAL_STOP_REASON,
     ApprovalBook,
     refused_for_pending_approval,

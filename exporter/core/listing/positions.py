@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from exporter.core.walk import Walk
+from exporter.core.listing.walk import Walk
 
 
 class Positions:

@@ -10,19 +10,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from exporter.core.inconsistency import finished_kinds
-from exporter.core.labels import NONE, CappedLabel, enum_value, free_value
-from exporter.core.pricing import PriceTable
-from exporter.core.records import (
+from exporter.core.counting.labels import NONE, CappedLabel, enum_value, free_value
+from exporter.core.counting.pricing import PriceTable
+from exporter.core.counting.run_info import RunInfo, StepInfo, TraceBuilder
+from exporter.core.enrichment.tool_names import ToolNames
+from exporter.core.runs.errors import failure_error_type
+from exporter.core.runs.inconsistency import finished_kinds
+from exporter.core.runs.record import (
     Enrichment,
     RunRecord,
     callback_result,
     path_labels,
     run_duration_seconds,
 )
-from exporter.core.run_errors import failure_error_type
-from exporter.core.run_info import RunInfo, StepInfo, TraceBuilder
-from exporter.core.tool_names import ToolNames
 from exporter.letta.models import is_failure
 from exporter.series import catalogue as m
 from exporter.series.aggregates import Aggregates
@@ -69,7 +69,7 @@ class RunSample:
     exemplar: str | None = None
     """The run's trace id, attached to its duration and TTFT samples."""
     inconsistent: tuple[str, ...] = ()
-    """Impossible states the run was found in when counted (`exporter.core.inconsistency`)."""
+    """Impossible states the run was found in when counted (`exporter.core.runs.inconsistency`)."""
 
 
 class RunCounter:
