@@ -29,6 +29,10 @@ class RunPager:
         self._on_direction_switch = on_direction_switch
         self.direction = CursorDirection()
 
+    def cursor_param(self) -> str:
+        """The cursor parameter in force (`letta_exporter_list_cursor_info`)."""
+        return self.direction.label
+
     async def pages(
         self, walk: Walk, *, page_size: int, max_pages: int, active: bool, first_limit: int = 0
     ) -> AsyncGenerator[PageResult, None]:
