@@ -68,7 +68,7 @@ def scenario_registry() -> CollectorRegistry:
     aggregates.inc(m.API_REQUESTS, ("runs_list", "503"), 3)
     aggregates.inc(m.INVALID_ITEMS, ("runs_list",), 1)
     for seconds in (0.004, 0.02, 0.3):
-        aggregates.observe(m.API_REQUEST_DURATION, ("runs_list",), seconds)
+        aggregates.add(m.API_REQUEST_DURATION, ("runs_list",), seconds)
     health = Health(
         up=True,
         ready=True,

@@ -221,7 +221,7 @@ def test_a_deadlock_survives_a_restart() -> None:
         make_run(2, "failed", created=2, metadata=REFUSED),
     ]
     walk(tracker, runs, at(10))
-    meta = tracker.runs.take_meta()
+    meta = tracker.runs.take_changes()
     restored = make_tracker()
     restored.runs.load([], meta)
     assert deadlocked(restored, at(11)) == ["agent-a"]

@@ -34,7 +34,7 @@ def test_a_finished_run_is_counted_only_after_the_grace_period_and_a_fresh_look(
     tracker.runs.finalize(at(4))
     assert finished(tracker) == {}
     assert tracker.runs.finalize(at(9)) == 0  # grace over, but nothing seen since it ended
-    assert [r.id for r in tracker.runs.records.settling_needing_refresh(at(9))] == [make_run(1).id]
+    assert [r.id for r in tracker.runs.records.settling_due_refresh(at(9))] == [make_run(1).id]
     tracker.runs.observe(make_run(1, created=0, total_duration_ns=2_500_000_000), at(9))
     assert tracker.runs.finalize(at(9)) == 1
     assert finished(tracker) == {("agent-a", "completed", "end_turn"): 1.0}

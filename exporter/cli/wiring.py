@@ -88,7 +88,7 @@ class RequestMetrics:
     def request(self, endpoint: str, code: str, seconds: float) -> None:
         """One attempt's outcome and duration."""
         self._aggregates.inc(m.API_REQUESTS, (endpoint, code))
-        self._aggregates.observe(m.API_REQUEST_DURATION, (endpoint,), seconds)
+        self._aggregates.add(m.API_REQUEST_DURATION, (endpoint,), seconds)
 
     def invalid_item(self, endpoint: str, reason: str) -> None:
         """An item of a list answer that did not validate (skipped, not fatal)."""

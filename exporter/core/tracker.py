@@ -145,13 +145,13 @@ class Tracker:
 
     # ---- what to look at again ------------------------------------------------------
 
-    def unseen_open(self, since: int, now: int) -> list[RunRecord]:
+    def open_due_refresh(self, since: int, now: int) -> list[RunRecord]:
         """Open runs not observed since `since` whose refresh is due."""
-        return self.runs.records.unseen_open(since, now)
+        return self.runs.records.open_due_refresh(since, now)
 
-    def settling_needing_refresh(self, now: int) -> list[RunRecord]:
+    def settling_due_refresh(self, now: int) -> list[RunRecord]:
         """Finished runs past their grace period without an observation made after it."""
-        return self.runs.records.settling_needing_refresh(now)
+        return self.runs.records.settling_due_refresh(now)
 
     def next_settle_ns(self, now: int) -> int | None:
         """The next moment after `now` when a settling run's wait ends."""
@@ -194,11 +194,11 @@ class Tracker:
         return ChangeSet(
             changed=changed,
             removed=removed,
-            series=self.aggregates.take_dirty(),
-            meta=self.runs.take_meta(),
-            new_label_values=self.labels.take_new(),
-            new_tool_names=self.tool_names.take_new(),
-            new_traces=self.counter.take_new_traces(),
+            series=self.aggregates.take_changes(),
+            meta=self.runs.take_changes(),
+            new_label_values=self.labels.take_changes(),
+            new_tool_names=self.tool_names.take_changes(),
+            new_traces=self.counter.take_changes(),
         )
 
     # ---- what the gauges show -------------------------------------------------------

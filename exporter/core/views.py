@@ -12,7 +12,7 @@ from exporter.core.runs.record import Phase
 
 @dataclass(frozen=True, slots=True)
 class ApprovalWaitView:
-    """One pending approval as the gauges see it."""
+    """One pending approval as the gauges see it: the agent label and since when."""
 
     agent: str
     since_ns: int

@@ -144,7 +144,7 @@ class RunsCollector(Collector):
         yield _gauge(
             m.ENDPOINT_UP, {(name,): float(up) for name, up in self._endpoints_up().items()}
         )
-        yield _gauge(m.OPEN_RUNS, {(): float(snap.followed)})
+        yield _gauge(m.FOLLOWED_RUNS, {(): float(snap.followed)})
         yield _gauge(m.ENRICHMENT_BACKLOG, {(): float(snap.enrichment_backlog)})
         yield _gauge(m.BACKFILL_REMAINING, {(): snap.backfill_remaining_s})
         yield _gauge(m.SPANS_PENDING, {(): float(snap.spans_pending)})

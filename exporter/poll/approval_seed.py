@@ -1,5 +1,5 @@
 """Once per state (first start, or an older state file): approvals that wait since
-before the window the first scan covered."""
+before the window the first walk covered."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ async def seed_approvals(client: LettaClient, tracker: Tracker, now: int) -> Non
         newest.setdefault((run.agent_id, run.conversation_id or ""), run)
     for (agent, conversation), waiting in newest.items():
         if waiting.created_ns >= floor or not tracker.agent_allowed(agent):
-            continue  # the scans see this one and what answered it
+            continue  # the walks see this one and what answered it
         filters = {"agent_id": agent}
         if conversation:
             filters["conversation_id"] = conversation

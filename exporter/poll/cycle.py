@@ -118,7 +118,7 @@ class Poller:
         failure: LettaError | None = None
         tracker.begin_cycle()
         try:
-            await self._discovery.scan(now, self._backpressure)
+            await self._discovery.walk(now, self._backpressure)
             await self._follower.refresh_open(now, first_start=self._discovery.first_start)
             await self._follower.refresh_settling(now)
             await self._follower.refresh_approvals(now)

@@ -49,7 +49,7 @@ class Discovery:
         # (backfill): they wait from the start, not from their completion.
         self._history_until_ns = now if first_start else 0
 
-    async def scan(self, now: int, backpressure: Callable[[], bool]) -> None:
+    async def walk(self, now: int, backpressure: Callable[[], bool]) -> None:
         """Walk from the head (or the pending walk's position) towards the floor."""
         tracker = self._tracker
         if tracker.pending_walk() is None:

@@ -43,21 +43,21 @@ class Follower:
         """Look again at open runs not observed since `since` (this cycle's start)."""
         tracker = self._tracker
         now = self._now()
-        unseen = tracker.unseen_open(since, now)
+        unseen = tracker.open_due_refresh(since, now)
         if first_start or len(unseen) > 1:
             floor = 0 if first_start else min(r.created_ns for r in unseen)
             await self._list_active(floor, now)
-            unseen = tracker.unseen_open(since, now)
+            unseen = tracker.open_due_refresh(since, now)
         await self._get_runs([r.id for r in unseen], now, self._vanished_run)
 
     async def refresh_settling(self, now: int) -> None:
         """Observe each finished run once more after its grace period, before counting."""
-        due = self._tracker.settling_needing_refresh(now)
+        due = self._tracker.settling_due_refresh(now)
         await self._get_runs([r.id for r in due], now, self._vanished_run)
 
     async def refresh_approvals(self, since: int) -> None:
-        """GET each waiting run the scan no longer lists, so a cancel is seen; within
-        the re-scanned window this costs nothing."""
+        """GET each waiting run the walk no longer lists, so a cancel is seen; within
+        the re-walked window this costs nothing."""
         tracker = self._tracker
         await self._get_runs(
             tracker.approval_waits_due_refresh(since), self._now(), tracker.approval_wait_vanished

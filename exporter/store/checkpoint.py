@@ -1,4 +1,4 @@
-"""Durable state in one SQLite file: run records, scan position, aggregates, label sets.
+"""Durable state in one SQLite file: run records, walk position, aggregates, label sets.
 
 Everything a cycle changed is written in one transaction, so after any crash (even
 `kill -9` mid-cycle) the file holds the state at the end of the last committed cycle:

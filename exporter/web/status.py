@@ -345,7 +345,7 @@ class _Page:
         facts = [
             ("poll cycles", _num(self.snap.aggregates.counter(m.POLLS), m.POLLS.exposed_name)),
             ("last poll took", _duration(health.poll_duration_s)),
-            ("runs followed", _num(self.snap.followed, m.OPEN_RUNS.exposed_name)),
+            ("runs followed", _num(self.snap.followed, m.FOLLOWED_RUNS.exposed_name)),
             (
                 "enrichment backlog",
                 _num(self.snap.enrichment_backlog, m.ENRICHMENT_BACKLOG.exposed_name),

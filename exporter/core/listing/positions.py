@@ -71,7 +71,7 @@ class Positions:
             self.hwm_ns = created
 
     def dedupe_floor_ns(self) -> int:
-        """Runs created before this are outside the window scans re-read."""
+        """Runs created before this are outside the window walks re-read."""
         if self.hwm_ns is None:
             return 0
         return self.hwm_ns - self._lookback_ns
@@ -90,7 +90,7 @@ class Positions:
         """Restore the positions from checkpoint meta."""
         if "hwm_ns" in meta:
             self.hwm_ns = int(meta["hwm_ns"])
-        scan = json.loads(meta.get("scan", "null"))
-        self.pending_walk = Walk.from_json(scan) if scan else None
+        walk = json.loads(meta.get("scan", "null"))
+        self.pending_walk = Walk.from_json(walk) if walk else None
         if "listed_until_ns" in meta:
             self.listed_until_ns = int(meta["listed_until_ns"])
