@@ -12,8 +12,8 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 
 from exporter.core.counting.counter import run_info_of
-from exporter.core.counting.run_info import RunInfo, StepInfo
 from exporter.core.runs.record import Phase, RunRecord
+from exporter.core.runs.run_info import RunInfo, StepInfo
 from exporter.letta.models import Run, Step
 from tests.conftest import load_fixture
 

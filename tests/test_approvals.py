@@ -175,7 +175,7 @@ def test_a_zombie_continuation_hides_the_wait_only_until_it_is_stale() -> None:
 
 
 def test_the_tracker_feeds_the_book_from_every_observation() -> None:
-    from exporter.core.counting.labels import CappedLabel
+    from exporter.core.labels import CappedLabel
     from exporter.core.options import TrackerOptions
     from exporter.core.tracker import Tracker
     from exporter.core.views import approval_waits

@@ -7,11 +7,11 @@ from typing import Any
 from opentelemetry.sdk.resources import Resource
 
 from exporter.core.counting.counter import CountLabels, RunCounter
-from exporter.core.counting.labels import CappedLabel
-from exporter.core.counting.run_info import FetchedTrace, RunInfo
-from exporter.core.enrichment.tool_names import ToolNames
+from exporter.core.counting.tool_names import ToolNames
+from exporter.core.labels import CappedLabel
 from exporter.core.options import TrackerOptions
 from exporter.core.runs.record import Enrichment, Phase, RunRecord
+from exporter.core.runs.run_info import FetchedTrace, RunInfo
 from exporter.core.tracker import Tracker
 from exporter.series import catalogue as m
 from exporter.series.aggregates import Aggregates

@@ -12,8 +12,8 @@ import pytest
 from exporter.cli.client import client_from_settings
 from exporter.cli.config import load_settings
 from exporter.cli.wiring import tracker_options
-from exporter.core.counting.labels import CappedLabel
 from exporter.core.enrichment.availability import RECHECK_NS
+from exporter.core.labels import CappedLabel
 from exporter.core.tracker import Tracker
 from exporter.poll.cycle import Poller
 from exporter.poll.options import PollOptions

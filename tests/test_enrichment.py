@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from exporter.cli.prices import PriceFileError, load_prices
-from exporter.core.counting.labels import CappedLabel
 from exporter.core.counting.pricing import ModelPrice, PriceTable
+from exporter.core.labels import CappedLabel
 from exporter.core.options import TrackerOptions
 from exporter.core.runs.record import Phase, RunRecord
 from exporter.core.tracker import Tracker

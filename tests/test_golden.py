@@ -12,8 +12,8 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
-from exporter.core.counting.labels import CappedLabel, free_value
 from exporter.core.counting.pricing import ModelPrice, PriceTable
+from exporter.core.labels import CappedLabel, free_value
 from exporter.core.options import TrackerOptions
 from exporter.core.tracker import Tracker
 from exporter.core.views import approval_waits, open_runs

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from exporter.core.counting.labels import CappedLabel
+from exporter.core.labels import CappedLabel
 from exporter.core.options import TrackerOptions
 from exporter.core.runs.inconsistency import KINDS
 from exporter.core.tracker import Tracker

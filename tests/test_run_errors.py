@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from exporter.core.counting.labels import OTHER, CappedLabel
+from exporter.core.labels import OTHER, CappedLabel
 from exporter.core.options import TrackerOptions
 from exporter.core.runs.errors import error_type_from_metadata, normalise_error_type
 from exporter.core.tracker import Tracker

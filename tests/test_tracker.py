@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from exporter.core.counting.labels import OTHER, CappedLabel
+from exporter.core.labels import OTHER, CappedLabel
 from exporter.core.options import TrackerOptions
 from exporter.core.runs.record import Phase
 from exporter.core.tracker import Tracker

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from exporter.cli.config import Settings
 from exporter.core.counting.counter import ERROR_TYPE_LIMIT, RUN_TYPE_LIMIT
-from exporter.core.counting.labels import AgentFilter, CappedLabel
 from exporter.core.counting.pricing import PriceTable
-from exporter.core.counting.run_info import TraceBuilder
+from exporter.core.labels import AgentFilter, CappedLabel
 from exporter.core.options import TrackerOptions
+from exporter.core.runs.run_info import TraceBuilder
 from exporter.core.tracker import Tracker
 from exporter.poll.options import PollOptions
 from exporter.series import catalogue as m

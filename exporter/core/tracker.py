@@ -2,7 +2,7 @@
 
 The parts stay reachable for the wiring and the tests:
 
-runs        RunBook: observations and the run lifecycle (exporter.core.runs.lifecycle)
+runs        RunBook: observations and the run lifecycle (exporter.core.book.lifecycle)
 enrichment  EnrichmentQueue: finished runs waiting for details (the enricher's port)
 counter     RunCounter: finished runs into samples (and traces)
 tool_names  ToolNames: the tool-name cache
@@ -13,17 +13,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
+from exporter.core.book.lifecycle import RunBook
 from exporter.core.changes import ChangeSet
 from exporter.core.counting.counter import CountLabels, RunCounter
-from exporter.core.counting.labels import CappedLabel
 from exporter.core.counting.pricing import PriceTable
-from exporter.core.counting.run_info import TraceBuilder
+from exporter.core.counting.tool_names import ToolNames
 from exporter.core.enrichment.queue import EnrichmentQueue
-from exporter.core.enrichment.tool_names import ToolNames
+from exporter.core.labels import CappedLabel
 from exporter.core.listing.walk import Walk
 from exporter.core.options import TrackerOptions
-from exporter.core.runs.lifecycle import RunBook
 from exporter.core.runs.record import RunRecord, endpoints_for
+from exporter.core.runs.run_info import TraceBuilder
 from exporter.core.views import (
     ApprovalWaitView,
     DeadlockView,

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from exporter.core.counting.labels import CappedLabel, enum_value
-from exporter.core.runs.lifecycle import RunBook
+from exporter.core.book.lifecycle import RunBook
+from exporter.core.labels import CappedLabel, enum_value
 from exporter.core.runs.record import Phase
 
 

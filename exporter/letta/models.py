@@ -2,7 +2,7 @@
 
 Enums are kept as plain strings: a server newer than 0.16.8 may add a status or stop
 reason, and dropping such a run would lose it. Label sanitising happens where values
-become labels (`exporter.core.counting.labels`), not here.
+become labels (`exporter.core.labels`), not here.
 """
 
 from __future__ import annotations

@@ -14,9 +14,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final
 
+from exporter.core.counting.tool_names import ToolNames
 from exporter.core.enrichment.availability import EndpointAvailability
 from exporter.core.enrichment.queue import EnrichmentQueue
-from exporter.core.enrichment.tool_names import ToolNames
 from exporter.core.runs.record import RunRecord
 from exporter.letta.client import LettaClient
 from exporter.letta.errors import LettaError, LettaNotFound, LettaNotImplemented, LettaPostponed

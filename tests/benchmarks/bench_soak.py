@@ -41,7 +41,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from exporter.cli.client import client_from_settings
 from exporter.cli.config import load_settings
 from exporter.cli.wiring import tracker_options
-from exporter.core.counting.labels import CappedLabel
+from exporter.core.labels import CappedLabel
 from exporter.core.tracker import Tracker
 from exporter.metrics.collector import RunsCollector
 from exporter.poll.cycle import Poller

@@ -1,1 +1,1 @@
-"""A finished run into samples: the counter, capped labels, prices, a trace's input."""
+"""A finished run into samples: the counter, prices, tool names."""

@@ -10,10 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from exporter.core.counting.labels import NONE, CappedLabel, enum_value, free_value
 from exporter.core.counting.pricing import PriceTable
-from exporter.core.counting.run_info import RunInfo, StepInfo, TraceBuilder
-from exporter.core.enrichment.tool_names import ToolNames
+from exporter.core.counting.tool_names import ToolNames
+from exporter.core.labels import NONE, CappedLabel, enum_value, free_value
 from exporter.core.runs.errors import failure_error_type
 from exporter.core.runs.inconsistency import finished_kinds
 from exporter.core.runs.record import (
@@ -23,6 +22,7 @@ from exporter.core.runs.record import (
     path_labels,
     run_duration_seconds,
 )
+from exporter.core.runs.run_info import RunInfo, StepInfo, TraceBuilder
 from exporter.letta.models import is_failure
 from exporter.series import catalogue as m
 from exporter.series.aggregates import Aggregates

@@ -1,2 +1,2 @@
 """What a finished run needs fetched before it counts: the queue, which endpoints are
-served, the rules of the messages and steps walks, tool names."""
+served, the rules of the messages and steps walks."""

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from exporter.core.counting.labels import free_value
-from exporter.core.counting.run_info import FetchedTrace, StepInfo
-from exporter.core.runs.lifecycle import RunBook
+from exporter.core.book.lifecycle import RunBook
+from exporter.core.labels import free_value
 from exporter.core.runs.record import Phase, RunRecord
+from exporter.core.runs.run_info import FetchedTrace, StepInfo
 from exporter.letta.models import RunMetrics, Step, Usage
 from exporter.series import catalogue as m
 from exporter.units import NS_PER_S

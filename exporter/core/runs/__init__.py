@@ -1,2 +1,2 @@
-"""A run's life in the exporter: its record, the table of records, the lifecycle rules
-(the run book), impossible states and error types."""
+"""One run as the exporter knows it: its record, error type, impossible states and what
+its trace is made of. Data and the rules that read one run only."""

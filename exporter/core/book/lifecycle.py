@@ -26,6 +26,7 @@ from collections.abc import Callable
 from typing import Final
 
 from exporter.core.approvals.feed import ApprovalFeed
+from exporter.core.book.table import RunTable
 from exporter.core.counting.counter import RunCounter, RunSample
 from exporter.core.listing.positions import Positions
 from exporter.core.options import TrackerOptions
@@ -44,7 +45,6 @@ from exporter.core.runs.record import (
     path_labels,
     run_type_of,
 )
-from exporter.core.runs.table import RunTable
 from exporter.letta.models import Run, to_epoch_ns
 from exporter.series import catalogue as m
 from exporter.units import NS_PER_S
