@@ -53,13 +53,7 @@ td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}tr:nth-child(even){
 class StatusPage:
     """Keeps the latest snapshot and an hour of samples; renders the page on request."""
 
-    def __init__(
-        self,
-        *,
-        endpoints_up: Callable[[], dict[str, bool]] = dict,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self._endpoints_up = endpoints_up
+    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
         self._history = History()
         self._snapshot = Snapshot()
@@ -68,11 +62,16 @@ class StatusPage:
     def publish(self, snapshot: Snapshot) -> None:
         """Take the snapshot /metrics now shows (called after each committed cycle)."""
         now = self._clock()
-        with self._lock:
-            self._snapshot = snapshot
+        self.show(snapshot)
         # Summing every series costs with many agents: only for the samples kept.
         if self._history.due(now):
             self._history.record(totals_of(snapshot, now))
+
+    def show(self, snapshot: Snapshot) -> None:
+        """Take the snapshot /metrics now shows without sampling it: the last cycle's,
+        with readings that changed since."""
+        with self._lock:
+            self._snapshot = snapshot
 
     def render(self) -> bytes:
         """The page as HTML."""
@@ -82,7 +81,7 @@ class StatusPage:
         latest = totals_of(snap, now)
         samples = [*self._history.samples(), latest]
         since = self._history.at(now - HOUR_S) or samples[0]
-        return _Page(snap, latest, since, samples, self._endpoints_up(), now).html()
+        return _Page(snap, latest, since, samples, now).html()
 
 
 def _metric(name: str, **labels: str) -> str:
@@ -123,14 +122,13 @@ class _Page:
         latest: Totals,
         since: Totals,
         samples: list[Totals],
-        endpoints: dict[str, bool],
         now: float,
     ) -> None:
         self.snap = snap
         self.latest = latest
         self.since = since
         self.samples = samples
-        self.endpoints = endpoints
+        self.endpoints = dict(snap.readings.endpoints_up)
         self.now = now
         self.names = dict(snap.agent_info)
 
