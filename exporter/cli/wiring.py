@@ -59,44 +59,33 @@ class Clocks:
     """The poll loop's wait between cycles, cut short by a stop."""
 
 
+@dataclass(slots=True)
 class Exporter:
     """Every part of a running exporter, wired; `run` polls (and ships spans) until stopped."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        *,
-        checkpoint: Checkpoint,
-        client: LettaClient,
-        poller: Poller,
-        registry: CollectorRegistry,
-        app: App,
-        web: WebConfigWatcher | None,
-        sink: SpanSink | None,
-        shipper: SpanShipper | None,
-    ) -> None:
-        self._settings = settings
-        self.checkpoint = checkpoint
-        self.client = client
-        self.poller = poller
-        self.registry = registry
-        """What a scrape of /metrics renders."""
-        self._app = app
-        self._web = web
-        self._sink = sink
-        self._shipper = shipper
+    settings: Settings
+    checkpoint: Checkpoint
+    client: LettaClient
+    poller: Poller
+    registry: CollectorRegistry
+    """What a scrape of /metrics renders."""
+    app: App
+    """/metrics, the status page and the health endpoints, as the HTTP server serves them."""
+    web: WebConfigWatcher | None
+    sink: SpanSink | None
+    shipper: SpanShipper | None
 
     def listen(self) -> HttpServer:
         """The HTTP server, bound to `--web.listen-address` (not serving yet)."""
-        host, port = self._settings.listen_host_port
+        host, port = self.settings.listen_host_port
         try:
-            return HttpServer(self._app, host, port, web=self._web)
+            return HttpServer(self.app, host, port, web=self.web)
         except OSError as exc:
             raise setting_error("web_listen_address", _cannot_listen(host, port, exc)) from None
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll, and ship spans when tracing is on, until `stop` is set."""
-        shipper = self._shipper
+        shipper = self.shipper
         shipping = asyncio.create_task(shipper.run(stop)) if shipper is not None else None
         try:
             await self.poller.run(stop)
@@ -108,8 +97,8 @@ class Exporter:
     async def close(self) -> None:
         """Let go of the OTLP exporter, the connections and the state file."""
         # Spans not exported yet stay in the outbox for the next start: nothing is lost.
-        if self._sink is not None:
-            self._sink.shutdown()
+        if self.sink is not None:
+            self.sink.shutdown()
         await self.client.aclose()
         self.checkpoint.close()
 
@@ -211,7 +200,7 @@ def build_exporter(
         status_page=status_page.render,
     )
     return Exporter(
-        settings,
+        settings=settings,
         checkpoint=checkpoint,
         client=client,
         poller=poller,
