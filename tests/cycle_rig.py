@@ -1,8 +1,9 @@
 """The exporter's poll cycle in-process, against a Letta API mocked with respx, on a fake clock.
 
-The one module that builds exporter parts for the cycle tests (tests/test_cycle_*.py) and
-reaches into exporter internals: those tests use only `CycleRig`, `RigLetta` and
-`Samples`, so when the tracker or the poller change shape only this file follows.
+The one module the cycle tests (tests/test_cycle_*.py) build the exporter with, through
+`exporter.cli.wiring.build_exporter` as `serve` does, and that reaches into its parts:
+those tests use only `CycleRig`, `RigLetta` and `Samples`, so when the tracker or the
+poller change shape only this file follows.
 
     async with open_rig(tmp_path, runs_grace_period=5) as rig:
         await rig.cycle()                       # first start: history is not counted

@@ -1,4 +1,5 @@
-"""The read-only view the collector renders: taken after each committed cycle."""
+"""The read-only view a scrape renders: taken after each committed cycle, published again
+when its readings change between cycles."""
 
 from __future__ import annotations
 
