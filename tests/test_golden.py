@@ -21,7 +21,7 @@ from exporter.letta.models import Run, RunMetrics, Step, Usage, to_epoch_ns
 from exporter.metrics import catalogue as m
 from exporter.metrics.aggregates import Aggregates
 from exporter.metrics.collector import RunsCollector
-from exporter.metrics.snapshot import Health, Snapshot
+from exporter.metrics.snapshot import Health, Readings, Snapshot
 from tests.conftest import FIXTURES, load_fixture
 from tests.tools import require_tool
 
@@ -91,8 +91,9 @@ def scenario_registry() -> CollectorRegistry:
         approval_waits=tuple(
             approval_waits(tracker.runs, tracker.labels.agent, now)
         ),  # the captured gamma agent's
+        readings=Readings(scope_verified=True),  # as scoped to a project
     )
-    collector = RunsCollector(scope_verified=lambda: True)  # as scoped to a project
+    collector = RunsCollector()
     collector.publish(snapshot)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(collector)
