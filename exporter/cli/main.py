@@ -113,7 +113,7 @@ async def serve(settings: Settings) -> int:
             "https" if server.tls else "http",
             settings.listen_host_port[0],
             server.port,
-            settings.base_url,
+            settings.display_url,
             settings.poll_interval,
         )
         stop = asyncio.Event()
