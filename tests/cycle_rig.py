@@ -1,8 +1,9 @@
 """The exporter's poll cycle in-process, against a Letta API mocked with respx, on a fake clock.
 
-The one module that builds exporter parts for the cycle tests (tests/test_cycle_*.py) and
-reaches into exporter internals: those tests use only `CycleRig`, `RigLetta` and
-`Samples`, so when the tracker or the poller change shape only this file follows.
+The one module the cycle tests (tests/test_cycle_*.py) build the exporter with, through
+`exporter.cli.wiring.build_exporter` as `serve` does, and that reaches into its parts:
+those tests use only `CycleRig`, `RigLetta` and `Samples`, so when the tracker or the
+poller change shape only this file follows.
 
     async with open_rig(tmp_path, runs_grace_period=5) as rig:
         await rig.cycle()                       # first start: history is not counted
@@ -34,20 +35,11 @@ from typing import Any
 
 import httpx
 import respx
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.cli.config import Settings, load_settings
-from exporter.cli.wiring import RequestMetrics, poll_options, restore_tracker
-from exporter.letta.client import LettaClient
-from exporter.letta.http import build_http_client
-from exporter.letta.requester import ClientOptions
-from exporter.metrics.collector import RunsCollector
-from exporter.poll.agent_names import UNKNOWN_REFRESH_S, AgentNames
-from exporter.poll.cycle import Poller
-from exporter.poll.scope import ScopeCheck
-from exporter.series.aggregates import Aggregates
-from exporter.store.checkpoint import Checkpoint
+from exporter.cli.config import load_settings
+from exporter.cli.wiring import Clocks, Exporter, build_exporter
 from tests.fake_letta.fake import FakeLetta
 
 BASE_URL = "http://letta.test"
@@ -197,7 +189,7 @@ class Samples:
 
 
 class CycleRig:
-    """One exporter (client, tracker, checkpoint, poller, collector) on the rig's clock."""
+    """One exporter, built by `exporter.cli.wiring.build_exporter`, on the rig's clock."""
 
     def __init__(self, state_path: Path, settings: Mapping[str, Any], start: float) -> None:
         self.now = start
@@ -212,7 +204,7 @@ class CycleRig:
                 **settings,
             }
         )
-        self._parts: _Exporter | None = None
+        self._exporter: Exporter | None = None
         self._run_until = start
         self.on_wait: Callable[[], None] | None = None
         """Called after each wait of `run_for` (and each wait the client does), with the
@@ -239,27 +231,31 @@ class CycleRig:
     # ---- the exporter ---------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the exporter on the state file (as the process does, minus the server)."""
-        assert self._parts is None, "already started"
-        self._parts = _Exporter(self.settings, self)
+        """Start the exporter on the state file (as the process does, minus the server and
+        tracing), built as `serve` builds it, on the rig's clock."""
+        assert self._exporter is None, "already started"
+        clocks = Clocks(
+            wall=lambda: self.now, monotonic=self.monotonic, sleep=self.sleep, wait=self.loop_wait
+        )
+        self._exporter = build_exporter(self.settings, environ={}, clocks=clocks)
 
     async def stop(self) -> None:
         """Stop it as SIGTERM does: the state file keeps what the last cycle committed."""
-        if self._parts is not None:
-            await self._parts.close()
-            self._parts = None
+        if self._exporter is not None:
+            await self._exporter.close()
+            self._exporter = None
 
     async def cycle(self) -> bool:
         """One poll cycle; True when every request of it succeeded."""
-        assert self._parts is not None, "not started"
-        return await self._parts.poller.cycle()
+        assert self._exporter is not None, "not started"
+        return await self._exporter.poller.cycle()
 
     async def run_for(self, seconds: float) -> None:
         """The poll loop (`Poller.run`, its waits included) for `seconds` of the rig's
         time: it stops at the first wait that ends after them."""
-        assert self._parts is not None, "not started"
+        assert self._exporter is not None, "not started"
         self._run_until = self.now + seconds
-        await self._parts.poller.run(asyncio.Event())
+        await self._exporter.poller.run(asyncio.Event())
 
     async def loop_wait(self, stop: asyncio.Event, seconds: float) -> None:
         """The poll loop's wait on the rig: time passes at once; `run_for` ends here."""
@@ -278,69 +274,8 @@ class CycleRig:
 
     def metrics(self) -> Samples:
         """What a scrape of /metrics shows now (the last committed cycle)."""
-        assert self._parts is not None, "not started"
-        return Samples(generate_latest(self._parts.registry).decode())
-
-
-class _Exporter:
-    """The parts `exporter.cli.main.serve` wires, without the HTTP server and tracing."""
-
-    def __init__(self, settings: Settings, rig: CycleRig) -> None:
-        self.checkpoint = Checkpoint(settings.state_path)
-        loaded = self.checkpoint.load()
-        aggregates = Aggregates()
-        aggregates.load(loaded.series)
-
-        tracker = restore_tracker(settings, loaded, aggregates)
-        requests = RequestMetrics(aggregates)
-
-        self.client = LettaClient(
-            build_http_client(
-                settings.base_url, api_key=None, user_id=None, timeout=settings.letta_timeout
-            ),
-            ClientOptions(
-                total_deadline=settings.letta_timeout * 3, retries=settings.letta_retries
-            ),
-            on_request=requests.request,
-            on_invalid_item=requests.invalid_item,
-            on_postponed=requests.postponed,
-            rate_limit=settings.letta_rate_limit,
-            clock=rig.monotonic,
-            sleep=rig.sleep,
-        )
-        scope = ScopeCheck(settings.project_id, settings.project)
-        collector = RunsCollector(
-            scope_verified=lambda: scope.verified,
-            request_rate=self.client.pace.rate,
-            endpoints_up=lambda: self.poller.endpoints.up(),
-        )
-        self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(collector)
-        self.poller = Poller(
-            self.client,
-            tracker,
-            self.checkpoint,
-            poll_options(settings),
-            publish=collector.publish,
-            first_start=loaded.fresh,
-            clock=lambda: rig.now,
-            agent_names=AgentNames(
-                self.client,
-                unknown_refresh_s=min(UNKNOWN_REFRESH_S, 2 * settings.poll_interval),
-                clock=rig.monotonic,
-            )
-            if settings.agents_names
-            else None,
-            scope=scope,
-            key_file=settings.api_key_file,
-            monotonic=rig.monotonic,
-            wait=rig.loop_wait,
-        )
-        collector.publish(self.poller.snapshot())
-
-    async def close(self) -> None:
-        await self.client.aclose()
-        self.checkpoint.close()
+        assert self._exporter is not None, "not started"
+        return Samples(generate_latest(self._exporter.registry).decode())
 
 
 @asynccontextmanager

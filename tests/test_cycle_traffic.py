@@ -152,3 +152,20 @@ async def test_random_429s_and_503s_lose_and_double_nothing(tmp_path: Path) -> N
         assert created[0] == 600
         assert rig.letta.random_answers >= 10
         assert rig.metrics().value(FINISHED) == created[0]
+
+
+async def test_a_cut_in_the_pace_is_on_metrics_before_the_cycle_ends(tmp_path: Path) -> None:
+    # A scrape reads the rate in force from the published snapshot, which is published
+    # again when the rate changes: a 429 storm shows while the cycle it slows is running.
+    rate = "letta_exporter_request_rate_limit"
+    async with open_rig(tmp_path, letta_rate_limit=0, runs_grace_period=0) as rig:
+        assert await rig.cycle()
+        assert rig.metrics().value(rate) == 0  # nothing caps the requests: no sample
+        for n in range(40):
+            rig.letta.finished(f"agent-{n % 4}")
+        rig.letta.set_request_budget(5.0)
+        during: list[float] = []
+        rig.on_wait = lambda: during.append(rig.metrics().value(rate))
+        rig.advance(1)
+        await rig.cycle()  # counts the 40 runs: about 45 requests, 5 a second answered
+        assert max(during) > 0, during

@@ -19,7 +19,7 @@ from exporter.core.tracker import Tracker
 from exporter.core.views import approval_waits, open_runs
 from exporter.letta.models import Run, RunMetrics, Step, Usage, to_epoch_ns
 from exporter.metrics.collector import RunsCollector
-from exporter.metrics.snapshot import Health, Snapshot
+from exporter.metrics.snapshot import Health, Readings, Snapshot
 from exporter.series import catalogue as m
 from exporter.series.aggregates import Aggregates
 from tests.conftest import FIXTURES, load_fixture
@@ -91,8 +91,9 @@ def scenario_registry() -> CollectorRegistry:
         approval_waits=tuple(
             approval_waits(tracker.runs, tracker.labels.agent, now)
         ),  # the captured gamma agent's
+        readings=Readings(scope_verified=True),  # as scoped to a project
     )
-    collector = RunsCollector(scope_verified=lambda: True)  # as scoped to a project
+    collector = RunsCollector()
     collector.publish(snapshot)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(collector)

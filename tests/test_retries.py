@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import email.utils
-import random
 from typing import Any
 
 import httpx
@@ -21,6 +20,7 @@ from exporter.letta.errors import (
 from exporter.letta.http import build_http_client
 from exporter.letta.pacing import ADJUST_EVERY_S, FLOOR_PER_S, AdaptivePace
 from exporter.letta.requester import ClientOptions
+from tests.throttling import ThrottlingServer
 
 letta_api = respx.MockRouter(using="httpx", assert_all_called=False)
 BASE = "http://letta.test"
@@ -217,33 +217,8 @@ async def test_the_rate_limit_spaces_requests() -> None:
     assert client.pace.rate() == 10.0
 
 
-class Server:
-    """Answers 429 above `limit` requests/s (a bucket of one request, as
-    FakeLetta.set_request_budget), at random with `noise`, or always (`storm`)."""
-
-    def __init__(self, *, limit: float | None = None, noise: float = 0.0) -> None:
-        self.limit = limit
-        self.noise = noise
-        self.storm = False
-        self._rng = random.Random(26)
-        self._tokens = 1.0
-        self._at = 0.0
-
-    def throttles(self, now: float) -> bool:
-        if self.storm or self._rng.random() < self.noise:
-            return True
-        if self.limit is None:
-            return False
-        self._tokens = min(1.0, self._tokens + (now - self._at) * self.limit)
-        self._at = now
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
-            return False
-        return True
-
-
 async def send_for(
-    pace: AdaptivePace, time: FakeTime, server: Server, seconds: float, demand: float
+    pace: AdaptivePace, time: FakeTime, server: ThrottlingServer, seconds: float, demand: float
 ) -> list[float | None]:
     """Requests at up to `demand`/s through the pace; the rate in force each second."""
     end = time.now + seconds
@@ -266,7 +241,7 @@ async def test_a_few_random_429s_do_not_slow_the_pace() -> None:
     fake_time = FakeTime()
     for cap in (50.0, 0.0):
         pace = AdaptivePace(cap, clock=fake_time, sleep=fake_time.sleep)
-        rates = await send_for(pace, fake_time, Server(noise=0.025), 120, demand=40)
+        rates = await send_for(pace, fake_time, ThrottlingServer(noise=0.025), 120, demand=40)
         assert set(rates) == {cap or None}
 
 
@@ -274,7 +249,7 @@ async def test_a_real_limit_is_found_and_held() -> None:
     fake_time = FakeTime()
     for cap in (50.0, 0.0):
         pace = AdaptivePace(cap, clock=fake_time, sleep=fake_time.sleep)
-        rates = await send_for(pace, fake_time, Server(limit=30), 70, demand=90)
+        rates = await send_for(pace, fake_time, ThrottlingServer(limit=30), 70, demand=90)
         held = rates[10:]
         assert all(rate is not None and 24 <= rate <= 36 for rate in held), rates
 
@@ -282,8 +257,7 @@ async def test_a_real_limit_is_found_and_held() -> None:
 async def test_a_storm_takes_the_pace_to_the_floor_and_quiet_brings_it_back() -> None:
     fake_time = FakeTime()
     pace = AdaptivePace(50.0, clock=fake_time, sleep=fake_time.sleep)
-    server = Server()
-    server.storm = True
+    server = ThrottlingServer(storm=True)
     rates = await send_for(pace, fake_time, server, 30, demand=100)
     # While the 429s go on the pace holds the floor (LettaExporterThrottledToFloor).
     assert rates[10:] == [FLOOR_PER_S] * len(rates[10:]), rates
@@ -295,10 +269,10 @@ async def test_a_storm_takes_the_pace_to_the_floor_and_quiet_brings_it_back() ->
 async def test_a_limit_that_lifts_lets_the_pace_go_without_a_cap() -> None:
     fake_time = FakeTime()
     pace = AdaptivePace(0.0, clock=fake_time, sleep=fake_time.sleep)
-    server = Server(limit=5)
+    server = ThrottlingServer(limit=5)
     rates = await send_for(pace, fake_time, server, 30, demand=40)
     assert rates[-1] is not None and rates[-1] < 10
-    server.limit = None
+    server.lift_limit()
     rates = await send_for(pace, fake_time, server, 60, demand=40)
     assert rates[-1] is None
 

@@ -172,3 +172,40 @@ def test_custom_header_values_stay_out_of_settings_and_start_up_errors(
         assert result.returncode == 2 and f"line 2 of {headers_file}" in result.stderr
         texts += [result.stdout, result.stderr]
     assert leaks(file_header, *texts) == []
+
+
+def test_a_password_in_the_letta_url_is_never_shown(tmp_path: Path) -> None:
+    password = canary()
+    texts: list[str | bytes] = []
+    with FakeLetta() as fake:
+        url = fake.base_url.replace("://", f"://ops:{password}@", 1)
+        exporter = Exporter(url, tmp_path / "s.sqlite")
+        with running(exporter) as exp:
+            exp.wait_ready()
+            fake.update_run(fake.create_run("agent-a"), status="completed", stop_reason="end_turn")
+            exp.wait_for(lambda: exp.finished() == expected(fake.truth()), what="the run counted")
+            texts += [exp.metrics_text(), exp.get("/").text]
+            assert exp.terminate() == 0
+        texts.append("\n".join(exporter.logs))
+        assert f"polling {fake.base_url} every" in texts[-1]
+    # Nothing answers there: `check` names the URL, not its password.
+    unreachable = f"http://ops:{password}@127.0.0.1:9"
+    check = subprocess.run(
+        [sys.executable, "-m", "exporter", "check", f"--letta.url={unreachable}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert check.returncode == 2 and "http://127.0.0.1:9" in check.stderr
+    # An API key as well would be a second Authorization header: refused at start.
+    both = subprocess.run(
+        [sys.executable, "-m", "exporter", f"--letta.url={unreachable}"],
+        env={**exporter.env, "LETTA_API_KEY": canary()},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert both.returncode == 2 and "keep one" in both.stderr
+    assert "Traceback" not in both.stderr
+    texts += [check.stdout, check.stderr, both.stdout, both.stderr]
+    assert leaks(password, *texts) == []

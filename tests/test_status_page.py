@@ -16,7 +16,7 @@ import pytest
 import trustme
 
 from exporter.core.views import ApprovalWaitView, OpenRunView
-from exporter.metrics.snapshot import Health, Snapshot
+from exporter.metrics.snapshot import Health, Readings, Snapshot
 from exporter.series import catalogue as m
 from exporter.series.aggregates import Aggregates
 from exporter.web.history import HOUR_S, SAMPLE_EVERY_S, History, totals_of
@@ -34,7 +34,13 @@ class Clock:
         return self.now
 
 
-def snapshot(completed: int, failed: int, *, name: str = "support-desk") -> Snapshot:
+def snapshot(
+    completed: int,
+    failed: int,
+    *,
+    name: str = "support-desk",
+    endpoints_up: tuple[tuple[str, bool], ...] = (),
+) -> Snapshot:
     aggregates = Aggregates()
     aggregates.inc(m.RUNS_FINISHED, (AGENT, "completed", "end_turn"), completed)
     aggregates.inc(m.RUNS_FINISHED, (AGENT, "failed", "llm_api_error"), failed)
@@ -50,6 +56,7 @@ def snapshot(completed: int, failed: int, *, name: str = "support-desk") -> Snap
         approval_waits=(ApprovalWaitView(AGENT, 1),),
         agent_info=((AGENT, name),),
         health=health,
+        readings=Readings(endpoints_up=endpoints_up),
     )
 
 
@@ -62,10 +69,10 @@ def numbers(html: str) -> dict[str, float]:
 
 def test_the_page_shows_totals_as_metrics_does_and_the_last_hour_as_differences() -> None:
     clock = Clock()
-    page = StatusPage(clock=clock, endpoints_up=lambda: {"steps": True, "metrics": False})
+    page = StatusPage(clock=clock)
     page.publish(snapshot(10, 2))
     clock.now += HOUR_S + 600
-    page.publish(snapshot(40, 5))
+    page.publish(snapshot(40, 5, endpoints_up=(("steps", True), ("metrics", False))))
     html = page.render().decode()
     shown = numbers(html)
     assert shown['letta_runs_finished_total{status="completed",stop_reason="end_turn"}'] == 40

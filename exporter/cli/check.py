@@ -117,7 +117,7 @@ def main(argv: Sequence[str]) -> int:
         runs = asyncio.run(fetch_runs(settings, since_s))
     except LettaError as exc:
         print(
-            f"letta-exporter check: cannot read runs from {settings.base_url}: {exc}",
+            f"letta-exporter check: cannot read runs from {settings.display_url}: {exc}",
             file=sys.stderr,
         )
         return EXIT_ERROR
@@ -280,10 +280,10 @@ def _main_wait(args: dict[str, Any]) -> int:
     try:
         result = asyncio.run(_wait(settings, run_ids, agents, timeout_s))
     except UnknownRun as exc:
-        _error(f"run {exc.run_id} does not exist on {settings.base_url}")
+        _error(f"run {exc.run_id} does not exist on {settings.display_url}")
         return EXIT_ERROR
     except LettaError as exc:
-        _error(f"cannot read runs from {settings.base_url}: {exc}")
+        _error(f"cannot read runs from {settings.display_url}: {exc}")
         return EXIT_ERROR
     except KeyboardInterrupt:
         _error("interrupted before the runs ended")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
+from collections.abc import Awaitable, Callable
 
 from exporter.cli.config import Settings
 from exporter.letta.client import InvalidItemObserver, LettaClient
@@ -25,8 +28,11 @@ def client_from_settings(
     on_request: RequestObserver | None = None,
     on_invalid_item: InvalidItemObserver | None = None,
     on_postponed: PostponeObserver | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> LettaClient:
-    """The client the `--letta.*` settings describe (the serve loop and `check` alike)."""
+    """The client the `--letta.*` settings describe (the serve loop and `check` alike);
+    its pace and retries wait on `clock` and `sleep`."""
     user_id = settings.user_id
     if settings.cloud and user_id is not None:
         log.warning("--letta.user-id does not apply to Letta Cloud (the API key is the user)")
@@ -53,4 +59,6 @@ def client_from_settings(
         on_invalid_item=on_invalid_item,
         on_postponed=on_postponed,
         rate_limit=settings.letta_rate_limit,
+        clock=clock,
+        sleep=sleep,
     )

@@ -36,6 +36,15 @@ Duration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
 PositiveDuration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
 
 
+# The user:password@ part of a URL, a credential: never shown.
+_USERINFO: Final = re.compile(r"(?<=://)[^@/\s]*@")
+
+
+def without_userinfo(url: str) -> str:
+    """`url` without its user:password@ part."""
+    return _USERINFO.sub("", url, count=1)
+
+
 class Settings(BaseSettings):
     """Validated configuration of one exporter process."""
 
@@ -106,7 +115,7 @@ class Settings(BaseSettings):
     @classmethod
     def _http_url(cls, value: str) -> str:
         if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", value):
-            raise ValueError(f"{value!r} is not an http:// or https:// URL")
+            raise ValueError(f"{without_userinfo(value)!r} is not an http:// or https:// URL")
         return value.rstrip("/")
 
     @field_validator("user_id")
@@ -179,6 +188,22 @@ class Settings(BaseSettings):
             _headers_from(self.custom_headers), _headers_from(self.letta_headers_file)
         )
         return self
+
+    @model_validator(mode="after")
+    def _one_authorization(self) -> Settings:
+        # httpx sends a URL's user:password as basic auth, the key as a bearer token: both
+        # are the Authorization header, and the request would fail on every poll.
+        if _USERINFO.search(self.base_url) and self.api_key is not None:
+            raise ValueError(
+                "LETTA_BASE_URL (--letta.url) carries a user and password and an API key is "
+                "set: both would be the Authorization header; keep one"
+            )
+        return self
+
+    @property
+    def display_url(self) -> str:
+        """The base URL as logs and errors show it: without a user or password."""
+        return without_userinfo(self.base_url)
 
     @property
     def extra_headers(self) -> dict[str, SecretStr]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client.core import (
@@ -47,20 +47,9 @@ _ZERO_INIT_COUNTERS: dict[MetricSpec, tuple[tuple[str, ...], ...]] = {
 class RunsCollector(Collector):
     """A prometheus_client collector over the latest Snapshot (swapped atomically)."""
 
-    def __init__(
-        self,
-        *,
-        web_config_ok: Callable[[], bool] = lambda: True,
-        scope_verified: Callable[[], bool | None] = lambda: None,
-        request_rate: Callable[[], float | None] = lambda: None,
-        endpoints_up: Callable[[], dict[str, bool]] = dict,
-    ) -> None:
+    def __init__(self) -> None:
         self._snapshot = Snapshot()
         self._lock = threading.Lock()
-        self._web_config_ok = web_config_ok
-        self._scope_verified = scope_verified
-        self._request_rate = request_rate
-        self._endpoints_up = endpoints_up
 
     def publish(self, snapshot: Snapshot) -> None:
         """Make `snapshot` what the next scrape shows."""
@@ -139,11 +128,10 @@ class RunsCollector(Collector):
         )
         yield _gauge(m.POLL_DURATION, {(): health.poll_duration_s})
         yield _gauge(m.POLL_BACKOFF, {(): health.backoff_s})
-        rate = self._request_rate()
+        readings = snap.readings
+        rate = readings.request_rate
         yield _gauge(m.REQUEST_RATE_LIMIT, {} if rate is None else {(): rate})
-        yield _gauge(
-            m.ENDPOINT_UP, {(name,): float(up) for name, up in self._endpoints_up().items()}
-        )
+        yield _gauge(m.ENDPOINT_UP, {(name,): float(up) for name, up in readings.endpoints_up})
         yield _gauge(m.FOLLOWED_RUNS, {(): float(snap.followed)})
         yield _gauge(m.ENRICHMENT_BACKLOG, {(): float(snap.enrichment_backlog)})
         yield _gauge(m.BACKFILL_REMAINING, {(): snap.backfill_remaining_s})
@@ -153,8 +141,8 @@ class RunsCollector(Collector):
             {(p,): float(p == snap.cursor_param) for p in ("before", "after", "unknown")},
         )
         yield _gauge(m.COUNTING_LAG, {(): snap.counting_lag_s})
-        yield _gauge(m.WEB_CONFIG_RELOAD_OK, {(): 1.0 if self._web_config_ok() else 0.0})
-        verified = self._scope_verified()
+        yield _gauge(m.WEB_CONFIG_RELOAD_OK, {(): 1.0 if readings.web_config_ok else 0.0})
+        verified = readings.scope_verified
         yield _gauge(m.SCOPE_VERIFIED, {} if verified is None else {(): float(verified)})
 
 

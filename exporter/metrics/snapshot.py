@@ -1,4 +1,5 @@
-"""The read-only view the collector renders: taken after each committed cycle."""
+"""The read-only view a scrape renders: taken after each committed cycle, published again
+when its readings change between cycles."""
 
 from __future__ import annotations
 
@@ -39,6 +40,22 @@ class Health:
 
 
 @dataclass(frozen=True, slots=True)
+class Readings:
+    """What changes between cycles: read when a snapshot is published and again when it
+    may have changed (after each answer from Letta, after a web config reload), so a
+    scrape reads it here instead of asking the parts."""
+
+    request_rate: float | None = None
+    """Requests per second the pace allows; None while nothing caps them."""
+    endpoints_up: tuple[tuple[str, bool], ...] = ()
+    """(enrichment endpoint, served) for every endpoint asked so far."""
+    scope_verified: bool | None = None
+    """None without a project; else whether Letta's steps showed the scope applied."""
+    web_config_ok: bool = True
+    """Whether the last reload of --web.config.file loaded (True without one)."""
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     """Everything one scrape shows; never mutated after it is published."""
 
@@ -55,3 +72,4 @@ class Snapshot:
     deadlocks: tuple[DeadlockView, ...] = ()
     cursor_param: str = "unknown"
     counting_lag_s: float = 0.0
+    readings: Readings = field(default_factory=Readings)

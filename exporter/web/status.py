@@ -12,14 +12,16 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections import Counter
+from collections.abc import Callable, Hashable, Iterable
 from datetime import UTC, datetime
 from html import escape
-from typing import Final
+from typing import Final, TypeVar
 
 from exporter import __version__
 from exporter.metrics.snapshot import Snapshot
 from exporter.series import catalogue as m
+from exporter.series.catalogue import MetricSpec
 from exporter.web.charts import Series, lines, stacked_bars
 from exporter.web.history import HOUR_S, History, Totals, totals_of
 
@@ -31,6 +33,7 @@ _OUTCOME_COLOURS: Final = {
     "cancelled": "#8c8c8c",
 }
 _OTHER_COLOUR: Final = "#e0a030"
+_Key = TypeVar("_Key", bound=Hashable)
 
 _STYLE: Final = """
 body{font:14px/1.4 system-ui,sans-serif;margin:0;background:#f6f7f9;color:#222}
@@ -53,13 +56,7 @@ td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}tr:nth-child(even){
 class StatusPage:
     """Keeps the latest snapshot and an hour of samples; renders the page on request."""
 
-    def __init__(
-        self,
-        *,
-        endpoints_up: Callable[[], dict[str, bool]] = dict,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self._endpoints_up = endpoints_up
+    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
         self._history = History()
         self._snapshot = Snapshot()
@@ -68,11 +65,16 @@ class StatusPage:
     def publish(self, snapshot: Snapshot) -> None:
         """Take the snapshot /metrics now shows (called after each committed cycle)."""
         now = self._clock()
-        with self._lock:
-            self._snapshot = snapshot
+        self.show(snapshot)
         # Summing every series costs with many agents: only for the samples kept.
         if self._history.due(now):
             self._history.record(totals_of(snapshot, now))
+
+    def show(self, snapshot: Snapshot) -> None:
+        """Take the snapshot /metrics now shows without sampling it: the last cycle's,
+        with readings that changed since."""
+        with self._lock:
+            self._snapshot = snapshot
 
     def render(self) -> bytes:
         """The page as HTML."""
@@ -82,7 +84,7 @@ class StatusPage:
         latest = totals_of(snap, now)
         samples = [*self._history.samples(), latest]
         since = self._history.at(now - HOUR_S) or samples[0]
-        return _Page(snap, latest, since, samples, self._endpoints_up(), now).html()
+        return _Page(snap, latest, since, samples, now).html()
 
 
 def _metric(name: str, **labels: str) -> str:
@@ -95,6 +97,11 @@ def _num(value: float, metric: str | None = None, shown: str | None = None) -> s
     if metric is None:
         return escape(text)
     return f'<span data-metric="{escape(metric)}" data-value="{value!r}">{escape(text)}</span>'
+
+
+def _count(value: float, metric: str | None = None) -> str:
+    """A right-aligned table cell with a number."""
+    return f'<td class="n">{_num(value, metric)}</td>'
 
 
 def _ago(seconds: float) -> str:
@@ -123,14 +130,13 @@ class _Page:
         latest: Totals,
         since: Totals,
         samples: list[Totals],
-        endpoints: dict[str, bool],
         now: float,
     ) -> None:
         self.snap = snap
         self.latest = latest
         self.since = since
         self.samples = samples
-        self.endpoints = endpoints
+        self.endpoints = dict(snap.readings.endpoints_up)
         self.now = now
         self.names = dict(snap.agent_info)
 
@@ -265,43 +271,51 @@ class _Page:
         )
 
     def outcomes(self) -> str:
-        now, then = self.latest.finished, self.since.finished
-        rows = [
-            (
-                f"<td>{escape(status)}</td><td>{escape(reason)}</td>",
-                f'<td class="n">{_num(max(0, value - then[(status, reason)]))}</td>',
-                '<td class="n">'
-                + _num(
-                    value, _metric(m.RUNS_FINISHED.exposed_name, status=status, stop_reason=reason)
-                )
-                + "</td>",
-            )
-            for (status, reason), value in sorted(now.items(), key=lambda kv: -kv[1])
-        ]
-        return (
-            "<section><h2>Runs by outcome</h2><table><tr><th>status</th><th>stop reason</th>"
-            f'<th class="n">{escape(self.window())}</th><th class="n">total</th></tr>'
-            f"{_rows(rows)}</table></section>"
+        return self.by_labels(
+            "Runs by outcome",
+            m.RUNS_FINISHED,
+            ("status", "stop_reason"),
+            self.latest.finished,
+            self.since.finished,
+            lambda key: key,
         )
 
     def failures(self) -> str:
-        now, then = self.latest.failed, self.since.failed
+        return self.by_labels(
+            "Failures by error type",
+            m.RUNS_FAILED,
+            ("error_type",),
+            self.latest.failed,
+            self.since.failed,
+            lambda error_type: (error_type,),
+            empty='<tr><td colspan=3 class="muted">no failed run counted</td></tr>',
+        )
+
+    def by_labels(
+        self,
+        title: str,
+        spec: MetricSpec,
+        labels: tuple[str, ...],
+        now: Counter[_Key],
+        then: Counter[_Key],
+        label_values: Callable[[_Key], tuple[str, ...]],
+        *,
+        empty: str = "",
+    ) -> str:
+        """One counter's totals by `labels` (a key's `label_values`), most first, and what the
+        window added to each."""
         rows = [
             (
-                f"<td>{escape(error_type)}</td>",
-                f'<td class="n">{_num(max(0, value - then[error_type]))}</td>',
-                '<td class="n">'
-                + _num(value, _metric(m.RUNS_FAILED.exposed_name, error_type=error_type))
-                + "</td>",
+                "".join(f"<td>{escape(value)}</td>" for value in label_values(key)),
+                _count(max(0, total - then[key])),
+                _count(
+                    total,
+                    _metric(spec.exposed_name, **dict(zip(labels, label_values(key), strict=True))),
+                ),
             )
-            for error_type, value in sorted(now.items(), key=lambda kv: -kv[1])
+            for key, total in sorted(now.items(), key=lambda kv: -kv[1])
         ]
-        empty = '<tr><td colspan=3 class="muted">no failed run counted</td></tr>'
-        return (
-            "<section><h2>Failures by error type</h2><table><tr><th>error type</th>"
-            f'<th class="n">{escape(self.window())}</th><th class="n">total</th></tr>'
-            f"{_rows(rows) or empty}</table></section>"
-        )
+        return self.table(title, [label.replace("_", " ") for label in labels], rows, empty=empty)
 
     def agents(self) -> str:
         finished = self.latest.finished_by_agent
@@ -311,20 +325,31 @@ class _Page:
         rows = [
             (
                 f"<td>{escape(self.names.get(agent, agent))}</td>",
-                f'<td class="n">{_num(max(0, recent[agent]))}</td>',
-                '<td class="n">'
-                + _num(total, _metric(m.RUNS_FINISHED.exposed_name, agent=agent))
-                + "</td>",
-                '<td class="n">'
-                + _num(failed[agent], _metric(m.RUNS_FAILED.exposed_name, agent=agent))
-                + "</td>",
+                _count(max(0, recent[agent])),
+                _count(total, _metric(m.RUNS_FINISHED.exposed_name, agent=agent)),
+                _count(failed[agent], _metric(m.RUNS_FAILED.exposed_name, agent=agent)),
             )
             for agent, total in finished.most_common(TOP_AGENTS)
         ]
+        return self.table("Top agents", ["agent"], rows, more=["failing"])
+
+    def table(
+        self,
+        title: str,
+        keys: list[str],
+        rows: Iterable[Iterable[str]],
+        *,
+        more: list[str] | None = None,
+        empty: str = "",
+    ) -> str:
+        """A section with a table: `keys` columns, then the window's and the total
+        counts and `more` count columns; `empty` stands for no rows."""
+        heads = "".join(f"<th>{key}</th>" for key in keys) + "".join(
+            f'<th class="n">{head}</th>' for head in [escape(self.window()), "total", *(more or [])]
+        )
         return (
-            f"<section><h2>Top agents</h2><table><tr><th>agent</th>"
-            f'<th class="n">{escape(self.window())}</th><th class="n">total</th>'
-            f'<th class="n">failing</th></tr>{_rows(rows)}</table></section>'
+            f"<section><h2>{title}</h2><table><tr>{heads}</tr>"
+            f"{_rows(rows) or empty}</table></section>"
         )
 
     def health(self) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from exporter.letta.auth import Fingerprint, file_fingerprint
@@ -34,7 +35,13 @@ class WebConfigWatcher:
     until a later change loads.
     """
 
-    def __init__(self, initial: WebSecurity, *, check_every_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        initial: WebSecurity,
+        *,
+        check_every_s: float = 1.0,
+        on_reload: Callable[[], None] = lambda: None,
+    ) -> None:
         self._current = initial
         self._fingerprint = _fingerprint(initial.watched)
         self._failure: str | None = None
@@ -42,6 +49,9 @@ class WebConfigWatcher:
         self._next_check = time.monotonic() + check_every_s
         self._lock = threading.Lock()
         self.last_reload_ok = True
+        # Told on the thread of the request that reloaded, before that request is
+        # answered: a scrape that finds a new file shows the outcome at once.
+        self._on_reload = on_reload
 
     def current(self) -> WebSecurity:
         """The configuration to apply to a connection or request starting now."""
@@ -71,10 +81,12 @@ class WebConfigWatcher:
                 log.warning("%s; still serving with the previous web configuration", exc)
             self._failure = str(exc)
             self.last_reload_ok = False
+            self._on_reload()
             return
         # The fingerprint taken before reading: a change made while reading loads again.
         self._fingerprint = before if new.watched == old.watched else _fingerprint(new.watched)
         self._failure = None
         self._current = new
         self.last_reload_ok = True
+        self._on_reload()
         log.info("web config %s reloaded", old.path)

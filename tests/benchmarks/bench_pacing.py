@@ -25,10 +25,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
-import random
 from dataclasses import dataclass, field
 
 from exporter.letta.pacing import AdaptivePace
+from tests.throttling import ThrottlingServer
 
 
 class VirtualTime:
@@ -40,32 +40,6 @@ class VirtualTime:
 
     async def sleep(self, seconds: float) -> None:
         self.now += max(seconds, 1e-6)
-
-
-@dataclass
-class Server:
-    """Answers 429 above `limit` requests/s (bucket of one), and at random with `noise`."""
-
-    limit: float | None = None
-    noise: float = 0.0
-    everything_429: bool = False
-    rng: random.Random = field(default_factory=lambda: random.Random(26))
-    _tokens: float = 1.0
-    _at: float = 0.0
-
-    def throttles(self, now: float) -> bool:
-        if self.everything_429:
-            return True
-        if self.rng.random() < self.noise:
-            return True
-        if self.limit is None:
-            return False
-        self._tokens = min(1.0, self._tokens + (now - self._at) * self.limit)
-        self._at = now
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
-            return False
-        return True
 
 
 @dataclass
@@ -85,7 +59,7 @@ class Seconds:
 async def drive(
     pace: AdaptivePace,
     clock: VirtualTime,
-    server: Server,
+    server: ThrottlingServer,
     seconds: float,
     demand: float,
     log: Seconds,
@@ -133,7 +107,7 @@ async def run(seconds: float) -> None:
         clock = VirtualTime()
         pace = AdaptivePace(cap, clock=clock, sleep=clock.sleep)
         log = Seconds()
-        await drive(pace, clock, Server(noise=0.025), seconds, demand, log)
+        await drive(pace, clock, ThrottlingServer(noise=0.025), seconds, demand, log)
         line(f"noise 2.5% cap={cap:g} demand={demand:g}", log, 0)
     for limit in (5.0, 30.0, 100.0):
         for cap in (0.0, 50.0):
@@ -142,16 +116,16 @@ async def run(seconds: float) -> None:
             clock = VirtualTime()
             pace = AdaptivePace(cap, clock=clock, sleep=clock.sleep)
             log = Seconds()
-            await drive(pace, clock, Server(limit=limit), seconds, 3 * limit, log)
+            await drive(pace, clock, ThrottlingServer(limit=limit), seconds, 3 * limit, log)
             found = found_after(log, limit)
             line(f"limit {limit:g}/s cap={cap:g}", log, 10, found)
     for cap in (50.0, 0.0):
         clock = VirtualTime()
         pace = AdaptivePace(cap, clock=clock, sleep=clock.sleep)
-        server = Server(limit=5.0)
+        server = ThrottlingServer(limit=5.0)
         log = Seconds()
         await drive(pace, clock, server, seconds, 40.0, log)
-        server.limit = None
+        server.lift_limit()
         lifted = clock.now
         while pace.rate() is not None and pace.rate() != cap:
             await drive(pace, clock, server, 1.0, 80.0, log)
@@ -165,7 +139,7 @@ async def run(seconds: float) -> None:
     clock = VirtualTime()
     pace = AdaptivePace(50.0, clock=clock, sleep=clock.sleep)
     log = Seconds()
-    await drive(pace, clock, Server(everything_429=True), seconds, math.inf, log)
+    await drive(pace, clock, ThrottlingServer(storm=True), seconds, math.inf, log)
     print(f"storm, cap=50: {sum(log.sent)} requests in {seconds:g} s, lowest rate {pace.rate()}")
 
 

@@ -13,6 +13,7 @@ from typing import Final
 
 from tests.fake_letta.responses import Response, detail_response
 from tests.fake_letta.shapes import REQUEST_CONFIG_JSON
+from tests.throttling import TokenBucket
 
 FAULT_KINDS: Final = frozenset(
     {"408", "409", "500", "502", "503", "429", "timeout", "hang", "truncated", "reset"}
@@ -47,9 +48,7 @@ class FaultPlan:
         self._fault_lock = threading.Lock()
         self._faults: list[Fault] = []
         self._monotonic = monotonic
-        self._budget: tuple[float, float] | None = None
-        self._budget_tokens = 0.0
-        self._budget_at = 0.0
+        self._budget: TokenBucket | None = None
         self.throttled = 0  # requests answered 429 for exceeding the budget
         self._random: list[tuple[int, float, str | None]] = []
         self._rng = random.Random(0)
@@ -139,9 +138,11 @@ class FaultPlan:
         beyond ``per_s`` a second, a bucket of ``burst`` requests; None lifts the budget.
         How a shared API that publishes no limit answers a client that is too fast."""
         with self._fault_lock:
-            self._budget = (per_s, burst) if per_s is not None else None
-            self._budget_tokens = burst
-            self._budget_at = self._monotonic()
+            self._budget = (
+                TokenBucket(per_s, burst=burst, now=self._monotonic())
+                if per_s is not None
+                else None
+            )
 
     def _over_budget(self) -> int | None:
         """None when the request fits the budget (taking a token), else the wait in ms."""
@@ -150,15 +151,11 @@ class FaultPlan:
         with self._fault_lock:
             if self._budget is None:
                 return None
-            per_s, burst = self._budget
-            now = self._monotonic()
-            self._budget_tokens = min(burst, self._budget_tokens + (now - self._budget_at) * per_s)
-            self._budget_at = now
-            if self._budget_tokens >= 1.0:
-                self._budget_tokens -= 1.0
+            wait_s = self._budget.take(self._monotonic())
+            if wait_s is None:
                 return None
             self.throttled += 1
-            return max(1, math.ceil((1.0 - self._budget_tokens) / per_s * 1000))
+            return max(1, math.ceil(wait_s * 1000))
 
     def clear_faults(self) -> None:
         """Drop every fault not yet consumed."""
