@@ -7,7 +7,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-POLL = Path(__file__).resolve().parent.parent / "exporter" / "poll"
+EXPORTER = Path(__file__).resolve().parent.parent / "exporter"
+POLL = EXPORTER / "poll"
 
 
 def _chains(tree: ast.AST) -> list[tuple[int, str]]:
@@ -51,3 +52,19 @@ def test_the_check_sees_such_a_chain() -> None:
         "tracker.runs.records.next_settle_ns",
         "self._runs.positions.pending_walk",
     ]
+
+
+def test_nothing_outside_the_core_opens_the_tracker_up() -> None:
+    """`tracker.runs` is the run book itself: only the core and the tests use it."""
+    offenders = []
+    for path in sorted(EXPORTER.rglob("*.py")):
+        if EXPORTER / "core" in path.parents:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Attribute) or node.attr != "runs":
+                continue
+            owner = node.value
+            name = owner.id if isinstance(owner, ast.Name) else getattr(owner, "attr", "")
+            if name.lstrip("_") == "tracker":
+                offenders.append(f"{path.relative_to(EXPORTER)}:{node.lineno}")
+    assert offenders == []

@@ -253,7 +253,7 @@ def _log_start(settings: Settings, loaded: Loaded, tracker: Tracker) -> None:
         return
     if settings.backfill is not None:
         log.warning("--backfill ignored: %s already holds state", settings.state_path)
-    log.info("resuming from %s (%d runs tracked)", settings.state_path, len(tracker.runs.records))
+    log.info("resuming from %s (%d runs tracked)", settings.state_path, tracker.tracked_count())
 
 
 def _cannot_listen(host: str, port: int, exc: OSError) -> str:
@@ -320,7 +320,7 @@ def restore_tracker(
         tool_names=loaded.tool_names,
         build_trace=build_trace,
     )
-    tracker.runs.load(loaded.records, loaded.meta)
+    tracker.load(loaded.records, loaded.meta)
     return tracker
 
 

@@ -71,6 +71,14 @@ class Tracker:
         self.runs = RunBook(options, self.counter, endpoints=endpoints, agent_allowed=agent_allowed)
         self.enrichment = EnrichmentQueue(self.runs, endpoints)
 
+    def load(self, records: list[RunRecord], meta: dict[str, str]) -> None:
+        """Restore the run book (records, positions, approvals) from the checkpoint."""
+        self.runs.load(records, meta)
+
+    def tracked_count(self) -> int:
+        """Run records held: open, settling, enriching, or counted within the window."""
+        return len(self.runs.records)
+
     # ---- what the poll layer saw ----------------------------------------------------
 
     def inc(self, spec: MetricSpec, labels: tuple[str, ...] = ()) -> None:
