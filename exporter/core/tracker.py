@@ -20,7 +20,7 @@ from exporter.core.counting.pricing import PriceTable
 from exporter.core.counting.tool_names import ToolNames
 from exporter.core.enrichment.queue import EnrichmentQueue
 from exporter.core.labels import CappedLabel
-from exporter.core.listing.walk import Walk
+from exporter.core.listing.walk import PageResult, Walk
 from exporter.core.options import TrackerOptions
 from exporter.core.runs.record import RunRecord, endpoints_for
 from exporter.core.runs.run_info import TraceBuilder
@@ -97,9 +97,17 @@ class Tracker:
         """One observation of a run from any endpoint (`RunBook.observe`)."""
         self.runs.observe(run, now, count=count, follow_old=follow_old, floor=floor)
 
-    def observe_backfill(self, run: Run, now: int, created: int | None = None) -> None:
-        """A run from a walk region no walk has visited (`RunBook.observe_backfill`)."""
-        self.runs.observe_backfill(run, now, created)
+    def observe_page(self, page: PageResult, walk: Walk, now: int) -> None:
+        """The runs a page of `walk` showed for the first time this walk: a counting first
+        walk (a backfill) reads a region no walk has visited, any other walk re-reads
+        the dedupe window."""
+        runs = self.runs
+        if walk.first and walk.count:
+            for run, created in zip(page.fresh, page.fresh_created, strict=True):
+                runs.observe_backfill(run, now, created)
+        else:
+            for run in page.fresh:
+                runs.observe(run, now, count=walk.count, floor=walk.floor_ns)
 
     def vanished(self, run_id: str, now: int) -> None:
         """A followed run answered 404: deleted (or its agent was)."""

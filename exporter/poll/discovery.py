@@ -78,12 +78,7 @@ class Discovery:
         # Closed at once when the walk pauses part-way (stall, backpressure), not at GC.
         async with aclosing(pages):
             async for page in pages:
-                if walk.first and walk.count:
-                    for run, created in zip(page.fresh, page.fresh_created, strict=True):
-                        tracker.observe_backfill(run, now, created)
-                else:
-                    for run in page.fresh:
-                        tracker.observe(run, now, count=walk.count, floor=walk.floor_ns)
+                tracker.observe_page(page, walk, now)
                 head_rows += len(page.fresh)
                 if page.stalled:
                     tracker.inc(m.PAGINATION_STALLS)
