@@ -11,9 +11,9 @@ from typing import Any
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 
-from exporter.core.counting import run_info_of
-from exporter.core.records import Phase, RunRecord
-from exporter.core.run_info import RunInfo, StepInfo
+from exporter.core.counting.counter import run_info_of
+from exporter.core.runs.record import Phase, RunRecord
+from exporter.core.runs.run_info import RunInfo, StepInfo
 from exporter.letta.models import Run, Step
 from tests.conftest import load_fixture
 

@@ -1,4 +1,5 @@
-"""Pending approvals per agent and conversation, from the runs alone (exporter.core.approvals)."""
+"""Pending approvals per agent and conversation, from the runs alone
+(exporter.core.approvals.book)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from exporter.core.approvals import ApprovalBook, refused_for_pending_approval
+from exporter.core.approvals.book import ApprovalBook, refused_for_pending_approval
 from exporter.letta.models import Run, to_epoch_ns
 from tests.conftest import load_fixture
 
@@ -178,7 +179,7 @@ def test_the_tracker_feeds_the_book_from_every_observation() -> None:
     from exporter.core.options import TrackerOptions
     from exporter.core.tracker import Tracker
     from exporter.core.views import approval_waits
-    from exporter.metrics.aggregates import Aggregates
+    from exporter.series.aggregates import Aggregates
 
     gamma = [Run.model_validate(r) for r in load_fixture("list/runs_agent_id_gamma.json")]
     tracker = Tracker(TrackerOptions(grace_ns=0), Aggregates(), CappedLabel("agent", 10))

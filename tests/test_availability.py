@@ -9,7 +9,7 @@ import httpx
 import pytest
 import respx
 
-from exporter.core.availability import RECHECK_NS, RUNS_TO_DECIDE, EndpointAvailability
+from exporter.core.enrichment.availability import RECHECK_NS, RUNS_TO_DECIDE, EndpointAvailability
 from exporter.letta.client import MESSAGES_PAGE, LettaClient
 from exporter.letta.http import build_http_client
 from exporter.letta.requester import ClientOptions
@@ -26,7 +26,7 @@ def test_an_endpoint_is_down_after_a_few_runs_in_a_row_and_logged_once(
     endpoints = EndpointAvailability()
     endpoints.register("metrics")
     assert endpoints.up() == {"metrics": True}
-    caplog.set_level(logging.INFO, "exporter.core.availability")
+    caplog.set_level(logging.INFO, "exporter.core.enrichment.availability")
     for _ in range(RUNS_TO_DECIDE - 1):
         endpoints.not_served("metrics", 0, "404")
     assert endpoints.up() == {"metrics": True}

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from exporter.core.changes import ChangeSet
-from exporter.core.records import Phase, RunRecord
-from exporter.metrics import catalogue as m
-from exporter.metrics.aggregates import Aggregates
+from exporter.core.runs.record import Phase, RunRecord
+from exporter.series import catalogue as m
+from exporter.series.aggregates import Aggregates
 from exporter.store.checkpoint import SCHEMA_VERSION, Checkpoint, CheckpointError
 
 
@@ -22,13 +22,13 @@ def test_a_committed_cycle_reads_back_exactly(tmp_path: Path) -> None:
     path = tmp_path / "state.sqlite"
     agg = Aggregates()
     agg.inc(m.RUNS_FINISHED, ("agent-a", "completed", "end_turn"), 3)
-    agg.observe(m.RUN_DURATION, ("agent-a", "completed"), 1.5)
+    agg.add(m.RUN_DURATION, ("agent-a", "completed"), 1.5)
     cp = Checkpoint(path)
     assert cp.load().fresh
     cp.commit(
         ChangeSet(
             changed=[record("run-1"), record("run-2", Phase.DONE)],
-            series=agg.take_dirty(),
+            series=agg.take_changes(),
             meta={"hwm_ns": "123", "scan": "null"},
             new_label_values={"agent": ["agent-a"]},
         )

@@ -6,15 +6,15 @@ from typing import Any
 
 from opentelemetry.sdk.resources import Resource
 
-from exporter.core.counting import CountLabels, RunCounter
+from exporter.core.counting.counter import CountLabels, RunCounter
+from exporter.core.counting.tool_names import ToolNames
 from exporter.core.labels import CappedLabel
 from exporter.core.options import TrackerOptions
-from exporter.core.records import Enrichment, Phase, RunRecord
-from exporter.core.run_info import FetchedTrace, RunInfo
-from exporter.core.tool_names import ToolNames
+from exporter.core.runs.record import Enrichment, Phase, RunRecord
+from exporter.core.runs.run_info import FetchedTrace, RunInfo
 from exporter.core.tracker import Tracker
-from exporter.metrics import catalogue as m
-from exporter.metrics.aggregates import Aggregates
+from exporter.series import catalogue as m
+from exporter.series.aggregates import Aggregates
 from exporter.store.rows import (
     enrichment_from_json,
     enrichment_to_json,
@@ -55,7 +55,7 @@ def test_with_tracing_a_run_waits_for_its_trace_and_takes_ttft_from_its_event() 
     duration = tracker.aggregates.histograms[m.RUN_DURATION.name][("agent-a", "completed")]
     assert duration.exemplars is not None
     assert ("ab" * 16, 2.0) in duration.exemplars
-    assert tracker.counter.take_new_traces() == [(run.id, [{"name": "x"}])]
+    assert tracker.counter.take_changes() == [(run.id, [{"name": "x"}])]
 
 
 def test_without_trace_rows_the_built_root_lasts_the_duration_sample() -> None:
@@ -64,7 +64,7 @@ def test_without_trace_rows_the_built_root_lasts_the_duration_sample() -> None:
     tracker.runs.observe(run, at(30))
     record = tracker.runs.records[run.id]
     tracker.enrichment.answered_trace(record, None)
-    [(run_id, spans)] = tracker.counter.take_new_traces()
+    [(run_id, spans)] = tracker.counter.take_changes()
     root = spans[0]
     assert run_id == run.id and root["name"].startswith("invoke_agent")
     assert root["end"] - root["start"] == 1_234_567_891
@@ -103,6 +103,6 @@ def test_the_counter_hands_the_builder_a_plain_run_info_and_uses_its_trace_id() 
         3 * S,
         ("send_message", "tool-2"),
     )
-    assert counter.take_new_traces() == [("run-1", [{"name": "root"}])]
+    assert counter.take_changes() == [("run-1", [{"name": "root"}])]
     hist = aggregates.histograms[m.RUN_DURATION.name][("agent-a", "completed")]
     assert hist.exemplars is not None and ("cd" * 16, 3.0) in hist.exemplars

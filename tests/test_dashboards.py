@@ -1,7 +1,7 @@
 """The Grafana dashboards: well-formed, templated, and conformant with the catalogue.
 
 Conformance: every metric a dashboard or rule selects is served by the exporter (a name
-from `exporter/metrics/catalogue.py`, a recording rule of `alerts/letta-runs.rules.yml`, or a
+from `exporter/series/catalogue.py`, a recording rule of `alerts/letta-runs.rules.yml`, or a
 series Prometheus makes itself), every label a query uses exists on what it selects, and
 every catalogue metric is on a dashboard unless `NOT_ON_DASHBOARDS` says why not. This is
 what keeps panels from silently going empty when a metric is renamed (the OpenLIT/GenAI
@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 import yaml
 
-from exporter.metrics import catalogue
-from exporter.metrics.catalogue import Kind, MetricSpec
 from exporter.metrics.reference import series
+from exporter.series import catalogue
+from exporter.series.catalogue import Kind, MetricSpec
 from tests.dashboard_files import (
     DASHBOARD_FILES,
     DASHBOARDS,

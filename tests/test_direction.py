@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from exporter.core.direction import FLIP_AFTER, Answer, CursorDirection, classify
-from exporter.core.walk import Walk
+from exporter.core.listing.direction import FLIP_AFTER, Answer, CursorDirection, classify
+from exporter.core.listing.walk import Walk
 from exporter.letta.client import LettaClient
 from exporter.letta.http import build_http_client
 from exporter.letta.models import Run

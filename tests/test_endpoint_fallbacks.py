@@ -12,13 +12,13 @@ import pytest
 from exporter.cli.client import client_from_settings
 from exporter.cli.config import load_settings
 from exporter.cli.wiring import tracker_options
-from exporter.core.availability import RECHECK_NS
+from exporter.core.enrichment.availability import RECHECK_NS
 from exporter.core.labels import CappedLabel
 from exporter.core.tracker import Tracker
-from exporter.metrics import catalogue as m
-from exporter.metrics.aggregates import Aggregates
 from exporter.poll.cycle import Poller
 from exporter.poll.options import PollOptions
+from exporter.series import catalogue as m
+from exporter.series.aggregates import Aggregates
 from exporter.store.checkpoint import Checkpoint
 from tests.fake_letta.fake import FakeLetta
 

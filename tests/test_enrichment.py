@@ -7,14 +7,14 @@ from pathlib import Path
 import pytest
 
 from exporter.cli.prices import PriceFileError, load_prices
+from exporter.core.counting.pricing import ModelPrice, PriceTable
 from exporter.core.labels import CappedLabel
 from exporter.core.options import TrackerOptions
-from exporter.core.pricing import ModelPrice, PriceTable
-from exporter.core.records import Phase, RunRecord
+from exporter.core.runs.record import Phase, RunRecord
 from exporter.core.tracker import Tracker
 from exporter.letta.models import RunMetrics, Step, Usage
-from exporter.metrics import catalogue as m
-from exporter.metrics.aggregates import Aggregates
+from exporter.series import catalogue as m
+from exporter.series.aggregates import Aggregates
 from exporter.store.rows import record_from_row, record_to_row
 from tests.run_factory import S, at, make_run
 

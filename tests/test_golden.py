@@ -12,16 +12,16 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
+from exporter.core.counting.pricing import ModelPrice, PriceTable
 from exporter.core.labels import CappedLabel, free_value
 from exporter.core.options import TrackerOptions
-from exporter.core.pricing import ModelPrice, PriceTable
 from exporter.core.tracker import Tracker
 from exporter.core.views import approval_waits, open_runs
 from exporter.letta.models import Run, RunMetrics, Step, Usage, to_epoch_ns
-from exporter.metrics import catalogue as m
-from exporter.metrics.aggregates import Aggregates
 from exporter.metrics.collector import RunsCollector
 from exporter.metrics.snapshot import Health, Readings, Snapshot
+from exporter.series import catalogue as m
+from exporter.series.aggregates import Aggregates
 from tests.conftest import FIXTURES, load_fixture
 from tests.tools import require_tool
 
@@ -68,7 +68,7 @@ def scenario_registry() -> CollectorRegistry:
     aggregates.inc(m.API_REQUESTS, ("runs_list", "503"), 3)
     aggregates.inc(m.INVALID_ITEMS, ("runs_list",), 1)
     for seconds in (0.004, 0.02, 0.3):
-        aggregates.observe(m.API_REQUEST_DURATION, ("runs_list",), seconds)
+        aggregates.add(m.API_REQUEST_DURATION, ("runs_list",), seconds)
     health = Health(
         up=True,
         ready=True,

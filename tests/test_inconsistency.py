@@ -6,13 +6,13 @@ from typing import Any
 
 import pytest
 
-from exporter.core.inconsistency import KINDS
 from exporter.core.labels import CappedLabel
 from exporter.core.options import TrackerOptions
+from exporter.core.runs.inconsistency import KINDS
 from exporter.core.tracker import Tracker
 from exporter.core.views import deadlocks
-from exporter.metrics import catalogue as m
-from exporter.metrics.aggregates import Aggregates
+from exporter.series import catalogue as m
+from exporter.series.aggregates import Aggregates
 from exporter.store.rows import record_from_row, record_to_row
 from tests.conftest import load_fixture
 from tests.run_factory import S, at, make_run
@@ -221,7 +221,7 @@ def test_a_deadlock_survives_a_restart() -> None:
         make_run(2, "failed", created=2, metadata=REFUSED),
     ]
     walk(tracker, runs, at(10))
-    meta = tracker.runs.take_meta()
+    meta = tracker.runs.take_changes()
     restored = make_tracker()
     restored.runs.load([], meta)
     assert deadlocked(restored, at(11)) == ["agent-a"]

@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 
 from exporter.cli.config import FLAGS
-from exporter.metrics import catalogue as m
+from exporter.series import catalogue as m
 from exporter.traces.semconv import SEMCONV_VERSION
 
 ROOT = Path(__file__).parents[1]

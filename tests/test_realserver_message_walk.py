@@ -21,8 +21,8 @@ import pytest
 
 from exporter.cli.client import client_from_settings
 from exporter.cli.config import load_settings
-from exporter.core.records import Enrichment, Phase, RunRecord
-from exporter.core.tool_walk import ToolWalk, WalkPlan
+from exporter.core.enrichment.tool_walk import ToolWalk, WalkPlan
+from exporter.core.runs.record import Enrichment, Phase, RunRecord
 from exporter.letta.models import to_epoch_ns
 from tests.harness import Exporter
 from tests.realserver.stack import Stack

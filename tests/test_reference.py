@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from exporter.metrics import catalogue
-from exporter.metrics.catalogue import Kind, MetricSpec
 from exporter.metrics.reference import render, series
+from exporter.series import catalogue
+from exporter.series.catalogue import Kind, MetricSpec
 
 ROOT = Path(__file__).parents[1]
 METRICS_MD = ROOT / "docs" / "metrics.md"

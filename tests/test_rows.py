@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from exporter.core.records import Enrichment, Phase, RunRecord
-from exporter.core.run_info import FetchedTrace
+from exporter.core.runs.record import Enrichment, Phase, RunRecord
+from exporter.core.runs.run_info import FetchedTrace
 from exporter.store.rows import record_from_row, record_to_row
 
 STATE_FILES = sorted((Path(__file__).parent / "fixtures" / "state").glob("*.sqlite"))

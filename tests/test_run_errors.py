@@ -8,11 +8,11 @@ import pytest
 
 from exporter.core.labels import OTHER, CappedLabel
 from exporter.core.options import TrackerOptions
-from exporter.core.run_errors import error_type_from_metadata, normalise_error_type
+from exporter.core.runs.errors import error_type_from_metadata, normalise_error_type
 from exporter.core.tracker import Tracker
 from exporter.letta.models import Run, Step, is_failure
-from exporter.metrics import catalogue as m
-from exporter.metrics.aggregates import Aggregates
+from exporter.series import catalogue as m
+from exporter.series.aggregates import Aggregates
 from tests.conftest import FIXTURES, load_fixture
 
 S = 1_000_000_000

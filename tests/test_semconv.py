@@ -21,7 +21,7 @@ from opentelemetry.semconv._incubating.attributes.gen_ai_attributes import (
 from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
 from opentelemetry.semconv.schemas import Schemas
 
-from exporter.core.run_info import RunInfo, StepInfo
+from exporter.core.runs.run_info import RunInfo, StepInfo
 from exporter.traces import build, passthrough, semconv
 from exporter.traces.build import build_run_spans
 from exporter.traces.semconv import SCHEMA_URL, SCOPE, SEMCONV_VERSION

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from exporter.core.walk import Walk
-from exporter.metrics import catalogue as m
-from exporter.metrics.aggregates import Aggregates
+from exporter.core.listing.walk import Walk
+from exporter.series import catalogue as m
+from exporter.series.aggregates import Aggregates
 from exporter.store.checkpoint import Checkpoint
 from tests.fake_letta.fake import FakeLetta
 from tests.harness import Exporter, expected, running, wait_polls

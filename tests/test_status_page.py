@@ -16,9 +16,9 @@ import pytest
 import trustme
 
 from exporter.core.views import ApprovalWaitView, OpenRunView
-from exporter.metrics import catalogue as m
-from exporter.metrics.aggregates import Aggregates
 from exporter.metrics.snapshot import Health, Readings, Snapshot
+from exporter.series import catalogue as m
+from exporter.series.aggregates import Aggregates
 from exporter.web.history import HOUR_S, SAMPLE_EVERY_S, History, totals_of
 from exporter.web.status import StatusPage
 from tests.demo_process import Demo

@@ -8,9 +8,9 @@ from dataclasses import asdict
 
 from exporter.cli.client import client_from_settings
 from exporter.cli.config import load_settings
-from exporter.core.records import Enrichment, Phase, RunRecord
-from exporter.core.run_info import StepInfo
-from exporter.core.step_walk import StepPlan, StepWalk
+from exporter.core.enrichment.step_walk import StepPlan, StepWalk
+from exporter.core.runs.record import Enrichment, Phase, RunRecord
+from exporter.core.runs.run_info import StepInfo
 from exporter.letta.models import Step
 from tests.fake_letta.fake import FakeLetta
 

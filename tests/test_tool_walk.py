@@ -1,10 +1,10 @@
-"""The messages walk's rules (exporter.core.tool_walk): how far to walk, which runs a walk
-covers, and their calls grouped by run, each call once."""
+"""The messages walk's rules (exporter.core.enrichment.tool_walk): how far to walk, which
+runs a walk covers, and their calls grouped by run, each call once."""
 
 from __future__ import annotations
 
-from exporter.core.records import Enrichment, Phase, RunRecord
-from exporter.core.tool_walk import MessageRate, ToolWalk, WalkPlan, plan_walk
+from exporter.core.enrichment.tool_walk import MessageRate, ToolWalk, WalkPlan, plan_walk
+from exporter.core.runs.record import Enrichment, Phase, RunRecord
 from exporter.letta.messages import ListedMessage, listed_messages
 from exporter.units import NS_PER_S
 

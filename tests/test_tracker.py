@@ -8,11 +8,11 @@ import pytest
 
 from exporter.core.labels import OTHER, CappedLabel
 from exporter.core.options import TrackerOptions
-from exporter.core.records import Phase
+from exporter.core.runs.record import Phase
 from exporter.core.tracker import Tracker
 from exporter.core.views import open_runs
-from exporter.metrics import catalogue as m
-from exporter.metrics.aggregates import Aggregates
+from exporter.series import catalogue as m
+from exporter.series.aggregates import Aggregates
 from tests.run_factory import S, at, make_run
 
 
@@ -34,7 +34,7 @@ def test_a_finished_run_is_counted_only_after_the_grace_period_and_a_fresh_look(
     tracker.runs.finalize(at(4))
     assert finished(tracker) == {}
     assert tracker.runs.finalize(at(9)) == 0  # grace over, but nothing seen since it ended
-    assert [r.id for r in tracker.runs.records.settling_needing_refresh(at(9))] == [make_run(1).id]
+    assert [r.id for r in tracker.runs.records.settling_due_refresh(at(9))] == [make_run(1).id]
     tracker.runs.observe(make_run(1, created=0, total_duration_ns=2_500_000_000), at(9))
     assert tracker.runs.finalize(at(9)) == 1
     assert finished(tracker) == {("agent-a", "completed", "end_turn"): 1.0}

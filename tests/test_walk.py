@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from exporter.core.walk import Walk
+from exporter.core.listing.walk import Walk
 from exporter.letta.models import Run
 
 T0 = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)

@@ -26,7 +26,7 @@ from exporter.cli.check_wait import UnknownRun, WaitResult, open_run_ids, wait_f
 from exporter.cli.client import client_from_settings
 from exporter.cli.config import FLAGS, ConfigError, Settings, load_settings
 from exporter.core.durations import parse_duration
-from exporter.core.walk import Walk
+from exporter.core.listing.walk import Walk
 from exporter.letta.errors import LettaError
 from exporter.letta.models import Run, is_failure, to_epoch_ns
 from exporter.poll.pager import RunPager

@@ -14,7 +14,7 @@ from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from exporter.core.walk import Walk
+from exporter.core.listing.walk import Walk
 from exporter.letta.client import LettaClient
 from exporter.letta.errors import LettaNotFound, LettaUnavailable
 from exporter.letta.models import Run, to_epoch_ns

@@ -1,4 +1,4 @@
-"""The price file (`--cost.price-file`): TOML or YAML, see `exporter.core.pricing`."""
+"""The price file (`--cost.price-file`): TOML or YAML, see `exporter.core.counting.pricing`."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from exporter.core.pricing import ModelPrice, PriceTable
+from exporter.core.counting.pricing import ModelPrice, PriceTable
 
 
 class PriceFileError(Exception):

@@ -17,15 +17,13 @@ from exporter.cli.client import client_from_settings
 from exporter.cli.config import ConfigError, Settings, setting_error
 from exporter.cli.prices import load_prices
 from exporter.cli.publisher import Publisher
-from exporter.core.counting import ERROR_TYPE_LIMIT, RUN_TYPE_LIMIT
+from exporter.core.counting.counter import ERROR_TYPE_LIMIT, RUN_TYPE_LIMIT
+from exporter.core.counting.pricing import PriceTable
 from exporter.core.labels import AgentFilter, CappedLabel
 from exporter.core.options import TrackerOptions
-from exporter.core.pricing import PriceTable
-from exporter.core.run_info import TraceBuilder
+from exporter.core.runs.run_info import TraceBuilder
 from exporter.core.tracker import Tracker
 from exporter.letta.client import LettaClient
-from exporter.metrics import catalogue as m
-from exporter.metrics.aggregates import Aggregates
 from exporter.metrics.collector import RunsCollector
 from exporter.metrics.snapshot import Readings
 from exporter.poll.agent_names import UNKNOWN_REFRESH_S, AgentNames
@@ -33,6 +31,8 @@ from exporter.poll.backoff import Wait, wait_or_stop
 from exporter.poll.cycle import Poller
 from exporter.poll.options import PollOptions
 from exporter.poll.scope import ScopeCheck
+from exporter.series import catalogue as m
+from exporter.series.aggregates import Aggregates
 from exporter.store.checkpoint import Checkpoint, Loaded, StateLocationError
 from exporter.traces.otel_environment import resource_from_environment, sink_from_environment
 from exporter.traces.run_tracer import RunTracer
@@ -253,7 +253,7 @@ def _log_start(settings: Settings, loaded: Loaded, tracker: Tracker) -> None:
         return
     if settings.backfill is not None:
         log.warning("--backfill ignored: %s already holds state", settings.state_path)
-    log.info("resuming from %s (%d runs tracked)", settings.state_path, len(tracker.runs.records))
+    log.info("resuming from %s (%d runs tracked)", settings.state_path, tracker.tracked_count())
 
 
 def _cannot_listen(host: str, port: int, exc: OSError) -> str:
@@ -320,7 +320,7 @@ def restore_tracker(
         tool_names=loaded.tool_names,
         build_trace=build_trace,
     )
-    tracker.runs.load(loaded.records, loaded.meta)
+    tracker.load(loaded.records, loaded.meta)
     return tracker
 
 
@@ -335,7 +335,7 @@ class RequestMetrics:
     def request(self, endpoint: str, code: str, seconds: float) -> None:
         """One attempt's outcome and duration."""
         self._aggregates.inc(m.API_REQUESTS, (endpoint, code))
-        self._aggregates.observe(m.API_REQUEST_DURATION, (endpoint,), seconds)
+        self._aggregates.add(m.API_REQUEST_DURATION, (endpoint,), seconds)
         self._after()
 
     def invalid_item(self, endpoint: str, reason: str) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from exporter.core.records import RunRecord
-from exporter.metrics.aggregates import Labels
+from exporter.core.runs.record import RunRecord
+from exporter.series.aggregates import Labels
 
 
 @dataclass(slots=True)

@@ -79,7 +79,7 @@ class CappedLabel:
         """Every admitted value, first admitted first."""
         return list(self._admitted)
 
-    def take_new(self) -> list[str]:
+    def take_changes(self) -> list[str]:
         """Values admitted since the last call (for the checkpoint)."""
         new, self._new = self._new, []
         return new

@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from exporter.core.book.lifecycle import RunBook
 from exporter.core.labels import CappedLabel, enum_value
-from exporter.core.lifecycle import RunBook
-from exporter.core.records import Phase
+from exporter.core.runs.record import Phase
 
 
 @dataclass(frozen=True, slots=True)
 class ApprovalWaitView:
-    """One pending approval as the gauges see it."""
+    """One pending approval as the gauges see it: the agent label and since when."""
 
     agent: str
     since_ns: int

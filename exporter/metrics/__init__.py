@@ -1,1 +1,1 @@
-"""The metric catalogue, aggregates, the published snapshot and its Prometheus rendering."""
+"""The published snapshot, its Prometheus rendering and the metrics reference."""

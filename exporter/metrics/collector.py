@@ -26,9 +26,9 @@ from prometheus_client.samples import Exemplar
 
 from exporter import __version__
 from exporter.letta.errors import POLL_ERROR_REASONS
-from exporter.metrics import catalogue as m
-from exporter.metrics.catalogue import SPAN_RESULTS, Kind, MetricSpec
 from exporter.metrics.snapshot import Snapshot
+from exporter.series import catalogue as m
+from exporter.series.catalogue import SPAN_RESULTS, Kind, MetricSpec
 
 # Counters that exist from the first scrape, so `increase()` sees their first event
 # instead of a series that appears already at 1.
@@ -132,7 +132,7 @@ class RunsCollector(Collector):
         rate = readings.request_rate
         yield _gauge(m.REQUEST_RATE_LIMIT, {} if rate is None else {(): rate})
         yield _gauge(m.ENDPOINT_UP, {(name,): float(up) for name, up in readings.endpoints_up})
-        yield _gauge(m.OPEN_RUNS, {(): float(snap.followed)})
+        yield _gauge(m.FOLLOWED_RUNS, {(): float(snap.followed)})
         yield _gauge(m.ENRICHMENT_BACKLOG, {(): float(snap.enrichment_backlog)})
         yield _gauge(m.BACKFILL_REMAINING, {(): snap.backfill_remaining_s})
         yield _gauge(m.SPANS_PENDING, {(): float(snap.spans_pending)})

@@ -7,7 +7,7 @@ import copy
 from dataclasses import dataclass, field
 
 from exporter.core.views import ApprovalWaitView, DeadlockView, OpenRunView
-from exporter.metrics.aggregates import Aggregates
+from exporter.series.aggregates import Aggregates
 
 
 @dataclass(slots=True)

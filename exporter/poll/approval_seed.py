@@ -1,11 +1,11 @@
 """Once per state (first start, or an older state file): approvals that wait since
-before the window the first scan covered."""
+before the window the first walk covered."""
 
 from __future__ import annotations
 
 from typing import Final
 
-from exporter.core.lifecycle import RunBook
+from exporter.core.tracker import Tracker
 from exporter.letta.client import LettaClient
 from exporter.letta.models import Run
 
@@ -14,18 +14,18 @@ _APPROVAL_RUNS: Final = 100
 _THREAD_RUNS: Final = 50
 
 
-async def seed_approvals(client: LettaClient, runs: RunBook, now: int) -> None:
+async def seed_approvals(client: LettaClient, tracker: Tracker, now: int) -> None:
     """Find the threads whose newest `requires_approval` run still waits. Costs 1
     request, plus 1 per agent or conversation whose newest such run is older than the
     dedupe floor."""
-    floor = runs.positions.dedupe_floor_ns()
+    floor = tracker.dedupe_floor_ns()
     asked = await client.list_runs_where(limit=_APPROVAL_RUNS, stop_reason="requires_approval")
     newest: dict[tuple[str, str], Run] = {}
     for run in asked.runs:  # newest first
         newest.setdefault((run.agent_id, run.conversation_id or ""), run)
     for (agent, conversation), waiting in newest.items():
-        if waiting.created_ns >= floor or not runs.agent_allowed(agent):
-            continue  # the scans see this one and what answered it
+        if waiting.created_ns >= floor or not tracker.agent_allowed(agent):
+            continue  # the walks see this one and what answered it
         filters = {"agent_id": agent}
         if conversation:
             filters["conversation_id"] = conversation
@@ -42,5 +42,5 @@ async def seed_approvals(client: LettaClient, runs: RunBook, now: int) -> None:
             # wait than a false page.
             continue
         # Oldest first, so a continuation still working is seen as working on it.
-        runs.approvals.seed([waiting, *reversed(later)], now)
-    runs.approvals.seeding_done()
+        tracker.seed_approvals([waiting, *reversed(later)], now)
+    tracker.approvals_seeding_done()

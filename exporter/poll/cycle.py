@@ -14,12 +14,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
-from exporter.core.availability import EndpointAvailability
+from exporter.core.enrichment.availability import EndpointAvailability
 from exporter.core.tracker import Tracker
-from exporter.core.views import approval_waits, deadlocks, open_runs
 from exporter.letta.client import LettaClient
 from exporter.letta.errors import LettaAuthError, LettaError, LettaPostponed
-from exporter.metrics import catalogue as m
 from exporter.metrics.snapshot import Health, Snapshot
 from exporter.poll.agent_names import AgentNames
 from exporter.poll.approval_seed import seed_approvals
@@ -37,6 +35,7 @@ from exporter.poll.options import PollOptions
 from exporter.poll.pager import RunPager
 from exporter.poll.reporting import FailureLog, WalkProgress
 from exporter.poll.scope import ScopeCheck
+from exporter.series import catalogue as m
 from exporter.store.checkpoint import Checkpoint
 from exporter.traces.run_tracer import RunTracer
 from exporter.units import NS_PER_S
@@ -76,14 +75,13 @@ class Poller:
         self.health = Health()
         self._pager = RunPager(
             client,
-            on_lost_cursor=lambda: tracker.aggregates.inc(m.CURSOR_LOST),
-            on_direction_switch=lambda: tracker.aggregates.inc(m.CURSOR_DIRECTION_SWITCHES),
+            on_lost_cursor=lambda: tracker.inc(m.CURSOR_LOST),
+            on_direction_switch=lambda: tracker.inc(m.CURSOR_DIRECTION_SWITCHES),
         )
-        self._runs = tracker.runs
         self._discovery = Discovery(
-            tracker.runs, self._pager, options, first_start=first_start, now=self._now()
+            tracker, self._pager, options, first_start=first_start, now=self._now()
         )
-        self._follower = Follower(client, tracker.runs, self._pager, options, self._now)
+        self._follower = Follower(client, tracker, self._pager, options, self._now)
         self._enricher = Enricher(
             client,
             tracker.enrichment,
@@ -115,28 +113,27 @@ class Poller:
         """Run one cycle; returns True when every request of it succeeded."""
         started = time.perf_counter()
         now = self._now()
-        runs = self._runs
-        agg = self._tracker.aggregates
-        agg.inc(m.POLLS)
+        tracker = self._tracker
+        tracker.inc(m.POLLS)
         failure: LettaError | None = None
-        runs.positions.begin_cycle()
+        tracker.begin_cycle()
         try:
-            await self._discovery.scan(now, self._backpressure)
+            await self._discovery.walk(now, self._backpressure)
             await self._follower.refresh_open(now, first_start=self._discovery.first_start)
             await self._follower.refresh_settling(now)
             await self._follower.refresh_approvals(now)
-            if not runs.approvals.seeded:
-                await seed_approvals(self._client, runs, now)
+            if not tracker.approvals_seeded():
+                await seed_approvals(self._client, tracker, now)
         except LettaError as exc:
             failure = exc
-            agg.inc(m.POLL_ERRORS, (exc.reason,))
-        runs.finalize(self._now())
+            tracker.inc(m.POLL_ERRORS, (exc.reason,))
+        tracker.finalize(self._now())
         # Enrichment failures are per run (retried with backoff), never a failed poll;
         # but a server that rejects the key or cannot be reached is not asked for more.
         self._more_enrichment = False
         if failure is None or not _unusable(failure):
             self._more_enrichment = await self._enricher.enrich(self._now())
-        runs.housekeeping(self._now())
+        tracker.housekeeping(self._now())
         if failure is None:
             await self._read_agent_names()
         self._commit()
@@ -152,7 +149,7 @@ class Poller:
             snapshot.enrichment_backlog,
             len(snapshot.open_runs),
         )
-        self._progress.report(runs.positions.pending_walk)
+        self._progress.report(tracker.pending_walk())
         return failure is None
 
     def _settle_health(self, failure: LettaError | None) -> None:
@@ -184,12 +181,12 @@ class Poller:
                     await self._wait(stop, wait_s)
                 continue
             # A pending walk (backfill or catch-up) or due enrichment continues at once.
-            busy = self._runs.positions.pending_walk is not None and not self._backpressure()
+            busy = self._tracker.pending_walk() is not None and not self._backpressure()
             delay = 0.0 if busy or self._more_enrichment else self._options.interval_s
             delay = max(0.0, delay - (self._monotonic() - started))
             # A run whose grace period ends before the next cycle is looked at then, so
             # it is counted within one interval plus the grace period of finishing.
-            settle = self._runs.records.next_settle_ns(self._now())
+            settle = self._tracker.next_settle_ns(self._now())
             if settle is not None:
                 delay = min(delay, (settle - self._now()) / NS_PER_S + _SETTLE_SLACK_S)
             await self._wait(stop, delay if delay > 0 else 0.001)
@@ -197,35 +194,34 @@ class Poller:
     def snapshot(self) -> Snapshot:
         """An immutable view of the committed state, for the collector."""
         tracker = self._tracker
-        agent_label = tracker.labels.agent
-        scan = tracker.runs.positions.pending_walk
+        walk = tracker.pending_walk()
         now = self._now()
         return Snapshot(
             aggregates=tracker.aggregates.copy(),
-            open_runs=tuple(open_runs(tracker.runs, agent_label, now)),
-            approval_waits=tuple(approval_waits(tracker.runs, agent_label, now)),
-            deadlocks=tuple(deadlocks(tracker.runs, agent_label, now)),
-            followed=tracker.runs.records.followed_count(),
-            enrichment_backlog=tracker.enrichment.backlog(),
+            open_runs=tuple(tracker.open_runs(now)),
+            approval_waits=tuple(tracker.approval_waits(now)),
+            deadlocks=tuple(tracker.deadlocks(now)),
+            followed=tracker.followed_count(),
+            enrichment_backlog=tracker.enrichment_backlog(),
             health=self.health.copy(),
-            backfill_remaining_s=(scan.remaining_ns() / NS_PER_S) if scan else 0.0,
+            backfill_remaining_s=(walk.remaining_ns() / NS_PER_S) if walk else 0.0,
             spans_pending=self._spans_pending(),
-            agent_info=self._agent_names.info(agent_label.values())
+            agent_info=self._agent_names.info(tracker.agents())
             if self._agent_names is not None
             else (),
-            cursor_param=self._pager.direction.label,
+            cursor_param=self._pager.cursor_param(),
             counting_lag_s=self._discovery.counting_lag_ns(now) / NS_PER_S,
         )
 
     async def _read_agent_names(self) -> None:
         # Names only label what was counted: a failed read never fails the poll.
         names = self._agent_names
-        agents = self._tracker.labels.agent.values()
+        agents = self._tracker.agents()
         if names is not None and names.due(agents):
             await names.refresh(agents)
 
     def _backpressure(self) -> bool:
-        return self._tracker.enrichment.backlog() >= self._options.max_enrich_backlog
+        return self._tracker.enrichment_backlog() >= self._options.max_enrich_backlog
 
     def _commit(self) -> None:
         self._checkpoint.commit(self._tracker.take_changes())

@@ -13,11 +13,10 @@ from collections.abc import Callable
 from contextlib import aclosing
 from typing import Final
 
-from exporter.core.lifecycle import RunBook
-from exporter.core.walk import Walk
-from exporter.metrics import catalogue as m
+from exporter.core.tracker import Tracker
 from exporter.poll.options import PollOptions
 from exporter.poll.pager import RunPager
+from exporter.series import catalogue as m
 
 log = logging.getLogger(__name__)
 
@@ -29,24 +28,20 @@ class Discovery:
 
     def __init__(
         self,
-        runs: RunBook,
+        tracker: Tracker,
         pager: RunPager,
         options: PollOptions,
         *,
         first_start: bool,
         now: int,
     ) -> None:
-        self._runs = runs
+        self._tracker = tracker
         self._pager = pager
         self._options = options
         self.first_start = first_start
         self._last_head_rows = options.page_size
-        # Until a walk reaches its floor, what the state says was listed (files of 0.1.0:
-        # the newest run seen).
-        positions = runs.positions
-        listed = (
-            positions.listed_until_ns if positions.listed_until_ns is not None else positions.hwm_ns
-        )
+        # Until a walk reaches its floor, what the state says was listed.
+        listed = tracker.listed_until_ns()
         self._listed_until_ns = listed if listed is not None else now
         self._walk_started_ns = self._listed_until_ns
         self._listed_all = False
@@ -54,33 +49,14 @@ class Discovery:
         # (backfill): they wait from the start, not from their completion.
         self._history_until_ns = now if first_start else 0
 
-    def new_walk(self, now: int) -> Walk:
-        """The walk a cycle starts when none is pending."""
-        positions = self._runs.positions
-        lookback = self._runs.options.lookback_ns
-        if not self.first_start or positions.hwm_ns is not None:
-            floor = positions.dedupe_floor_ns() if positions.hwm_ns is not None else None
-            if floor is None and positions.listed_until_ns is not None:
-                # Cycles ran but saw no run yet: whatever came since is new.
-                floor = positions.listed_until_ns - lookback
-            return Walk(floor_ns=floor, count=True, first_lookback_ns=lookback)
-        if self._options.backfill_ns is not None:
-            return Walk(
-                floor_ns=now - self._options.backfill_ns,
-                count=True,
-                first=True,
-                first_lookback_ns=lookback,
-            )
-        return Walk(floor_ns=None, count=False, first=True, first_lookback_ns=lookback)
-
-    async def scan(self, now: int, backpressure: Callable[[], bool]) -> None:
+    async def walk(self, now: int, backpressure: Callable[[], bool]) -> None:
         """Walk from the head (or the pending walk's position) towards the floor."""
-        runs = self._runs
-        positions = runs.positions
-        if positions.pending_walk is None:
+        tracker = self._tracker
+        if tracker.pending_walk() is None:
             self._walk_started_ns = now
-        walk = positions.pending_walk or self.new_walk(now)
-        positions.start_walk(walk)  # persisted as pending until it reaches its floor
+        walk = tracker.start_walk(
+            now, first_start=self.first_start, backfill_ns=self._options.backfill_ns
+        )
         self._listed_all = False
         walk.new_cycle()
         resumed = walk.pos is not None
@@ -102,21 +78,16 @@ class Discovery:
         # Closed at once when the walk pauses part-way (stall, backpressure), not at GC.
         async with aclosing(pages):
             async for page in pages:
-                if walk.first and walk.count:
-                    for run, created in zip(page.fresh, page.fresh_created, strict=True):
-                        runs.observe_backfill(run, now, created)
-                else:
-                    for run in page.fresh:
-                        runs.observe(run, now, count=walk.count, floor=walk.floor_ns)
+                tracker.observe_page(page, walk, now)
                 head_rows += len(page.fresh)
                 if page.stalled:
-                    runs.aggregates.inc(m.PAGINATION_STALLS)
+                    tracker.inc(m.PAGINATION_STALLS)
                     log.warning("a runs page made no progress; ending this walk until next cycle")
                     if not walk.first and not resumed:
-                        positions.drop_walk()
+                        tracker.drop_walk()
                     return
                 if page.done:
-                    positions.walk_done(self._walk_started_ns)
+                    tracker.walk_done(self._walk_started_ns)
                     self._listed_all = True
                     self._listed_until_ns = self._walk_started_ns
                     if not resumed:
@@ -129,7 +100,7 @@ class Discovery:
         """Age of the oldest finished run not counted yet: known ones by completed_at;
         while a walk has not reached its floor, unlisted runs may have finished as long
         ago as the last complete listing began."""
-        oldest = self._runs.records.oldest_uncounted_finish_ns()
+        oldest = self._tracker.oldest_uncounted_finish_ns()
         lag = now - max(oldest, self._history_until_ns) if oldest is not None else 0
         if not self._listed_all:
             lag = max(lag, now - self._listed_until_ns)

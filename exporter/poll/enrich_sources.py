@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import asyncio
 
-from exporter.core.availability import EndpointAvailability
-from exporter.core.enrichment import EnrichmentQueue
-from exporter.core.records import RunRecord
-from exporter.core.tool_names import ToolNames
+from exporter.core.counting.tool_names import ToolNames
+from exporter.core.enrichment.availability import EndpointAvailability
+from exporter.core.enrichment.queue import EnrichmentQueue
+from exporter.core.runs.record import RunRecord
 from exporter.letta.client import LettaClient
 from exporter.letta.errors import LettaNotFound, LettaNotImplemented, LettaRequestError
 from exporter.letta.models import Tool

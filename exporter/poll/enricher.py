@@ -14,10 +14,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final
 
-from exporter.core.availability import EndpointAvailability
-from exporter.core.enrichment import EnrichmentQueue
-from exporter.core.records import RunRecord
-from exporter.core.tool_names import ToolNames
+from exporter.core.counting.tool_names import ToolNames
+from exporter.core.enrichment.availability import EndpointAvailability
+from exporter.core.enrichment.queue import EnrichmentQueue
+from exporter.core.runs.record import RunRecord
 from exporter.letta.client import LettaClient
 from exporter.letta.errors import LettaError, LettaNotFound, LettaNotImplemented, LettaPostponed
 from exporter.poll.enrich_sources import ToolSource, not_served_or_raise

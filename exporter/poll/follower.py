@@ -9,13 +9,13 @@ import logging
 from collections.abc import Callable
 from typing import Final
 
-from exporter.core.lifecycle import RunBook
-from exporter.core.walk import Walk
+from exporter.core.listing.walk import Walk
+from exporter.core.tracker import Tracker
 from exporter.letta.client import LettaClient
 from exporter.letta.errors import LettaError, LettaNotFound
-from exporter.metrics import catalogue as m
 from exporter.poll.options import PollOptions
 from exporter.poll.pager import RunPager
+from exporter.series import catalogue as m
 
 log = logging.getLogger(__name__)
 
@@ -23,50 +23,52 @@ _GET_CONCURRENCY: Final = 8
 
 
 class Follower:
-    """Refreshes the runs the run book follows until they end."""
+    """Refreshes the runs the core follows until they end."""
 
     def __init__(
         self,
         client: LettaClient,
-        runs: RunBook,
+        tracker: Tracker,
         pager: RunPager,
         options: PollOptions,
         clock_ns: Callable[[], int],
     ) -> None:
         self._client = client
-        self._runs = runs
+        self._tracker = tracker
         self._pager = pager
         self._options = options
         self._now = clock_ns
 
     async def refresh_open(self, since: int, *, first_start: bool) -> None:
         """Look again at open runs not observed since `since` (this cycle's start)."""
-        records = self._runs.records
+        tracker = self._tracker
         now = self._now()
-        unseen = records.unseen_open(since, now)
+        unseen = tracker.open_due_refresh(since, now)
         if first_start or len(unseen) > 1:
             floor = 0 if first_start else min(r.created_ns for r in unseen)
             await self._list_active(floor, now)
-            unseen = records.unseen_open(since, now)
+            unseen = tracker.open_due_refresh(since, now)
         await self._get_runs([r.id for r in unseen], now, self._vanished_run)
 
     async def refresh_settling(self, now: int) -> None:
         """Observe each finished run once more after its grace period, before counting."""
-        due = self._runs.records.settling_needing_refresh(now)
+        due = self._tracker.settling_due_refresh(now)
         await self._get_runs([r.id for r in due], now, self._vanished_run)
 
     async def refresh_approvals(self, since: int) -> None:
-        """GET each waiting run the scan no longer lists, so a cancel is seen; within
-        the re-scanned window this costs nothing."""
-        book = self._runs.approvals.book
-        await self._get_runs(book.due_refresh(since), self._now(), book.vanished)
+        """GET each waiting run the walk no longer lists, so a cancel is seen; within
+        the re-walked window this costs nothing."""
+        tracker = self._tracker
+        await self._get_runs(
+            tracker.approval_waits_due_refresh(since), self._now(), tracker.approval_wait_vanished
+        )
 
     def _vanished_run(self, run_id: str) -> None:
         log.info("run %s disappeared (404) while followed", run_id)
-        self._runs.vanished(run_id, self._now())
+        self._tracker.vanished(run_id, self._now())
 
     async def _list_active(self, floor: int, now: int) -> None:
-        runs = self._runs
+        tracker = self._tracker
         pages = self._pager.pages(
             Walk(floor_ns=floor),
             page_size=self._options.page_size,
@@ -75,9 +77,9 @@ class Follower:
         )
         async for page in pages:
             for run in page.fresh:
-                runs.observe(run, now, follow_old=True)
+                tracker.observe(run, now, follow_old=True)
             if page.stalled:
-                runs.aggregates.inc(m.PAGINATION_STALLS)
+                tracker.inc(m.PAGINATION_STALLS)
 
     async def _get_runs(
         self, run_ids: list[str], now: int, vanished: Callable[[str], None]
@@ -86,7 +88,7 @@ class Follower:
         if not run_ids:
             return
         semaphore = asyncio.Semaphore(_GET_CONCURRENCY)
-        runs = self._runs
+        tracker = self._tracker
         failures: list[LettaError] = []
 
         async def refresh(run_id: str) -> None:
@@ -101,7 +103,7 @@ class Follower:
                     # that the cycle's `except LettaError` cannot catch.
                     failures.append(exc)
                     return
-            runs.observe(run, now, follow_old=True)
+            tracker.observe(run, now, follow_old=True)
 
         async with asyncio.TaskGroup() as group:
             for run_id in run_ids:

@@ -3,7 +3,7 @@
 Replaces, for the runs it covers, `/v1/runs/{id}/metrics` plus the `/v1/tools/{id}`
 lookups (or each run's own messages): a few pages a cycle instead of a request or more
 per run, and call counts for every run. The rules (how far, which runs are covered) are
-`exporter.core.tool_walk`'s; runs it does not cover keep the per-run path.
+`exporter.core.enrichment.tool_walk`'s; runs it does not cover keep the per-run path.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from __future__ import annotations
 import logging
 from typing import Final
 
-from exporter.core.availability import RECHECK_NS
-from exporter.core.enrichment import EnrichmentQueue
-from exporter.core.records import RunRecord
-from exporter.core.tool_walk import PAGE_LIMIT, MessageRate, ToolWalk, plan_walk
+from exporter.core.enrichment.availability import RECHECK_NS
+from exporter.core.enrichment.queue import EnrichmentQueue
+from exporter.core.enrichment.tool_walk import PAGE_LIMIT, MessageRate, ToolWalk, plan_walk
+from exporter.core.runs.record import RunRecord
 from exporter.letta.client import LettaClient
 from exporter.letta.errors import (
     LettaBadResponse,

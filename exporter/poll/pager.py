@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncGenerator, Callable
 
-from exporter.core.direction import Answer, CursorDirection, classify, other
-from exporter.core.walk import Key, PageResult, Walk
+from exporter.core.listing.direction import Answer, CursorDirection, classify, other
+from exporter.core.listing.walk import Key, PageResult, Walk
 from exporter.letta.client import MAX_LIST_LIMIT, LettaClient, Page
 from exporter.letta.errors import LettaNotFound
 from exporter.letta.models import CursorParam
@@ -28,6 +28,10 @@ class RunPager:
         self._on_lost_cursor = on_lost_cursor
         self._on_direction_switch = on_direction_switch
         self.direction = CursorDirection()
+
+    def cursor_param(self) -> str:
+        """The cursor parameter in force (`letta_exporter_list_cursor_info`)."""
+        return self.direction.label
 
     async def pages(
         self, walk: Walk, *, page_size: int, max_pages: int, active: bool, first_limit: int = 0

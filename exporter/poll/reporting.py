@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Final
 
-from exporter.core.walk import Walk
+from exporter.core.listing.walk import Walk
 from exporter.letta.errors import LettaAuthError, LettaError
 from exporter.units import NS_PER_S
 

@@ -4,7 +4,7 @@ walk, where Letta serves it (Cloud; 0.16.8 answers 400).
 Replaces `/v1/runs/{id}/steps` for the runs it serves. The first page is the probe: a
 400/404/405/501 there means not served, and the route is asked again every few minutes
 (`RECHECK_NS`); runs then take the per-run path. The rules are
-`exporter.core.step_walk`'s.
+`exporter.core.enrichment.step_walk`'s.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from __future__ import annotations
 import logging
 from typing import Final
 
-from exporter.core.availability import RECHECK_NS
-from exporter.core.enrichment import EnrichmentQueue
-from exporter.core.records import RunRecord
-from exporter.core.step_walk import PAGE_LIMIT, StepRate, StepWalk, plan_step_walk
+from exporter.core.enrichment.availability import RECHECK_NS
+from exporter.core.enrichment.queue import EnrichmentQueue
+from exporter.core.enrichment.step_walk import PAGE_LIMIT, StepRate, StepWalk, plan_step_walk
+from exporter.core.runs.record import RunRecord
 from exporter.letta.client import LettaClient
 from exporter.letta.errors import (
     LettaError,

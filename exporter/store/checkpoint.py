@@ -1,4 +1,4 @@
-"""Durable state in one SQLite file: run records, scan position, aggregates, label sets.
+"""Durable state in one SQLite file: run records, walk position, aggregates, label sets.
 
 Everything a cycle changed is written in one transaction, so after any crash (even
 `kill -9` mid-cycle) the file holds the state at the end of the last committed cycle:
@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Final
 
 from exporter.core.changes import ChangeSet
-from exporter.core.records import RunRecord
-from exporter.metrics.aggregates import Labels
+from exporter.core.runs.record import RunRecord
+from exporter.series.aggregates import Labels
 from exporter.store.rows import record_from_row, record_to_row
 
 SCHEMA_VERSION: Final = 1

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from exporter.core.records import Enrichment, Phase, RunRecord
-from exporter.core.run_info import FetchedTrace
+from exporter.core.runs.record import Enrichment, Phase, RunRecord
+from exporter.core.runs.run_info import FetchedTrace
 
 
 def record_to_row(record: RunRecord) -> list[Any]:

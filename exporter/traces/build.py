@@ -36,11 +36,11 @@ from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE, ErrorT
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
-from exporter.core.run_errors import (
+from exporter.core.runs.errors import (
     failure_error_type,
     normalise_error_type,
 )
-from exporter.core.run_info import RunInfo, StepInfo
+from exporter.core.runs.run_info import RunInfo, StepInfo
 from exporter.letta.models import FAILED_STOP_REASONS
 from exporter.traces.ids import parse_hex_id, span_context
 from exporter.traces.semconv import (

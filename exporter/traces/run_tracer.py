@@ -14,7 +14,7 @@ from typing import Any
 
 from opentelemetry.sdk.resources import Resource
 
-from exporter.core.run_info import FetchedTrace, RunInfo
+from exporter.core.runs.run_info import FetchedTrace, RunInfo
 from exporter.traces.build import build_run_spans
 from exporter.traces.codec import span_to_dict
 from exporter.traces.ids import trace_id_of

@@ -19,8 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from exporter.metrics import catalogue as m
-from exporter.metrics.aggregates import Aggregates
+from exporter.series import catalogue as m
+from exporter.series.aggregates import Aggregates
 from exporter.store.checkpoint import Checkpoint, OutboxEntry
 from exporter.traces.codec import span_from_dict
 from exporter.traces.sink import DROPPED, SpanSink

@@ -27,7 +27,7 @@ from typing import Final
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from exporter.metrics.catalogue import SPAN_RESULTS
+from exporter.series.catalogue import SPAN_RESULTS
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Final
 
-from exporter.metrics import catalogue as m
 from exporter.metrics.snapshot import Snapshot
+from exporter.series import catalogue as m
 
 HOUR_S: Final = 3600.0
 SAMPLE_EVERY_S: Final = 30.0

@@ -19,9 +19,9 @@ from html import escape
 from typing import Final, TypeVar
 
 from exporter import __version__
-from exporter.metrics import catalogue as m
-from exporter.metrics.catalogue import MetricSpec
 from exporter.metrics.snapshot import Snapshot
+from exporter.series import catalogue as m
+from exporter.series.catalogue import MetricSpec
 from exporter.web.charts import Series, lines, stacked_bars
 from exporter.web.history import HOUR_S, History, Totals, totals_of
 
@@ -370,7 +370,7 @@ class _Page:
         facts = [
             ("poll cycles", _num(self.snap.aggregates.counter(m.POLLS), m.POLLS.exposed_name)),
             ("last poll took", _duration(health.poll_duration_s)),
-            ("runs followed", _num(self.snap.followed, m.OPEN_RUNS.exposed_name)),
+            ("runs followed", _num(self.snap.followed, m.FOLLOWED_RUNS.exposed_name)),
             (
                 "enrichment backlog",
                 _num(self.snap.enrichment_backlog, m.ENRICHMENT_BACKLOG.exposed_name),

@@ -32,7 +32,7 @@ from collections.abc import Callable
 
 import httpx
 
-from exporter.core.tool_walk import PAGE_LIMIT
+from exporter.core.enrichment.tool_walk import PAGE_LIMIT
 from exporter.letta.client import STEPS_PAGE
 from tests.benchmarks.bench_realserver import delta, server_cpu_s
 from tests.realserver.stack import Stack, start_stack

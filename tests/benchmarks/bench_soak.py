@@ -43,11 +43,11 @@ from exporter.cli.config import load_settings
 from exporter.cli.wiring import tracker_options
 from exporter.core.labels import CappedLabel
 from exporter.core.tracker import Tracker
-from exporter.metrics import catalogue as m
-from exporter.metrics.aggregates import Aggregates
 from exporter.metrics.collector import RunsCollector
 from exporter.poll.cycle import Poller
 from exporter.poll.options import PollOptions
+from exporter.series import catalogue as m
+from exporter.series.aggregates import Aggregates
 from exporter.store.checkpoint import Checkpoint
 from tests.fake_letta.fake import FakeLetta
 

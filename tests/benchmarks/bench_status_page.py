@@ -12,9 +12,9 @@ import time
 import tracemalloc
 
 from exporter.core.views import OpenRunView
-from exporter.metrics import catalogue as m
-from exporter.metrics.aggregates import Aggregates
 from exporter.metrics.snapshot import Snapshot
+from exporter.series import catalogue as m
+from exporter.series.aggregates import Aggregates
 from exporter.web.status import StatusPage
 
 AGENTS = 500

@@ -22,7 +22,7 @@ class ToolNames:
         self._names[tool_id] = name
         self._new[tool_id] = name
 
-    def take_new(self) -> dict[str, str]:
+    def take_changes(self) -> dict[str, str]:
         """Names learnt since the last call (for the checkpoint)."""
         new, self._new = self._new, {}
         return new

@@ -14,9 +14,9 @@ Life of a run record:
     OPEN ──older than forget horizon / over capacity──► removed, counted as dropped
 
 SETTLING runs with enrichment asked for pass through ENRICHING (`exporter.core.
-enrichment`) before DONE. DONE and BASELINE records are kept only while a later scan
+enrichment.queue`) before DONE. DONE and BASELINE records are kept only while a later walk
 could list the run again (created_at within the lookback window), which is what makes
-the re-scan idempotent.
+reading them again idempotent.
 """
 
 from __future__ import annotations
@@ -25,17 +25,19 @@ import heapq
 from collections.abc import Callable
 from typing import Final
 
-from exporter.core.approval_feed import ApprovalFeed
-from exporter.core.counting import RunCounter, RunSample
-from exporter.core.inconsistency import (
+from exporter.core.approvals.feed import ApprovalFeed
+from exporter.core.book.table import RunTable
+from exporter.core.counting.counter import RunCounter, RunSample
+from exporter.core.listing.positions import Positions
+from exporter.core.options import TrackerOptions
+from exporter.core.runs.errors import error_type_from_metadata
+from exporter.core.runs.inconsistency import (
     REFUSED_WITHOUT_WAIT,
     STOP_REASON_WHILE_OPEN,
     finished_kinds,
     open_with_stop_reason,
 )
-from exporter.core.options import TrackerOptions
-from exporter.core.positions import Positions
-from exporter.core.records import (
+from exporter.core.runs.record import (
     Enrichment,
     Phase,
     RunRecord,
@@ -43,10 +45,8 @@ from exporter.core.records import (
     path_labels,
     run_type_of,
 )
-from exporter.core.run_errors import error_type_from_metadata
-from exporter.core.run_records import RunRecords
 from exporter.letta.models import Run, to_epoch_ns
-from exporter.metrics import catalogue as m
+from exporter.series import catalogue as m
 from exporter.units import NS_PER_S
 
 # A run that completed this long ago has had every late write (duration, callback) land.
@@ -69,7 +69,7 @@ class RunBook:
         self.aggregates = counter.aggregates
         self._endpoints = endpoints
         self._allowed = agent_allowed
-        self.records = RunRecords(options)
+        self.records = RunTable(options)
         self.positions = Positions(options.lookback_ns)
         self.approvals = ApprovalFeed(agent_allowed)
 
@@ -98,7 +98,7 @@ class RunBook:
         if not self._allowed(run.agent_id):
             return
         dedupe_floor = self.positions.dedupe_floor_ns()
-        self.approvals.note(run, run.created_ns, now, dedupe_floor)
+        self.approvals.observe(run, run.created_ns, now, dedupe_floor)
         record = self.records.get(run.id)
         if record is None:
             floor = dedupe_floor if floor is None else floor
@@ -146,7 +146,7 @@ class RunBook:
         self._adopt(run, now, created, phase)
 
     def observe_backfill(self, run: Run, now: int, created: int | None = None) -> None:
-        """A run from a walk region no scan has visited: new by construction, no dedupe.
+        """A run from a region of the list no walk has visited: new by construction, no dedupe.
 
         `created` is the run's created_ns when the caller has it already (hot path).
         """
@@ -155,7 +155,7 @@ class RunBook:
             return
         if created is None:
             created = run.created_ns
-        self.approvals.note(run, created, now, 0)  # a region no scan has visited
+        self.approvals.observe(run, created, now, 0)  # a region no walk has visited
         self.positions.saw_created(created)
         terminal = run.is_terminal
         completed_at = run.completed_at
@@ -168,7 +168,7 @@ class RunBook:
                 completed = to_epoch_ns(completed_at)
             if now - completed > SETTLED_AGE_NS:
                 # Old history (the bulk of a backfill): count it without building a record,
-                # since no later scan can list it again.
+                # since no later walk can list it again.
                 self.counter.count_sample(_history_sample(run, created, completed))
                 return
         if not terminal and now - created > self.options.forget_after_ns:
@@ -224,14 +224,14 @@ class RunBook:
         self.records.put(record)
 
     def housekeeping(self, now: int) -> None:
-        """Prune records no scan can list again; expire and cap the open set."""
+        """Prune records no walk can list again; expire and cap the open set."""
         floor = self.positions.dedupe_floor_ns()
-        scan = self.positions.pending_walk
-        keep_below = scan.pos[0] if scan is not None and scan.pos else None
+        walk = self.positions.pending_walk
+        keep_below = walk.pos[0] if walk is not None and walk.pos else None
         opts = self.options
         for record in list(self.records.values()):
             if record.phase in (Phase.DONE, Phase.BASELINE):
-                # Records below a pending scan's position may be listed by it again.
+                # Records below a pending walk's position may be listed by it again.
                 if record.created_ns < floor and (
                     keep_below is None or record.created_ns >= keep_below
                 ):
@@ -256,9 +256,9 @@ class RunBook:
 
     # ---- persistence ------------------------------------------------------------
 
-    def take_meta(self) -> dict[str, str]:
+    def take_changes(self) -> dict[str, str]:
         """Positions and (when it changed) the approval book, as checkpoint meta."""
-        return self.positions.to_meta() | self.approvals.take_meta()
+        return self.positions.to_meta() | self.approvals.take_changes()
 
     def load(self, records: list[RunRecord], meta: dict[str, str]) -> None:
         """Restore records, positions and the approval book from the checkpoint."""

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Final
 
-from exporter.core.records import RunRecord
+from exporter.core.runs.record import RunRecord
 from exporter.letta.messages import ListedMessage
 from exporter.units import NS_PER_S
 

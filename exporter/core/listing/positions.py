@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from exporter.core.walk import Walk
+from exporter.core.listing.walk import Walk
 
 
 class Positions:
@@ -40,6 +40,27 @@ class Positions:
         self.pending_walk = None
         self.listed_until_ns = started_ns
 
+    def new_walk(self, now: int, *, first_start: bool, backfill_ns: int | None) -> Walk:
+        """The walk a cycle starts when none is pending: down to the dedupe floor; on a
+        fresh state's first start, a backfill (counted) or the history (not counted)."""
+        lookback = self._lookback_ns
+        if not first_start or self.hwm_ns is not None:
+            floor = self.dedupe_floor_ns() if self.hwm_ns is not None else None
+            if floor is None and self.listed_until_ns is not None:
+                # Cycles ran but saw no run yet: whatever came since is new.
+                floor = self.listed_until_ns - lookback
+            return Walk(floor_ns=floor, count=True, first_lookback_ns=lookback)
+        if backfill_ns is not None:
+            return Walk(
+                floor_ns=now - backfill_ns, count=True, first=True, first_lookback_ns=lookback
+            )
+        return Walk(floor_ns=None, count=False, first=True, first_lookback_ns=lookback)
+
+    def listed_until_or_newest_ns(self) -> int | None:
+        """Every run created before this was listed, as far as the state knows (files of
+        0.1.0 say only the newest run seen)."""
+        return self.listed_until_ns if self.listed_until_ns is not None else self.hwm_ns
+
     def is_late(self, created: int) -> bool:
         """Whether a run first seen now was created before what earlier cycles saw."""
         return self._late_mark is not None and created < self._late_mark
@@ -50,7 +71,7 @@ class Positions:
             self.hwm_ns = created
 
     def dedupe_floor_ns(self) -> int:
-        """Runs created before this are outside the window scans re-read."""
+        """Runs created before this are outside the window walks re-read."""
         if self.hwm_ns is None:
             return 0
         return self.hwm_ns - self._lookback_ns
@@ -69,7 +90,7 @@ class Positions:
         """Restore the positions from checkpoint meta."""
         if "hwm_ns" in meta:
             self.hwm_ns = int(meta["hwm_ns"])
-        scan = json.loads(meta.get("scan", "null"))
-        self.pending_walk = Walk.from_json(scan) if scan else None
+        walk = json.loads(meta.get("scan", "null"))
+        self.pending_walk = Walk.from_json(walk) if walk else None
         if "listed_until_ns" in meta:
             self.listed_until_ns = int(meta["listed_until_ns"])

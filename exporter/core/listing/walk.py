@@ -4,7 +4,7 @@ Pure logic, no I/O: the pager (`exporter.poll.pager`) sends the request `cursor(
 and hands the page to `feed()`. What it guards against (letta-runs-api.md §4):
 
 - **Cursor direction**: only `order=desc` is used. Which parameter then means "older
-  than X" is judged page by page by the pager (`exporter.core.direction`): `before` on
+  than X" is judged page by page by the pager (`exporter.core.listing.direction`): `before` on
   0.16.8 (swapped) and on servers where cursors are absolute in time, `after` where they
   are relative to the order.
 - **Lost cursor**: a deleted cursor run makes Letta restart the list from the head. The

@@ -1,7 +1,7 @@
 """A run as the exporter knows it: its record, its phase and what enrichment fetched.
 
 Data and the rules that read one record only; the rules that move records between
-phases live in `exporter.core.lifecycle`, the persisted form in `exporter.store.rows`.
+phases live in `exporter.core.book.lifecycle`, the persisted form in `exporter.store.rows`.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from enum import StrEnum
 from typing import Any, Final
 
 from exporter.core.labels import enum_value
-from exporter.core.run_errors import error_type_from_metadata
-from exporter.core.run_info import FetchedTrace
+from exporter.core.runs.errors import error_type_from_metadata
+from exporter.core.runs.run_info import FetchedTrace
 from exporter.letta.models import Run, to_epoch_ns
 from exporter.units import NS_PER_S
 

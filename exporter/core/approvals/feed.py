@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable
 from typing import Final
 
-from exporter.core.approvals import (
+from exporter.core.approvals.book import (
     APPROVAL_STOP_REASON,
     ApprovalBook,
     refused_for_pending_approval,
@@ -23,12 +23,12 @@ class ApprovalFeed:
 
     def __init__(self, agent_allowed: Callable[[str], bool]) -> None:
         self.book = ApprovalBook()
-        # False until pending approvals older than the first scan have been looked for
+        # False until pending approvals older than the first walk have been looked for
         # (a first start, or a state file from before approvals were kept).
         self.seeded = False
         self._allowed = agent_allowed
 
-    def note(self, run: Run, created: int, now: int, floor: int) -> None:
+    def observe(self, run: Run, created: int, now: int, floor: int) -> None:
         """One observation of an admitted run; `floor` as in `ApprovalBook.observe`."""
         stop_reason = run.stop_reason
         cancelled = run.status == "cancelled"
@@ -65,17 +65,17 @@ class ApprovalFeed:
 
     def seed(self, runs: list[Run], now: int) -> None:
         """Runs of one thread, fetched to learn whether its newest `requires_approval`
-        run (older than any scan) still waits."""
+        run (older than any walk) still waits."""
         for run in runs:
             if self._allowed(run.agent_id):
-                self.note(run, run.created_ns, now, 0)
+                self.observe(run, run.created_ns, now, 0)
 
     def seeding_done(self) -> None:
-        """Waits older than the first scan have been looked for: never again."""
+        """Waits older than the first walk have been looked for: never again."""
         self.seeded = True
         self.book.dirty = True  # persist the (maybe empty) book: the marker
 
-    def take_meta(self) -> dict[str, str]:
+    def take_changes(self) -> dict[str, str]:
         """The book as checkpoint meta, when it changed since the last call."""
         if not self.book.dirty:
             return {}

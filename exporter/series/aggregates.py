@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from exporter.metrics.catalogue import BY_NAME, Kind, MetricSpec
+from exporter.series.catalogue import BY_NAME, Kind, MetricSpec
 
 Labels = tuple[str, ...]
 
@@ -51,7 +51,7 @@ class Aggregates:
     _dirty: set[tuple[str, Labels]] = field(default_factory=set)
 
     def inc(self, spec: MetricSpec, labels: Labels = (), amount: float = 1.0) -> None:
-        """Add to a counter series, creating it at zero first."""
+        """Increase a counter series, creating it at zero first."""
         name = spec.name
         series = self.counters.get(name)
         if series is None:
@@ -59,10 +59,10 @@ class Aggregates:
         series[labels] = series.get(labels, 0.0) + amount
         self._dirty.add((name, labels))
 
-    def observe(
+    def add(
         self, spec: MetricSpec, labels: Labels, value: float, exemplar: str | None = None
     ) -> None:
-        """Add one sample to a histogram series; `exemplar` is its trace id, if any."""
+        """Add one value to a histogram series; `exemplar` is its trace id, if any."""
         name = spec.name
         series = self.histograms.get(name)
         if series is None:
@@ -84,7 +84,7 @@ class Aggregates:
         """The current value of one counter series (0 when absent)."""
         return self.counters.get(spec.name, {}).get(labels, 0.0)
 
-    def take_dirty(self) -> list[tuple[str, Labels, str]]:
+    def take_changes(self) -> list[tuple[str, Labels, str]]:
         """Series changed since the last call, serialised for the checkpoint."""
         out = []
         for name, labels in self._dirty:

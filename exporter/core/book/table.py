@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator, ValuesView
 
 from exporter.core.options import TrackerOptions
-from exporter.core.records import Phase, RunRecord
+from exporter.core.runs.record import Phase, RunRecord
 
 
-class RunRecords:
+class RunTable:
     """Records by run id; remembers which changed or went for the next commit."""
 
     def __init__(self, options: TrackerOptions) -> None:
@@ -71,7 +71,7 @@ class RunRecords:
         """Records in any of `phases`."""
         return [r for r in self._by_id.values() if r.phase in phases]
 
-    def unseen_open(self, since: int, now: int) -> list[RunRecord]:
+    def open_due_refresh(self, since: int, now: int) -> list[RunRecord]:
         """Open runs not observed since `since` whose refresh is due (stale ones less often)."""
         return [
             r
@@ -79,7 +79,7 @@ class RunRecords:
             if r.phase is Phase.OPEN and r.last_seen_ns < since and r.next_refresh_ns <= now
         ]
 
-    def settling_needing_refresh(self, now: int) -> list[RunRecord]:
+    def settling_due_refresh(self, now: int) -> list[RunRecord]:
         """Finished runs past their grace period without an observation made after it."""
         grace_ns = self._options.grace_ns
         return [

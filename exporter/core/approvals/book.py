@@ -105,8 +105,9 @@ class _ThreadState:
 
 
 @dataclass(frozen=True, slots=True)
-class WaitView:
-    """One pending approval as the gauges see it."""
+class ApprovalWait:
+    """One pending approval as the book holds it: its thread, the waiting run and since
+    when (no label applied; `exporter.core.views.ApprovalWaitView` is the gauges' view)."""
 
     agent_id: str
     conversation_id: str
@@ -122,12 +123,12 @@ class ApprovalBook:
         self._by_run: dict[str, Thread] = {}  # waiting run id -> its thread
         # Refused runs no wait explains, not yet decided: run id -> (thread, created_ns).
         self._refusals: dict[str, tuple[Thread, int]] = {}
-        # Refused runs explained or counted, kept while scans list them again: run id ->
+        # Refused runs explained or counted, kept while walks list them again: run id ->
         # created_ns (so a re-read neither recounts one nor mistakes it for new).
         self._settled_refusals: dict[str, int] = {}
         # Refusals each request explained, judged again if it turns out cancelled:
         # request run id -> refused run id -> when. Not persisted: after a restart the
-        # scans list those refusals again and a wait restored (never seen) explains none.
+        # walks list those refusals again and a wait restored (never seen) explains none.
         self._explained: dict[str, dict[str, _Explained]] = {}
         self.dirty = False
 
@@ -148,7 +149,7 @@ class ApprovalBook:
         ended_ns: int | None = None,
     ) -> None:
         """Apply one observation of a run. `floor_ns`: runs created before it are outside
-        the window scans re-read, so an unknown wait there may be long answered.
+        the window walks re-read, so an unknown wait there may be long answered.
         `ended_ns`: when a cancelled run was cancelled, if known."""
         key = (agent_id, conversation_id or "")
         state = self._threads.get(key)
@@ -264,7 +265,7 @@ class ApprovalBook:
                 yield key, state.refused_ns
 
     def due_refresh(self, since: int) -> list[str]:
-        """Waiting runs not observed since `since` (fallen out of the re-scanned window):
+        """Waiting runs not observed since `since` (fallen out of the re-walked window):
         only fetching them shows a cancel."""
         return [
             s.wait.run_id
@@ -272,7 +273,7 @@ class ApprovalBook:
             if s.wait is not None and s.wait.seen_ns < since
         ]
 
-    def waits(self, *, working_after_ns: int = 0) -> Iterator[WaitView]:
+    def waits(self, *, working_after_ns: int = 0) -> Iterator[ApprovalWait]:
         """Pending approvals; a thread with an accepted run newer than `working_after_ns`
         still working is busy, not waiting."""
         for (agent, conversation), state in self._threads.items():
@@ -281,10 +282,10 @@ class ApprovalBook:
                 continue
             if any(created > working_after_ns for created in state.working.values()):
                 continue
-            yield WaitView(agent, conversation, wait.run_id, wait.since_ns)
+            yield ApprovalWait(agent, conversation, wait.run_id, wait.since_ns)
 
     def prune(self, floor_ns: int, deadlock_floor_ns: int = 0) -> None:
-        """Forget answers no scan can contradict any more (older than the window), and
+        """Forget answers no walk can contradict any more (older than the window), and
         deadlocks older than `deadlock_floor_ns` (the agent may be long gone)."""
         # Working runs exist only next to a wait (cleared with it), so they need no pruning;
         # a zombie among them stops hiding the wait once stale (see waits()).

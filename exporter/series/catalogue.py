@@ -260,7 +260,8 @@ ENDPOINT_UP: Final = MetricSpec(
     "exist) and is not asked; 1 otherwise. Re-checked every few minutes.",
     ("endpoint",),
 )
-OPEN_RUNS: Final = MetricSpec(
+# Followed = open or settling (`Phase`); the name is the one served since 0.1.0.
+FOLLOWED_RUNS: Final = MetricSpec(
     "letta_exporter_open_runs",
     Kind.GAUGE,
     "Runs the exporter is following (open, stale, or finished but not yet counted).",
@@ -402,7 +403,7 @@ ALL: Final[tuple[MetricSpec, ...]] = (
     REQUESTS_POSTPONED,
     REQUEST_RATE_LIMIT,
     ENDPOINT_UP,
-    OPEN_RUNS,
+    FOLLOWED_RUNS,
     INVALID_ITEMS,
     LABEL_OVERFLOW,
     CURSOR_LOST,

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
+from exporter.core.book.lifecycle import RunBook
 from exporter.core.labels import free_value
-from exporter.core.lifecycle import RunBook
-from exporter.core.records import Phase, RunRecord
-from exporter.core.run_info import FetchedTrace, StepInfo
+from exporter.core.runs.record import Phase, RunRecord
+from exporter.core.runs.run_info import FetchedTrace, StepInfo
 from exporter.letta.models import RunMetrics, Step, Usage
-from exporter.metrics import catalogue as m
+from exporter.series import catalogue as m
 from exporter.units import NS_PER_S
 
 

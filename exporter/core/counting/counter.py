@@ -10,22 +10,22 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from exporter.core.inconsistency import finished_kinds
+from exporter.core.counting.pricing import PriceTable
+from exporter.core.counting.tool_names import ToolNames
 from exporter.core.labels import NONE, CappedLabel, enum_value, free_value
-from exporter.core.pricing import PriceTable
-from exporter.core.records import (
+from exporter.core.runs.errors import failure_error_type
+from exporter.core.runs.inconsistency import finished_kinds
+from exporter.core.runs.record import (
     Enrichment,
     RunRecord,
     callback_result,
     path_labels,
     run_duration_seconds,
 )
-from exporter.core.run_errors import failure_error_type
-from exporter.core.run_info import RunInfo, StepInfo, TraceBuilder
-from exporter.core.tool_names import ToolNames
+from exporter.core.runs.run_info import RunInfo, StepInfo, TraceBuilder
 from exporter.letta.models import is_failure
-from exporter.metrics import catalogue as m
-from exporter.metrics.aggregates import Aggregates
+from exporter.series import catalogue as m
+from exporter.series.aggregates import Aggregates
 from exporter.units import NS_PER_S
 
 # Letta has a few dozen error classes and three run types; the caps only guard against a
@@ -46,10 +46,10 @@ class CountLabels:
     )
     run_type: CappedLabel = field(default_factory=lambda: CappedLabel("run_type", RUN_TYPE_LIMIT))
 
-    def take_new(self) -> dict[str, list[str]]:
+    def take_changes(self) -> dict[str, list[str]]:
         """Values admitted since the last call, by label name (for the checkpoint)."""
         labels = (self.agent, self.model, self.tool, self.error_type, self.run_type)
-        return {label.name: label.take_new() for label in labels}
+        return {label.name: label.take_changes() for label in labels}
 
 
 # Not frozen: a frozen dataclass's __init__ costs a setattr call per field, and a backfill
@@ -69,7 +69,7 @@ class RunSample:
     exemplar: str | None = None
     """The run's trace id, attached to its duration and TTFT samples."""
     inconsistent: tuple[str, ...] = ()
-    """Impossible states the run was found in when counted (`exporter.core.inconsistency`)."""
+    """Impossible states the run was found in when counted (`exporter.core.runs.inconsistency`)."""
 
 
 class RunCounter:
@@ -142,15 +142,15 @@ class RunCounter:
         run_type, background = sample.path
         agg.inc(m.RUNS_FINISHED_BY_PATH, (labels.run_type(run_type), background))
         if sample.duration_s is not None and sample.duration_s >= 0:
-            agg.observe(m.RUN_DURATION, (agent, status), sample.duration_s, sample.exemplar)
+            agg.add(m.RUN_DURATION, (agent, status), sample.duration_s, sample.exemplar)
         if sample.ttft_ns is not None and sample.ttft_ns >= 0:
-            agg.observe(m.RUN_TTFT, (agent,), sample.ttft_ns / NS_PER_S, sample.exemplar)
+            agg.add(m.RUN_TTFT, (agent,), sample.ttft_ns / NS_PER_S, sample.exemplar)
         if sample.callback is not None:
             agg.inc(m.RUN_CALLBACKS, (agent, sample.callback))
         for kind in sample.inconsistent:
             agg.inc(m.RUNS_INCONSISTENT, (agent, kind))
 
-    def take_new_traces(self) -> list[tuple[str, list[dict[str, Any]]]]:
+    def take_changes(self) -> list[tuple[str, list[dict[str, Any]]]]:
         """Spans of runs counted since the last call, for the outbox (same commit)."""
         new, self._new_traces = self._new_traces, []
         return new
@@ -173,7 +173,7 @@ class RunCounter:
                     agg.inc(m.RUN_COST, (agent, model_label), cost)
         steps = enrich.steps if enrich.steps is not None else enrich.num_steps
         if steps is not None:
-            agg.observe(m.RUN_STEPS, (agent,), steps)
+            agg.add(m.RUN_STEPS, (agent,), steps)
         for tool_id in enrich.tool_ids or ():
             name = free_value(self.tool_names.get(tool_id))
             agg.inc(m.RUN_TOOL_CALLS, (agent, labels.tool(name)))
@@ -182,7 +182,7 @@ class RunCounter:
             agg.inc(m.RUN_TOOL_CALLS, (agent, tool))
             agg.inc(m.RUN_TOOL_INVOCATIONS, (agent, tool), calls)
         for model, seconds in enrich.step_seconds or ():
-            agg.observe(m.STEP_DURATION, (agent, labels.model(model)), seconds)
+            agg.add(m.STEP_DURATION, (agent, labels.model(model)), seconds)
 
     def _trace(self, record: RunRecord, build: TraceBuilder) -> str:
         """Queue the run's spans for the outbox; returns their trace id."""

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Final
 
-from exporter.core.records import RunRecord
+from exporter.core.runs.record import RunRecord
 from exporter.letta.models import Step
 from exporter.units import NS_PER_S
 

@@ -1,0 +1,1 @@
+"""Pending tool-call approvals per thread, and what each observed run tells them."""

@@ -1,0 +1,2 @@
+"""The run book: the lifecycle rules (first sight, settle, count, forget) over the table
+of run records."""

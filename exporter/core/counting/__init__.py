@@ -1,0 +1,1 @@
+"""A finished run into samples: the counter, prices, tool names."""

@@ -1,0 +1,2 @@
+"""What a finished run needs fetched before it counts: the queue, which endpoints are
+served, the rules of the messages and steps walks."""
