@@ -84,5 +84,5 @@ class EndpointAvailability:
 
     def up(self) -> dict[str, bool]:
         """Every endpoint asked so far: True while served."""
-        # list(): the collector reads this from the scrape thread.
+        # list(): a web config reload reads this on a web thread while the poll loop may add one.
         return {name: not state.down for name, state in list(self._endpoints.items())}
