@@ -160,7 +160,7 @@ def test_each_conversation_waits_on_its_own(tmp_path: Path) -> None:
 def test_a_wait_survives_a_restart_and_the_lookback_window(tmp_path: Path) -> None:
     state = tmp_path / "s.sqlite"
     # The run below appears 30 s old: a late commit, inside a 1 minute lookback. After the
-    # restart a 1 s lookback leaves it outside the re-scanned window.
+    # restart a 1 s lookback leaves it outside the re-read window.
     args = ("--poll.lookback=1s",)
     with FakeLetta() as fake:
         with running(Exporter(fake.base_url, state, "--poll.lookback=1m")) as exp:
@@ -175,7 +175,7 @@ def test_a_wait_survives_a_restart_and_the_lookback_window(tmp_path: Path) -> No
             wait_counted(exp, fake)
             assert exported_waits(exp) == {"agent-a": 1}
             assert exp.terminate() == 0
-        # While the exporter is down, newer runs push the wait out of the re-scanned window.
+        # While the exporter is down, newer runs push the wait out of the re-read window.
         for _ in range(3):
             fake.send_message("agent-b")
         with running(Exporter(fake.base_url, state, *args)) as exp:

@@ -236,7 +236,7 @@ def test_the_kind_label_is_a_fixed_set() -> None:
     )
 
 
-def test_a_refusal_below_the_rescanned_window_is_not_judged_again() -> None:
+def test_a_refusal_below_the_re_read_window_is_not_judged_again() -> None:
     # Such a run may have been judged and forgotten already (housekeeping forgets the
     # refusals below the window before it judges any).
     tracker = make_tracker(lookback_ns=5 * 10**9)

@@ -70,7 +70,7 @@ def test_runs_are_counted_exactly_once_across_pages(fake: FakeLetta, tmp_path: P
         assert_totals_match(exp, fake)
         finish_runs(fake, 12, agents, start=30)
         assert_totals_match(exp, fake)
-        wait_polls(exp, 6)  # five more whole cycles re-scan the same window: no double count
+        wait_polls(exp, 6)  # five more whole cycles re-read the same window: no double count
         assert exp.finished() == expected(fake.truth())
         assert exp.value("letta_up") == 1
 

@@ -287,7 +287,7 @@ FLAGS: Final = (
     Flag("--letta.max-response-bytes", "letta_max_response_bytes", "largest response accepted"),
     Flag("--letta.page-size", "letta_page_size", "runs per list request (1-1000)"),
     Flag("--poll.interval", "poll_interval", "time between poll cycles"),
-    Flag("--poll.lookback", "poll_lookback", "how far behind the newest run each cycle re-scans"),
+    Flag("--poll.lookback", "poll_lookback", "how far behind the newest run each cycle re-reads"),
     Flag("--poll.max-pages", "poll_max_pages", "list pages per cycle; the rest waits for the next"),
     Flag("--runs.grace-period", "runs_grace_period", "wait after a run ends before counting it"),
     Flag("--runs.callback-wait", "runs_callback_wait", "extra wait for a run's callback result"),
