@@ -19,10 +19,10 @@ Measured here (2 shared cores, load ~4; expect ±20 % between runs), main before
 per run (`/steps` per run; tools from 2 `GET /v1/messages/` pages instead of 112
 `/metrics`; one `GET /v1/steps/` probe, 400 on 0.16.8), Letta + Postgres CPU answering
 the exporter 32.6 → 27.0 ms/run (-17 %); 2 rounds (56 runs) 2.11 → 1.12 and 1.14
-requests per run, 43.8 → 31.8 and 35.2 ms/run (-20 to -27 %); 8 rounds (224 runs), two
-pairs: 2.03 → 1.04 requests per run, 42.3 → 27.2 and 44.4 → 35.9 ms/run (-36 and -19 %,
--27 % on the pairs' means; bench_endpoint_cost, without the cycle around it, gives -26
-and -27 %). What is left is `/steps`
+requests per run, 43.8 → 31.8 and 35.2 ms/run (-20 to -27 %); 8 rounds (224 runs), three
+pairs: 2.03 → 1.04 requests per run, 42.3 → 27.2, 44.4 → 35.9 and 36.5 → 29.3 ms/run
+(-36, -19 and -20 %; -25 % on the means; bench_endpoint_cost, without the cycle around
+it, gives -26 and -27 %). What is left is `/steps`
 (~25 ms/run: Postgres reading a run's steps and Letta serialising them), which 0.16.8
 cannot batch (its `GET /v1/steps/` answers 400 to every query); Letta Cloud serves it
 (see bench_cloud_load). The fixed requests (list pages, agents, the probe, the walk's
